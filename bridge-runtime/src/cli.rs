@@ -1,0 +1,38 @@
+//! Command line and configuration loading.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use mkb_api::{load_runtime_config, ValidConfig};
+
+/// bridge-runtime: moves device data from MQTT into Kafka and commands from Kafka back to
+/// MQTT, with at-least-once delivery both ways.
+#[derive(Debug, Parser)]
+#[command(name = "bridge-runtime", version)]
+pub struct Args {
+    /// The runtime configuration file (YAML). See docs/runtime.md.
+    #[arg(long, short, env = "BRIDGE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validate the configuration, print every problem found, and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Reads and validates the configuration file; the error is the text to print, one problem
+/// per line, each with its field path.
+pub fn load(path: &Path) -> Result<ValidConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    load_runtime_config(&text).map_err(|errors| {
+        let mut out = format!(
+            "invalid configuration {} ({} problem{}):",
+            path.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for error in errors.iter() {
+            out.push_str(&format!("\n  {error}"));
+        }
+        out
+    })
+}

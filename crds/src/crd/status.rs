@@ -1,0 +1,77 @@
+//! The status of a bridge, written by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types and reasons the operator sets (kstatus-compatible).
+pub mod conditions {
+    /// True when the current generation is fully rolled out and every replica is ready.
+    pub const READY: &str = "Ready";
+    /// True while a rollout or scaling is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// True when the bridge cannot reach its desired state (invalid spec, failed apply).
+    pub const DEGRADED: &str = "Degraded";
+
+    pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+    pub const REASON_ROLLED_OUT: &str = "RolledOut";
+    pub const REASON_ROLLING_OUT: &str = "RollingOut";
+    pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
+    pub const REASON_AS_EXPECTED: &str = "AsExpected";
+}
+
+/// Observed state of a bridge.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttKafkaBridgeStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing and Degraded, each with the generation it was computed for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Pods of the bridge's StatefulSet (the scale subresource reads it).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods, for the scale subresource (HorizontalPodAutoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// Number of routes, both directions.
+    #[serde(default)]
+    pub routes: i32,
+    /// Hash of the runtime configuration and referenced Secrets that the pods run with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// State of each managed Kafka topic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub topics: Vec<TopicStatus>,
+}
+
+/// State of one managed Kafka topic.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// Topic name.
+    pub name: String,
+    /// Ready, Pending or Failed.
+    pub state: TopicState,
+    /// Partitions the topic has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+    /// Why the topic is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// State of a managed topic.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicState {
+    Ready,
+    Pending,
+    Failed,
+}

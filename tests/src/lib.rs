@@ -1,0 +1,1 @@
+//! Test-bed support for the integration and end-to-end suites.

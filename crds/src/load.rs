@@ -8,9 +8,8 @@ use serde_yaml::{Mapping, Value};
 use crate::compiled::{CompiledKafkaToMqtt, CompiledMqttToKafka, MqttEndpoint};
 use crate::config::RuntimeConfig;
 use crate::validate::{
-    check_bootstrap_servers, check_client_id_prefix, check_kafka_topic_name, check_mqtt_settings,
-    check_producer_settings, check_sasl, check_tls, compile_routes, index, join, RouteContext,
-    ValidationErrors,
+    check_client_id_prefix, check_delivery, check_kafka_connection, check_mqtt_settings,
+    compile_routes, index, join, KafkaConnectionRef, RouteContext, ValidationErrors,
 };
 
 /// A runtime configuration that passed validation, with its routes compiled.
@@ -195,27 +194,15 @@ pub fn validate_runtime_config(config: RuntimeConfig) -> Result<ValidConfig, Val
     check_client_id_prefix(&config.bridge_name, "bridgeName", &mut errors);
     let endpoint = check_mqtt_settings(&config.mqtt, "mqtt", &mut errors);
     let kafka = &config.kafka;
-    check_bootstrap_servers(
-        &kafka.bootstrap_servers,
-        "kafka.bootstrapServers",
-        &mut errors,
-    );
-    if let Some(tls) = &kafka.tls {
-        check_tls(tls, "kafka.tls", &mut errors);
-    }
-    if let Some(sasl) = &kafka.sasl {
-        check_sasl(sasl, "kafka.sasl", &mut errors);
-    }
-    check_producer_settings(&kafka.producer, "kafka.producer", &mut errors);
-    if let Some(topic) = &kafka.dead_letter_topic {
-        check_kafka_topic_name(topic, "kafka.deadLetterTopic", &mut errors);
-    }
-    if config.delivery.max_in_flight == 0 {
-        errors.push("delivery.maxInFlight", "must be at least 1");
-    }
-    if config.delivery.shutdown_grace_period_seconds == 0 {
-        errors.push("delivery.shutdownGracePeriodSeconds", "must be at least 1");
-    }
+    let connection = KafkaConnectionRef {
+        bootstrap_servers: &kafka.bootstrap_servers,
+        tls: kafka.tls.as_ref(),
+        sasl: kafka.sasl.as_ref(),
+        producer: &kafka.producer,
+        dead_letter_topic: kafka.dead_letter_topic.as_deref(),
+    };
+    check_kafka_connection(connection, "kafka", &mut errors);
+    check_delivery(&config.delivery, "delivery", &mut errors);
     if config.http.listen.parse::<std::net::SocketAddr>().is_err() {
         errors.push(
             "http.listen",

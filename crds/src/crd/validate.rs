@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use super::{MqttKafkaBridgeSpec, SecretKeyRef};
 use crate::validate::{
-    check_bootstrap_servers, check_kafka_topic_name, check_mqtt_settings, check_producer_settings,
-    check_sasl, check_tls, compile_routes, index, join, RouteContext, SecretRef, SecretUse,
+    check_delivery, check_kafka_connection, check_kafka_topic_name, check_mqtt_settings,
+    compile_routes, index, join, KafkaConnectionRef, RouteContext, SecretRef, SecretUse,
     ValidationErrors,
 };
 
@@ -77,21 +77,14 @@ pub fn validate_spec(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<(), Valid
     }
     check_mqtt_settings(&spec.mqtt, "spec.mqtt", &mut errors);
     let kafka = &spec.kafka;
-    check_bootstrap_servers(
-        &kafka.bootstrap_servers,
-        "spec.kafka.bootstrapServers",
-        &mut errors,
-    );
-    if let Some(tls) = &kafka.tls {
-        check_tls(tls, "spec.kafka.tls", &mut errors);
-    }
-    if let Some(sasl) = &kafka.sasl {
-        check_sasl(sasl, "spec.kafka.sasl", &mut errors);
-    }
-    check_producer_settings(&kafka.producer, "spec.kafka.producer", &mut errors);
-    if let Some(topic) = &kafka.dead_letter_topic {
-        check_kafka_topic_name(topic, "spec.kafka.deadLetterTopic", &mut errors);
-    }
+    let connection = KafkaConnectionRef {
+        bootstrap_servers: &kafka.bootstrap_servers,
+        tls: kafka.tls.as_ref(),
+        sasl: kafka.sasl.as_ref(),
+        producer: &kafka.producer,
+        dead_letter_topic: kafka.dead_letter_topic.as_deref(),
+    };
+    check_kafka_connection(connection, "spec.kafka", &mut errors);
     let mut topic_names = HashSet::new();
     for (i, topic) in kafka.topics.iter().enumerate() {
         let path = index("spec.kafka.topics", i);
@@ -118,15 +111,7 @@ pub fn validate_spec(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<(), Valid
             format!("{} is not a port (1-65535)", spec.metrics.port),
         );
     }
-    if spec.delivery.max_in_flight == 0 {
-        errors.push("spec.delivery.maxInFlight", "must be at least 1");
-    }
-    if spec.delivery.shutdown_grace_period_seconds == 0 {
-        errors.push(
-            "spec.delivery.shutdownGracePeriodSeconds",
-            "must be at least 1",
-        );
-    }
+    check_delivery(&spec.delivery, "spec.delivery", &mut errors);
     let ctx = RouteContext {
         bridge_name: name,
         protocol: spec.mqtt.protocol_version,

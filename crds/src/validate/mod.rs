@@ -11,8 +11,8 @@ use std::fmt;
 pub(crate) use routes::is_dns_label;
 pub use routes::{compile_routes, RouteContext, DEFAULT_PAYLOAD_TEMPLATE};
 pub use settings::{
-    check_bootstrap_servers, check_client_id_prefix, check_kafka_topic_name, check_mqtt_settings,
-    check_producer_settings, check_sasl, check_tls, SecretRef, SecretUse,
+    check_client_id_prefix, check_delivery, check_kafka_connection, check_kafka_topic_name,
+    check_mqtt_settings, KafkaConnectionRef, SecretRef, SecretUse,
 };
 
 /// One problem, at one field.

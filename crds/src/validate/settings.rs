@@ -3,7 +3,9 @@
 use super::{join, ValidationErrors};
 use crate::compiled::MqttEndpoint;
 use crate::config::SecretSource;
-use crate::connection::{Acks, MqttSettings, ProducerSettings, SaslSettings, TlsSettings};
+use crate::connection::{
+    Acks, DeliverySettings, MqttSettings, ProducerSettings, SaslSettings, TlsSettings,
+};
 
 /// What a secret is used for; TLS material must be a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,50 @@ pub fn check_producer_settings(
         errors.push(
             join(path, "maxMessageBytes"),
             "must be between 1000 and 1000000000",
+        );
+    }
+}
+
+/// The Kafka connection as both the custom resource and the runtime configuration have it.
+pub struct KafkaConnectionRef<'a, S> {
+    pub bootstrap_servers: &'a str,
+    pub tls: Option<&'a TlsSettings<S>>,
+    pub sasl: Option<&'a SaslSettings<S>>,
+    pub producer: &'a ProducerSettings,
+    pub dead_letter_topic: Option<&'a str>,
+}
+
+/// Checks the Kafka connection settings under `path` (`kafka` or `spec.kafka`).
+pub fn check_kafka_connection<S: SecretRef>(
+    kafka: KafkaConnectionRef<'_, S>,
+    path: &str,
+    errors: &mut ValidationErrors,
+) {
+    check_bootstrap_servers(
+        kafka.bootstrap_servers,
+        &join(path, "bootstrapServers"),
+        errors,
+    );
+    if let Some(tls) = kafka.tls {
+        check_tls(tls, &join(path, "tls"), errors);
+    }
+    if let Some(sasl) = kafka.sasl {
+        check_sasl(sasl, &join(path, "sasl"), errors);
+    }
+    check_producer_settings(kafka.producer, &join(path, "producer"), errors);
+    if let Some(topic) = kafka.dead_letter_topic {
+        check_kafka_topic_name(topic, &join(path, "deadLetterTopic"), errors);
+    }
+}
+
+pub fn check_delivery(delivery: &DeliverySettings, path: &str, errors: &mut ValidationErrors) {
+    if delivery.max_in_flight == 0 {
+        errors.push(join(path, "maxInFlight"), "must be at least 1");
+    }
+    if delivery.shutdown_grace_period_seconds == 0 {
+        errors.push(
+            join(path, "shutdownGracePeriodSeconds"),
+            "must be at least 1",
         );
     }
 }

@@ -74,18 +74,15 @@ fn yes() -> bool {
     {
         "rule": "self.replicas <= 1 || !has(self.mqttToKafka) || self.mqttToKafka.all(r, r.mqtt.shared)",
         "message": "replicas > 1 requires mqtt.shared: true on every mqttToKafka route; otherwise every replica receives, and writes, every message",
-        "fieldPath": ".replicas",
-        "reason": "FieldValueForbidden"
+        "fieldPath": ".replicas"
     },
     {
         "rule": "!has(self.mqttToKafka) || !has(self.kafkaToMqtt) || self.mqttToKafka.all(a, self.kafkaToMqtt.all(b, a.name != b.name))",
-        "message": "route names must be unique across mqttToKafka and kafkaToMqtt",
-        "reason": "FieldValueDuplicate"
+        "message": "route names must be unique across mqttToKafka and kafkaToMqtt"
     },
     {
         "rule": "(has(self.mqttToKafka) && size(self.mqttToKafka) > 0) || (has(self.kafkaToMqtt) && size(self.kafkaToMqtt) > 0)",
-        "message": "the bridge has no routes: add a mqttToKafka or kafkaToMqtt route",
-        "reason": "FieldValueRequired"
+        "message": "the bridge has no routes: add a mqttToKafka or kafkaToMqtt route"
     }
 ]))]
 pub struct MqttKafkaBridgeSpec {

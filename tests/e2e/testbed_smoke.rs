@@ -1,0 +1,227 @@
+//! The test bed works: Kubernetes of the pinned version with KWOK nodes that run pods, the
+//! project's CRD with its schema and CEL rules, Kafka and Mosquitto.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use testbed::kafka::{self, Outgoing};
+use testbed::kubectl::{kubectl, kubectl_err, kubectl_ok, Namespace};
+use testbed::mqtt::{Publisher, Subscriber};
+use testbed::{env, unique, wait_until};
+
+const CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
+);
+const SMART_LOCKS: &str = include_str!("../../examples/smart-locks.yaml");
+
+fn ensure_crd() {
+    static APPLIED: Once = Once::new();
+    APPLIED.call_once(|| {
+        kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "testbed-smoke",
+                "-f",
+                CRD,
+            ],
+            None,
+        );
+        kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/mqttkafkabridges.mqttkafka.io",
+                "--timeout=30s",
+            ],
+            None,
+        );
+    });
+}
+
+#[test]
+fn kubernetes_reports_the_pinned_version_and_two_ready_nodes() {
+    let version: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&["version", "-o", "json"], None)).expect("json");
+    assert_eq!(
+        version["serverVersion"]["gitVersion"],
+        env().kubernetes_version.as_str()
+    );
+    assert_ne!(version["serverVersion"]["gitVersion"], "v0.0.0");
+    let ready = kubectl_ok(
+        &["get", "nodes", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"],
+        None,
+    );
+    assert!(
+        ready.lines().filter(|s| *s == "True").count() >= 2,
+        "ready nodes: {ready:?}"
+    );
+}
+
+#[test]
+fn crd_applies_server_side_without_drift_and_explains_itself() {
+    ensure_crd();
+    // What the API server stored equals the file: GitOps tools show no drift.
+    let diff = kubectl(
+        &[
+            "diff",
+            "--server-side",
+            "--field-manager",
+            "testbed-smoke",
+            "-f",
+            CRD,
+        ],
+        None,
+    );
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "drift after apply:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    // The API server publishes a new CRD's OpenAPI a moment after it is established.
+    let explain = wait_until(
+        "kubectl explain to know the CRD",
+        Duration::from_secs(60),
+        || {
+            let out = kubectl(&["explain", "mqttkafkabridge.spec"], None);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
+    assert!(
+        explain.contains("Routes from MQTT topic filters to Kafka topics"),
+        "{explain}"
+    );
+    let explain = kubectl_ok(
+        &["explain", "mqttkafkabridge.spec.mqttToKafka.kafka.key"],
+        None,
+    );
+    assert!(explain.contains("Record key template"), "{explain}");
+}
+
+#[test]
+fn sample_bridge_is_accepted_and_invalid_ones_are_rejected() {
+    ensure_crd();
+    let ns = Namespace::create("smoke-crd");
+    kubectl_ok(&["apply", "-n", &ns.0, "-f", "-"], Some(SMART_LOCKS));
+    let stored = kubectl_ok(
+        &[
+            "get",
+            "mkb",
+            "smart-locks",
+            "-n",
+            &ns.0,
+            "-o",
+            "jsonpath={.spec.mqttToKafka[0].mqtt.shared}",
+        ],
+        None,
+    );
+    assert_eq!(stored, "true", "the schema default applies");
+
+    let not_shared = SMART_LOCKS.replace("replicas: 1", "replicas: 2").replace(
+        "        qos: 1\n      kafka:",
+        "        qos: 1\n        shared: false\n      kafka:",
+    );
+    let err = kubectl_err(
+        &["apply", "-n", &ns.0, "-f", "-"],
+        Some(&not_shared.replace("name: smart-locks", "name: not-shared")),
+    );
+    assert!(
+        err.contains("replicas > 1 requires mqtt.shared: true"),
+        "{err}"
+    );
+
+    let duplicate = SMART_LOCKS
+        .replace("- name: lock-command", "- name: lock-state")
+        .replace("name: smart-locks", "name: duplicate");
+    let err = kubectl_err(&["apply", "-n", &ns.0, "-f", "-"], Some(&duplicate));
+    assert!(err.contains("route names must be unique"), "{err}");
+
+    let bad_qos = SMART_LOCKS
+        .replace(
+            "        qos: 1\n      kafka:",
+            "        qos: 3\n      kafka:",
+        )
+        .replace("name: smart-locks", "name: bad-qos");
+    let err = kubectl_err(&["apply", "-n", &ns.0, "-f", "-"], Some(&bad_qos));
+    assert!(err.contains("spec.mqttToKafka[0].mqtt.qos"), "{err}");
+
+    let no_routes = "apiVersion: mqttkafka.io/v1alpha1\nkind: MqttKafkaBridge\nmetadata: {name: empty}\nspec:\n  mqtt: {url: 'mqtt://m'}\n  kafka: {bootstrapServers: 'k:9092'}\n";
+    let err = kubectl_err(&["apply", "-n", &ns.0, "-f", "-"], Some(no_routes));
+    assert!(err.contains("the bridge has no routes"), "{err}");
+}
+
+#[test]
+fn statefulset_with_two_replicas_becomes_ready() {
+    let ns = Namespace::create("smoke-sts");
+    let manifest = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 2
+  serviceName: web
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.invalid/web:1}]
+"#;
+    kubectl_ok(&["apply", "-n", &ns.0, "-f", "-"], Some(manifest));
+    wait_until(
+        "StatefulSet web to have 2 ready replicas",
+        Duration::from_secs(60),
+        || {
+            let ready = kubectl_ok(
+                &[
+                    "get",
+                    "sts",
+                    "web",
+                    "-n",
+                    &ns.0,
+                    "-o",
+                    "jsonpath={.status.readyReplicas}",
+                ],
+                None,
+            );
+            (ready == "2").then_some(())
+        },
+    );
+}
+
+#[tokio::test]
+async fn kafka_record_is_consumed_back() {
+    let topic = unique("smoke");
+    kafka::create_topic(&topic, 2).await;
+    kafka::produce(
+        &topic,
+        [Outgoing {
+            key: Some(b"k"),
+            value: b"hello kafka",
+            headers: vec![("h", b"v")],
+        }],
+    )
+    .await;
+    let records = kafka::wait_for_records(&topic, 1, Duration::from_secs(30)).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].value_str(), "hello kafka");
+    assert_eq!(records[0].key_str(), "k");
+    assert_eq!(records[0].header("h"), Some(&b"v"[..]));
+}
+
+#[tokio::test]
+async fn mqtt_publish_reaches_a_subscriber() {
+    let topic = format!("smoke/{}", unique("t"));
+    let subscriber = Subscriber::connect(&unique("smoke-sub"), &[&topic], 1).await;
+    let publisher = Publisher::connect(&unique("smoke-pub")).await;
+    publisher.publish(&topic, 1, "hello mqtt").await;
+    publisher.wait_acked(1, Duration::from_secs(10)).await;
+    let got = subscriber.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].topic, topic);
+    assert_eq!(got[0].payload, b"hello mqtt");
+}

@@ -1,0 +1,114 @@
+//! The test bed's coordinates, read from the env file `make testbed` writes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where the test bed's servers and tools are.
+#[derive(Debug, Clone)]
+pub struct TestbedEnv {
+    pub kubeconfig: PathBuf,
+    pub kubernetes_version: String,
+    pub kafka_bootstrap: String,
+    pub mqtt_url: String,
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub toxiproxy_url: String,
+    /// The test bed's state directory (data, logs, pids).
+    pub dir: PathBuf,
+    pub logs: PathBuf,
+    /// `service.sh start|stop|restart <name>`.
+    pub service_script: PathBuf,
+    /// kubectl, helm and the other test-bed binaries.
+    pub bin: PathBuf,
+}
+
+fn env_file() -> PathBuf {
+    if let Ok(path) = std::env::var("TESTBED_ENV") {
+        return PathBuf::from(path);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/testbed/env")
+}
+
+/// The test bed's coordinates. Panics, with what to do, when the test bed is not running.
+pub fn env() -> &'static TestbedEnv {
+    static ENV: OnceLock<TestbedEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = env_file();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the test bed is not running ({}: {e}); start it with `make testbed`, or run `make test`",
+                path.display()
+            )
+        });
+        parse(&text).unwrap_or_else(|missing| panic!("{}: missing {missing}", path.display()))
+    })
+}
+
+fn parse(text: &str) -> Result<TestbedEnv, String> {
+    let vars: HashMap<&str, &str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let get = |k: &str| {
+        vars.get(k)
+            .map(|v| v.to_string())
+            .ok_or_else(|| k.to_owned())
+    };
+    Ok(TestbedEnv {
+        kubeconfig: get("KUBECONFIG")?.into(),
+        kubernetes_version: get("KUBERNETES_VERSION")?,
+        kafka_bootstrap: get("KAFKA_BOOTSTRAP")?,
+        mqtt_url: get("MQTT_URL")?,
+        mqtt_host: get("MQTT_HOST")?,
+        mqtt_port: get("MQTT_PORT")?
+            .parse()
+            .map_err(|_| "a numeric MQTT_PORT".to_owned())?,
+        toxiproxy_url: get("TOXIPROXY_URL")?,
+        dir: get("TESTBED_DIR")?.into(),
+        logs: get("TESTBED_LOGS")?.into(),
+        service_script: get("TESTBED_SERVICE")?.into(),
+        bin: get("TESTBED_BIN")?.into(),
+    })
+}
+
+impl TestbedEnv {
+    /// Stops, starts or restarts a test-bed service (`mosquitto`, `kafka`, `toxiproxy`),
+    /// waiting until it is ready again.
+    pub fn service(&self, action: &str, name: &str) {
+        let status = std::process::Command::new(&self.service_script)
+            .args([action, name])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.service_script.display()));
+        assert!(
+            status.success(),
+            "`service.sh {action} {name}` failed: {status}"
+        );
+    }
+
+    /// Prints the last lines of every test-bed log, for a failing test's output.
+    pub fn dump_logs(&self, lines: usize) {
+        let Ok(entries) = std::fs::read_dir(&self.logs) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            crate::process::print_tail(&entry.path(), lines);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_env_file() {
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
+        let env = super::parse(text).expect("parses");
+        assert_eq!(env.mqtt_port, 2);
+        assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");
+        assert_eq!(
+            super::parse("KUBECONFIG=/k\n").map(|_| ()),
+            Err("KUBERNETES_VERSION".to_owned())
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Kafka helpers for tests: create topics, produce, and read a topic completely (up to its
+//! high watermarks), against the test bed's broker.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, Timestamp, TopicPartitionList};
+
+use crate::env;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &env().kafka_bootstrap);
+    config
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    pub fn key_str(&self) -> &str {
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or_default()
+    }
+    pub fn value_str(&self) -> &str {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Creates a topic with `partitions` partitions (replication factor 1) and waits for it.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("create topic request");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config().create().expect("consumer");
+        crate::wait_until(
+            &format!("topic {name} to have its partitions"),
+            TIMEOUT,
+            || {
+                let meta = consumer
+                    .fetch_metadata(Some(&name), Duration::from_secs(1))
+                    .ok()?;
+                let t = meta.topics().first()?;
+                (t.error().is_none() && t.partitions().len() == partitions as usize).then_some(())
+            },
+        )
+    })
+    .await
+    .expect("metadata task");
+}
+
+/// A record to produce.
+pub struct Outgoing<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: Vec<(&'a str, &'a [u8])>,
+}
+
+/// Produces records in order (idempotent producer) and waits until Kafka has all of them;
+/// returns each record's (partition, offset).
+pub async fn produce(
+    topic: &str,
+    records: impl IntoIterator<Item = Outgoing<'_>>,
+) -> Vec<(i32, i64)> {
+    let producer: FutureProducer = config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(r.value)
+            .headers(headers);
+        if let Some(key) = r.key {
+            record = record.key(key);
+        }
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| e)
+            .expect("enqueue a record");
+        deliveries.push(delivery);
+    }
+    let mut positions = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let delivered = d
+            .await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("Kafka accepts the record");
+        positions.push((delivered.partition, delivered.offset));
+    }
+    positions
+}
+
+/// Sum of the high watermarks of a topic's partitions: how many records it holds.
+pub fn record_count(topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = config().create().ok()?;
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(2))
+        .ok()?;
+    let t = meta.topics().first()?;
+    if t.error().is_some() {
+        return None;
+    }
+    let mut total = 0;
+    for p in t.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(2))
+            .ok()?;
+        total += high - low;
+    }
+    Some(total)
+}
+
+/// Waits until the topic holds at least `count` records, then reads all of them.
+pub async fn wait_for_records(topic: &str, count: i64, timeout: Duration) -> Vec<Record> {
+    let name = topic.to_owned();
+    let what = format!("{count} records in Kafka topic {topic}");
+    tokio::task::spawn_blocking(move || {
+        crate::wait_until(&what, timeout, || {
+            record_count(&name).filter(|n| *n >= count)
+        });
+        read_all_blocking(&name)
+    })
+    .await
+    .expect("reader task")
+}
+
+/// Reads every record of a topic, from the beginning up to the high watermarks at the start.
+pub async fn read_all(topic: &str) -> Vec<Record> {
+    let name = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_all_blocking(&name))
+        .await
+        .expect("reader task")
+}
+
+fn read_all_blocking(topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = config()
+        .set("group.id", crate::unique("test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .expect("metadata");
+    let partitions: Vec<i32> = meta
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0usize;
+    let mut ends = std::collections::HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, TIMEOUT)
+            .expect("watermarks");
+        if high > low {
+            assignment
+                .add_partition_offset(topic, *p, Offset::Offset(low))
+                .expect("assign");
+            ends.insert(*p, high);
+            remaining += 1;
+        }
+    }
+    if remaining == 0 {
+        return Vec::new();
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while remaining > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} took over 60s"
+        );
+        let Some(result) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = result.expect("consume");
+        let end = ends.get(&m.partition()).copied().unwrap_or(0);
+        if m.offset() >= end {
+            continue;
+        }
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: match m.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            },
+        });
+        if m.offset() + 1 == end {
+            remaining -= 1;
+        }
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}

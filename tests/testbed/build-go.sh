@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the Go programs of the test bed into the cache: Kubernetes (apiserver, controller-manager,
+# scheduler, kubectl) and etcd through wrapper modules, KWOK, Helm, kubeconform and toxiproxy
+# with `go install`. Each is skipped when the cached binary already has the pinned version.
+. "$(dirname "$0")/lib.sh"
+command -v go >/dev/null || die "Go is required to build the test bed (https://go.dev/doc/install)"
+mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
+
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces the staging modules with local
+# paths. A wrapper module requires it and points every staging module at its published v0.Y.Z.
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local missing=()
+  for c in "${cmds[@]}"; do is_current "$c" "$v" || missing+=("$c"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "building Kubernetes $v: ${missing[*]} (the first build takes a while)"
+  local dir=$CACHE_DIR/src/kubernetes-$v staging_v=v0.${v#v1.}
+  mkdir -p "$dir"
+  local upstream_mod
+  upstream_mod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  [ -f "$upstream_mod" ] || die "could not download k8s.io/kubernetes@$v"
+  {
+    echo "module testbed.local/kubernetes"
+    echo
+    grep -m1 '^go ' "$upstream_mod"
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    sed -n 's#^\s*\(k8s.io/[^ ]*\) => ./staging/.*#\t\1 => \1 '"$staging_v"'#p' "$upstream_mod"
+    echo ")"
+  } >"$dir/go.mod"
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$(echo "$v" | cut -d. -f2)"
+  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$v"
+  for c in "${missing[@]}"; do
+    (cd "$dir" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$BIN_DIR/$c" "k8s.io/kubernetes/cmd/$c")
+    stamp "$c" "$v"
+  done
+}
+
+# etcd's main module has the same replace problem; its server module exposes etcdmain.Main.
+build_etcd() {
+  local v=$ETCD_VERSION
+  is_current etcd "$v" && return 0
+  log "building etcd $v"
+  local dir=$CACHE_DIR/src/etcd-$v
+  mkdir -p "$dir"
+  cat >"$dir/go.mod" <<GOMOD
+module testbed.local/etcd
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $v
+GOMOD
+  cat >"$dir/main.go" <<'GO'
+// Command etcd runs the etcd server from the published server module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" .)
+  stamp etcd "$v"
+}
+
+go_install() { # name version package
+  is_current "$1" "$2" && return 0
+  log "installing $1 $2"
+  GOBIN=$CACHE_DIR/go/gobin go install -trimpath -ldflags "-s -w" "$3@$2"
+  cp "$CACHE_DIR/go/gobin/$(basename "${3}")" "$BIN_DIR/$1"
+  stamp "$1" "$2"
+}
+
+build_etcd
+build_kubernetes
+go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+go_install toxiproxy-server "$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/server
+go_install toxiproxy-cli "$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/cli

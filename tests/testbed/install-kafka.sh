@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Resolves Apache Kafka (broker and tools) and a log4j2 backend from Maven Central into
+# $CACHE_DIR/kafka-$KAFKA_VERSION/libs. Skipped when already resolved.
+. "$(dirname "$0")/lib.sh"
+command -v mvn >/dev/null || die "Maven (mvn) is required to resolve Kafka from Maven Central"
+command -v java >/dev/null || die "Java 17+ is required to run Kafka"
+dir=$CACHE_DIR/kafka-$KAFKA_VERSION
+if [ -f "$dir/.complete" ]; then exit 0; fi
+log "resolving Apache Kafka $KAFKA_VERSION from Maven Central"
+mkdir -p "$dir"
+cat >"$dir/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>testbed.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+rm -rf "$dir/libs"
+mvn -B -q -f "$dir/pom.xml" -Dmaven.repo.local="$CACHE_DIR/m2" \
+  dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
+touch "$dir/.complete"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test bed needs and is missing: Debian packages (Mosquitto, its clients,
+# kcat), the Go programs (built into the cache) and Apache Kafka (resolved from Maven Central).
+. "$(dirname "$0")/lib.sh"
+
+APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+"$TESTBED_DIR/build-go.sh"
+"$TESTBED_DIR/install-kafka.sh"

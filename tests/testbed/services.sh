@@ -1,0 +1,281 @@
+# Start and stop functions of each test-bed service; sourced after lib.sh.
+# Every start is idempotent: a service already running is left alone.
+
+KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
+ADMIN_TOKEN_FILE=$PKI_DIR/admin.token
+
+# --- Mosquitto --------------------------------------------------------------------------
+
+start_mosquitto() {
+  is_running mosquitto mosquitto && return 0
+  port_open "$MQTT_PORT" && die "port $MQTT_PORT is taken by another program; set MKB_MQTT_PORT"
+  mkdir -p "$STATE_DIR/mosquitto"
+  # The delivery promise needs a broker that queues instead of dropping: no queue limit small
+  # enough to drop a burst, and persistence so restart tests keep sessions and queues.
+  cat >"$STATE_DIR/mosquitto/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $STATE_DIR/mosquitto/
+autosave_interval 30
+max_queued_messages 1000000
+max_queued_bytes 0
+max_inflight_messages 1000
+message_size_limit 0
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+CONF
+  start_process mosquitto mosquitto -c "$STATE_DIR/mosquitto/mosquitto.conf"
+  wait_for mosquitto 20 port_open "$MQTT_PORT"
+}
+
+stop_mosquitto() { stop_process mosquitto mosquitto; }
+
+# --- Kafka (single KRaft node) -------------------------------------------------------------
+
+kafka_java() {
+  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$STATE_DIR/kafka/log4j2.properties" \
+    -cp "$KAFKA_HOME/libs/*" "$@"
+}
+
+start_kafka() {
+  is_running kafka kafka.Kafka && return 0
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another program; set MKB_KAFKA_PORT"
+  local dir=$STATE_DIR/kafka
+  mkdir -p "$dir"
+  cat >"$dir/log4j2.properties" <<CONF
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.server.name = org.apache.kafka.server
+logger.server.level = INFO
+CONF
+  cat >"$dir/server.properties" <<CONF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+log.retention.hours=24
+CONF
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka.log")
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >>"$LOG_DIR/kafka.log" 2>&1 \
+      || die "formatting Kafka's storage failed; see $LOG_DIR/kafka.log"
+  fi
+  start_process kafka java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
+  wait_for kafka 90 kafka_ready
+}
+
+kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 5 2>/dev/null | grep -q "1 brokers"; }
+
+stop_kafka() { stop_process kafka kafka.Kafka 30; }
+
+# --- Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK ------
+
+make_pki() {
+  [ -f "$PKI_DIR/apiserver.crt" ] && return 0
+  mkdir -p "$PKI_DIR"
+  (
+    cd "$PKI_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
+      -subj "/CN=testbed-ca" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >admin.token
+    printf '%s,admin,admin,system:masters\n' "$(cat admin.token)" >tokens.csv
+  )
+  cat >"$KUBECONFIG_FILE" <<CONF
+apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority: $PKI_DIR/ca.crt
+users:
+- name: admin
+  user:
+    token: $(cat "$ADMIN_TOKEN_FILE")
+contexts:
+- name: testbed
+  context: {cluster: testbed, user: admin, namespace: default}
+current-context: testbed
+CONF
+}
+
+start_etcd() {
+  is_running etcd "bin/etcd" && return 0
+  start_process etcd "$BIN_DIR/etcd" --name testbed --data-dir "$STATE_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "testbed=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --quota-backend-bytes 2147483648
+  wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
+
+apiserver_ready() {
+  curl -sf --cacert "$PKI_DIR/ca.crt" -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz"
+}
+
+start_apiserver() {
+  is_running kube-apiserver "bin/kube-apiserver" && return 0
+  start_process kube-apiserver "$BIN_DIR/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
+    --client-ca-file "$PKI_DIR/ca.crt" --token-auth-file "$PKI_DIR/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --cert-dir "$PKI_DIR/apiserver" --profiling=false
+  wait_for kube-apiserver 120 apiserver_ready
+}
+
+start_controller_manager() {
+  is_running kube-controller-manager "bin/kube-controller-manager" && return 0
+  start_process kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" --leader-elect=false \
+    --service-account-private-key-file "$PKI_DIR/sa.key" --root-ca-file "$PKI_DIR/ca.crt" \
+    --use-service-account-credentials=false --cert-dir "$PKI_DIR/controller-manager" \
+    --controllers '*'
+  wait_for kube-controller-manager 60 curl -sfk "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz"
+}
+
+start_scheduler() {
+  is_running kube-scheduler "bin/kube-scheduler" && return 0
+  start_process kube-scheduler "$BIN_DIR/kube-scheduler" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --cert-dir "$PKI_DIR/scheduler"
+  wait_for kube-scheduler 60 curl -sfk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+}
+
+kubectl_tb() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# Fake nodes: KWOK plays their kubelets, so pods scheduled there become Running and Ready.
+create_nodes() {
+  local i
+  for i in 0 1; do
+    kubectl_tb apply --server-side --field-manager testbed -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: kwok-node-$i
+    type: kwok
+status:
+  allocatable: {cpu: "16", memory: 64Gi, pods: "110"}
+  capacity: {cpu: "16", memory: 64Gi, pods: "110"}
+YAML
+  done
+}
+
+nodes_ready() { [ "$(kubectl_tb get nodes -o name --no-headers 2>/dev/null | wc -l)" -ge 2 ] && kubectl_tb wait --for=condition=Ready node --all --timeout=1s; }
+
+# KWOK's stock lifecycle stages, read from the pinned KWOK module in the Go module cache.
+kwok_stage_args() {
+  local stages=$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage
+  [ -d "$stages" ] || (cd "$CACHE_DIR" && go mod download "sigs.k8s.io/kwok@$KWOK_VERSION")
+  local f
+  for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    printf -- '-c\n%s\n' "$stages/$f"
+  done
+}
+
+start_kwok() {
+  local stage_args
+  mapfile -t stage_args < <(kwok_stage_args)
+  is_running kwok "bin/kwok" || start_process kwok "$BIN_DIR/kwok" --kubeconfig "$KUBECONFIG_FILE" "${stage_args[@]}" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
+    --server-address "127.0.0.1:$KWOK_PORT"
+  create_nodes
+  wait_for kwok 60 nodes_ready
+}
+
+start_kubernetes() {
+  make_pki
+  start_etcd
+  start_apiserver
+  start_controller_manager
+  start_scheduler
+  start_kwok
+}
+
+stop_kubernetes() {
+  stop_process kwok "bin/kwok"
+  stop_process kube-scheduler "bin/kube-scheduler"
+  stop_process kube-controller-manager "bin/kube-controller-manager"
+  stop_process kube-apiserver "bin/kube-apiserver"
+  stop_process etcd "bin/etcd"
+}
+
+# --- toxiproxy (network faults, for the reliability tests) --------------------------------
+
+start_toxiproxy() {
+  is_running toxiproxy "bin/toxiproxy-server" && return 0
+  start_process toxiproxy "$BIN_DIR/toxiproxy-server" -host 127.0.0.1 -port "$TOXIPROXY_PORT"
+  wait_for toxiproxy 20 port_open "$TOXIPROXY_PORT"
+}
+
+stop_toxiproxy() { stop_process toxiproxy "bin/toxiproxy-server"; }
+
+# --- the env file -----------------------------------------------------------------------
+
+write_env() {
+  cat >"$ENV_FILE.tmp" <<ENV
+# Written by tests/testbed/up.sh. Source it (set -a; . $ENV_FILE) or read it from tests.
+TESTBED_DIR=$STATE_DIR
+TESTBED_LOGS=$LOG_DIR
+TESTBED_SERVICE=$TESTBED_DIR/service.sh
+TESTBED_BIN=$BIN_DIR
+KUBECONFIG=$KUBECONFIG_FILE
+KUBERNETES_VERSION=$KUBERNETES_VERSION
+KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+KAFKA_VERSION=$KAFKA_VERSION
+KAFKA_HOME=$KAFKA_HOME
+MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
+MQTT_HOST=127.0.0.1
+MQTT_PORT=$MQTT_PORT
+TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
+ENV
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}

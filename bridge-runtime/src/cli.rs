@@ -36,3 +36,24 @@ pub fn load(path: &Path) -> Result<ValidConfig, String> {
         out
     })
 }
+
+/// This replica's ordinal: the configuration's, else `BRIDGE_ORDINAL`, else the trailing
+/// `-<N>` of `POD_NAME` or `HOSTNAME` (StatefulSet pods are `<name>-<N>`), else 0.
+pub fn ordinal(configured: Option<u32>) -> Result<u32, String> {
+    if let Some(n) = configured {
+        return Ok(n);
+    }
+    if let Ok(value) = std::env::var("BRIDGE_ORDINAL") {
+        return value
+            .parse()
+            .map_err(|_| format!("BRIDGE_ORDINAL={value:?} is not a non-negative integer"));
+    }
+    let from_name = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .and_then(|name| name.rsplit_once('-').and_then(|(_, n)| n.parse().ok()))
+    };
+    Ok(from_name("POD_NAME")
+        .or_else(|| from_name("HOSTNAME"))
+        .unwrap_or(0))
+}

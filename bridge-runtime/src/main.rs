@@ -1,6 +1,17 @@
 //! bridge-runtime: the data plane of the MQTT ⇄ Kafka bridge.
 
+mod app;
 mod cli;
+mod down;
+mod health;
+mod http;
+mod kafka;
+mod logging;
+mod metrics;
+mod mqtt;
+mod secrets;
+mod shutdown;
+mod up;
 
 use std::process::ExitCode;
 
@@ -27,8 +38,32 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "bridge-runtime: running routes is not available yet (issue 4); use --check to validate"
-    );
-    ExitCode::FAILURE
+    if let Err(message) = logging::init(&config.config.logging) {
+        eprintln!("bridge-runtime: {message}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    let ordinal = match cli::ordinal(config.config.ordinal) {
+        Ok(n) => n,
+        Err(message) => {
+            eprintln!("bridge-runtime: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    // rustls needs one process-wide crypto provider; ring is the one the workspace builds.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridge-runtime: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config, ordinal)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("bridge-runtime: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
 }

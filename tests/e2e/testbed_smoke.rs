@@ -29,15 +29,21 @@ fn ensure_crd() {
             ],
             None,
         );
-        kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/mqttkafkabridges.mqttkafka.io",
-                "--timeout=30s",
-            ],
-            None,
-        );
+        // `kubectl wait` fails instead of waiting while the CRD has no conditions yet.
+        wait_until("the CRD to be established", Duration::from_secs(30), || {
+            let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
+            let status = kubectl_ok(
+                &[
+                    "get",
+                    "crd",
+                    "mqttkafkabridges.mqttkafka.io",
+                    "-o",
+                    jsonpath,
+                ],
+                None,
+            );
+            (status == "True").then_some(())
+        });
     });
 }
 

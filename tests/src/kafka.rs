@@ -55,8 +55,16 @@ impl Record {
 
 /// Creates a topic with `partitions` partitions (replication factor 1) and waits for it.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_with_config(name, partitions, &[]).await;
+}
+
+/// Creates a topic with topic-level configuration, e.g. `("max.message.bytes", "10485760")`.
+pub async fn create_topic_with_config(name: &str, partitions: i32, topic_config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in topic_config {
+        topic = topic.set(k, v);
+    }
     let results = admin
         .create_topics(
             [&topic],

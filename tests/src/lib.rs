@@ -5,6 +5,7 @@
 //!
 //! Every test that uses it talks to the real servers `make testbed` starts.
 
+pub mod bridge;
 pub mod env;
 pub mod kafka;
 pub mod kubectl;

@@ -12,7 +12,10 @@ start_mosquitto() {
   mkdir -p "$STATE_DIR/mosquitto"
   # The delivery promise needs a broker that queues instead of dropping: no queue limit small
   # enough to drop a burst, and persistence so restart tests keep sessions and queues.
+  # Started as root, Mosquitto would switch to the 'mosquitto' user and could not write its
+  # persistence file here; keep the user that runs the test bed.
   cat >"$STATE_DIR/mosquitto/mosquitto.conf" <<CONF
+user $(id -un)
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 persistence true

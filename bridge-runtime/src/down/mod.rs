@@ -1,0 +1,115 @@
+//! Kafka → MQTT: one consumer per route (replicas share its group), one publisher session.
+
+mod offsets;
+mod publisher;
+mod route;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mkb_api::compiled::KafkaSubscription;
+use mkb_api::connection::MqttVersion;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio::task::JoinHandle;
+
+use crate::app::StartContext;
+use crate::kafka::{self, BridgeContext};
+use crate::metrics::Direction;
+use crate::mqtt::{self, ConnectionOptions};
+
+/// Starts the Kafka → MQTT direction; the handle finishes once every route has drained and
+/// the publisher has disconnected.
+pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
+    let StartContext {
+        config,
+        ordinal,
+        metrics,
+        health,
+        ..
+    } = *ctx;
+    let (dead_letters, stop) = (ctx.dead_letters.clone(), ctx.stop.clone());
+    let settings = &config.config;
+    let client_id = format!("{}-{ordinal}-pub", config.client_id_prefix);
+    let window = settings.delivery.max_in_flight as usize;
+    let options = ConnectionOptions {
+        client_id: client_id.clone(),
+        clean_session: true,
+        manual_acks: false,
+        inflight: settings.mqtt.max_inflight.min(u32::from(u16::MAX)) as u16,
+        // Every unconfirmed publish of every route can be queued again at once.
+        request_capacity: window * config.kafka_to_mqtt.len() + 1000,
+    };
+    let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
+    let (publisher, poller) = publisher::Publisher::start(
+        client,
+        eventloop,
+        client_id.clone(),
+        metrics.connection("mqtt", &client_id),
+        health.component(&format!("mqtt publisher {client_id} connected")),
+    );
+    let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
+    let mut routes = Vec::new();
+    for compiled in &config.kafka_to_mqtt {
+        let offsets = Arc::new(Mutex::new(offsets::OffsetTracker::default()));
+        let consumer_id = format!("{}-{ordinal}-{}", config.client_id_prefix, compiled.name);
+        let context = route::RouteContext {
+            base: BridgeContext {
+                up: metrics.connection("kafka", &format!("consumer {}", compiled.name)),
+                ready: health.component(&format!(
+                    "kafka consumer of route {} connected",
+                    compiled.name
+                )),
+            },
+            offsets: offsets.clone(),
+            route: compiled.name.clone(),
+        };
+        let mut c = kafka::client_config(&settings.kafka, &consumer_id)?;
+        c.set("group.id", &compiled.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                compiled.auto_offset_reset.as_kafka_str(),
+            )
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000");
+        let consumer: StreamConsumer<route::RouteContext> =
+            c.create_with_context(context).map_err(|e| {
+                format!(
+                    "cannot create the Kafka consumer of route {}: {e}",
+                    compiled.name
+                )
+            })?;
+        let topics: Vec<&str> = match &compiled.subscription {
+            KafkaSubscription::Topics(list) => list.iter().map(String::as_str).collect(),
+            KafkaSubscription::Pattern(pattern) => vec![pattern.as_str()],
+        };
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| format!("kafkaToMqtt route {}: cannot subscribe: {e}", compiled.name))?;
+        let route = route::DownRoute {
+            route: Arc::new(compiled.clone()),
+            consumer,
+            offsets,
+            publisher: publisher.clone(),
+            dead_letters: dead_letters.clone(),
+            metrics: metrics.route(&compiled.name, Direction::KafkaToMqtt),
+            window,
+            forward_headers: compiled.forward_headers
+                && settings.mqtt.protocol_version == MqttVersion::V5,
+        };
+        routes.push(tokio::spawn(route.run(stop.clone(), grace)));
+    }
+    Ok(tokio::spawn(async move {
+        for r in routes {
+            let _ = r.await;
+        }
+        publisher.disconnect().await;
+        if tokio::time::timeout(Duration::from_secs(5), poller)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the publisher did not disconnect within 5s");
+        }
+    }))
+}

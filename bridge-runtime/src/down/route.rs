@@ -1,0 +1,313 @@
+//! One Kafka → MQTT route: consume, render, publish, and commit an offset only once the broker
+//! has confirmed every record up to it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use mkb_api::compiled::CompiledKafkaToMqtt;
+use mkb_api::template::{KafkaRecord, KafkaTimestamp, OnMissing};
+use mkb_api::topic::validate_topic_name;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::offsets::{OffsetTracker, TopicPartition};
+use super::publisher::{Outbound, Publisher};
+use crate::kafka::{BridgeContext, DeadLetter, DeadLetters};
+use crate::metrics::RouteMetrics;
+
+/// The consumer's context: connection state, and commits on partition revocation.
+pub struct RouteContext {
+    pub base: BridgeContext,
+    pub offsets: Arc<Mutex<OffsetTracker>>,
+    pub route: String,
+}
+
+impl ClientContext for RouteContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.base.stats_raw(statistics);
+    }
+}
+
+impl ConsumerContext for RouteContext {
+    /// Before partitions go to another consumer, commit what the broker has confirmed here;
+    /// records still in flight will be consumed again by the new owner (at least once).
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut commits = TopicPartitionList::new();
+        if let Ok(mut offsets) = self.offsets.lock() {
+            for e in revoked.elements() {
+                let tp = (e.topic().to_owned(), e.partition());
+                if let Some(pos) = offsets.revoke(&tp) {
+                    let _ = commits.add_partition_offset(&tp.0, tp.1, Offset::Offset(pos));
+                }
+            }
+        }
+        if commits.count() > 0 {
+            if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
+                warn!(route = %self.route, error = %e, "commit on partition revocation failed; records since the last commit will be consumed again");
+            }
+        }
+        info!(route = %self.route, partitions = revoked.count(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            if let Ok(mut offsets) = self.offsets.lock() {
+                for e in assigned.elements() {
+                    offsets.assign((e.topic().to_owned(), e.partition()));
+                }
+            }
+            info!(route = %self.route, partitions = assigned.count(), "partitions assigned");
+        }
+    }
+}
+
+struct Done {
+    tp: TopicPartition,
+    offset: i64,
+    epoch: u64,
+    started: Instant,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Published,
+    DeadLettered,
+    Dropped,
+    /// The publisher stopped before the broker confirmed: not committed, consumed again later.
+    Abandoned,
+}
+
+pub struct DownRoute {
+    pub route: Arc<CompiledKafkaToMqtt>,
+    pub consumer: StreamConsumer<RouteContext>,
+    pub offsets: Arc<Mutex<OffsetTracker>>,
+    pub publisher: Publisher,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    pub metrics: RouteMetrics,
+    pub window: usize,
+    /// Forward Kafka headers as MQTT 5 user properties.
+    pub forward_headers: bool,
+}
+
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+
+impl DownRoute {
+    /// Consumes until `stop`, then finishes in-flight records within `grace`, commits, and
+    /// leaves the group.
+    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finish(done),
+                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                message = self.consumer.recv(), if in_flight.len() < self.window => match message {
+                    Ok(m) => in_flight.push(self.start(&m)),
+                    Err(e) => {
+                        warn!(route = %self.route.name, error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !in_flight.is_empty() {
+            tokio::select! {
+                Some(done) = in_flight.next() => self.finish(done),
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(route = %self.route.name, records = in_flight.len(),
+                        "grace period over with records unconfirmed; they will be consumed again");
+                    break;
+                }
+            }
+        }
+        self.commit(CommitMode::Sync);
+        self.consumer.unsubscribe();
+        info!(route = %self.route.name, "consumer stopped");
+    }
+
+    fn start(&self, m: &BorrowedMessage<'_>) -> BoxFuture<'static, Done> {
+        let tp = (m.topic().to_owned(), m.partition());
+        let offset = m.offset();
+        let epoch = self
+            .offsets
+            .lock()
+            .map(|mut o| o.started(&tp, offset))
+            .unwrap_or_default();
+        self.metrics.received.inc();
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        let headers: Vec<(&str, Option<&[u8]>)> = m
+            .headers()
+            .map(|h| h.iter().map(|x| (x.key, x.value)).collect())
+            .unwrap_or_default();
+        let timestamp = match m.timestamp() {
+            Timestamp::NotAvailable => KafkaTimestamp::NotAvailable,
+            Timestamp::CreateTime(t) => KafkaTimestamp::CreateTime(t),
+            Timestamp::LogAppendTime(t) => KafkaTimestamp::LogAppendTime(t),
+        };
+        let record = KafkaRecord::new(
+            m.topic(),
+            m.partition(),
+            offset,
+            m.key(),
+            m.payload(),
+            timestamp,
+            headers,
+        );
+        let done = move |outcome| Done {
+            tp,
+            offset,
+            epoch,
+            started,
+            outcome,
+        };
+        match self.render(&record) {
+            Ok(outbound) => {
+                let confirmed = self.publisher.publish(outbound);
+                async move {
+                    match confirmed.await {
+                        Ok(()) => done(Outcome::Published),
+                        Err(_) => done(Outcome::Abandoned),
+                    }
+                }
+                .boxed()
+            }
+            Err(reason) => self.dead_letter(&record, reason, done),
+        }
+    }
+
+    fn render(&self, record: &KafkaRecord<'_>) -> Result<Outbound, String> {
+        let topic = self
+            .route
+            .topic
+            .render_string(record, OnMissing::Fail)
+            .map_err(|e| format!("mqtt.topic: {e}"))?;
+        validate_topic_name(&topic)
+            .map_err(|e| format!("mqtt.topic: rendered {topic:?}, which {e}"))?;
+        let payload = self
+            .route
+            .payload
+            .render(record, OnMissing::Empty)
+            .map_err(|e| format!("mqtt.payload: {e}"))?;
+        let user_properties = if self.forward_headers {
+            record
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Outbound {
+            topic,
+            payload: Bytes::from(payload),
+            qos: self.route.qos,
+            retain: self.route.retain,
+            user_properties,
+        })
+    }
+
+    fn dead_letter(
+        &self,
+        record: &KafkaRecord<'_>,
+        reason: String,
+        done: impl FnOnce(Outcome) -> Done + Send + 'static,
+    ) -> BoxFuture<'static, Done> {
+        let Some(dead_letters) = self.dead_letters.clone() else {
+            warn!(route = %self.route.name, topic = record.topic, partition = record.partition, offset = record.offset,
+                %reason, "undeliverable record dropped: no dead-letter topic is configured");
+            return futures::future::ready(done(Outcome::Dropped)).boxed();
+        };
+        warn!(route = %self.route.name, topic = record.topic, partition = record.partition, offset = record.offset,
+            %reason, "record goes to the dead-letter topic");
+        let mut extra_headers = vec![
+            (
+                "mkb.source.partition".to_owned(),
+                record.partition.to_string().into_bytes(),
+            ),
+            (
+                "mkb.source.offset".to_owned(),
+                record.offset.to_string().into_bytes(),
+            ),
+        ];
+        extra_headers.extend(
+            record
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.unwrap_or_default().to_vec())),
+        );
+        let letter = DeadLetter {
+            route: self.route.name.clone(),
+            direction: "kafka_to_mqtt",
+            reason,
+            source_topic: record.topic.to_owned(),
+            key: record.key.map(<[u8]>::to_vec),
+            payload: record.value.unwrap_or_default().to_vec(),
+            extra_headers,
+        };
+        async move {
+            dead_letters.write(&letter).await;
+            done(Outcome::DeadLettered)
+        }
+        .boxed()
+    }
+
+    fn finish(&self, done: Done) {
+        if let Ok(mut offsets) = self.offsets.lock() {
+            if !matches!(done.outcome, Outcome::Abandoned) {
+                offsets.confirmed(&done.tp, done.offset, done.epoch);
+            }
+        }
+        self.metrics.in_flight.dec();
+        match done.outcome {
+            Outcome::Published => {
+                self.metrics.delivered.inc();
+                self.metrics.observe_latency(done.started.elapsed());
+            }
+            Outcome::DeadLettered => {
+                self.metrics.dead_lettered.inc();
+            }
+            Outcome::Dropped => {
+                self.metrics.dropped.inc();
+            }
+            Outcome::Abandoned => {}
+        }
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        let positions = match self.offsets.lock() {
+            Ok(mut o) => o.take_commits(),
+            Err(_) => return,
+        };
+        if positions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in &positions {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        if let Err(e) = self.consumer.commit(&list, mode) {
+            error!(route = %self.route.name, error = %e, "offset commit failed; records since the last commit may be published again");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! One MQTT client over rumqttc's MQTT 3.1.1 and MQTT 5 implementations, with events
+//! normalised to what the routes need.
+
+mod options;
+mod tls;
+
+use bytes::Bytes;
+use mkb_api::compiled::MqttEndpoint;
+use mkb_api::config::SecretSource;
+use mkb_api::connection::{MqttSettings, MqttVersion};
+use rumqttc::v5::mqttbytes::v5 as v5b;
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+
+pub use options::ConnectionOptions;
+
+fn qos4(level: u8) -> rumqttc::QoS {
+    match level {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+fn qos5(level: u8) -> QoS5 {
+    match level {
+        0 => QoS5::AtMostOnce,
+        1 => QoS5::AtLeastOnce,
+        _ => QoS5::ExactlyOnce,
+    }
+}
+
+/// What is needed to acknowledge an inbound publish.
+#[derive(Debug, Clone)]
+pub enum AckToken {
+    V4(rumqttc::Publish),
+    V5(v5b::Publish),
+}
+
+/// An inbound publish.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub retain: bool,
+    pub user_properties: Vec<(String, String)>,
+    /// MQTT 5 subscription identifiers of the subscriptions this copy was sent for.
+    pub subscription_ids: Vec<usize>,
+    pub ack: AckToken,
+}
+
+/// A normalised event of the connection.
+#[derive(Debug)]
+pub enum Event {
+    Connected {
+        session_present: bool,
+    },
+    Message(Box<Inbound>),
+    /// A publish left for the network with this packet id (0 for QoS 0).
+    PublishSent(u16),
+    /// The broker confirmed a QoS 1 publish (PUBACK) or a QoS 2 publish (PUBCOMP).
+    PublishConfirmed(u16),
+    /// The broker answered a subscription; `rejected` lists refused filters by position.
+    SubscribeAnswered {
+        rejected: Vec<usize>,
+    },
+    DisconnectSent,
+    Other,
+}
+
+/// The sending half of a connection.
+#[derive(Clone)]
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// The connection driver; poll it continuously (and only from one task).
+pub enum EventLoop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// Builds a client and its event loop (nothing connects until the loop is polled).
+pub fn connect(
+    endpoint: &MqttEndpoint,
+    settings: &MqttSettings<SecretSource>,
+    options: &ConnectionOptions,
+) -> Result<(Client, EventLoop), String> {
+    match settings.protocol_version {
+        MqttVersion::V311 => {
+            let opts = options::v4(endpoint, settings, options)?;
+            let (client, eventloop) = rumqttc::AsyncClient::new(opts, options.request_capacity);
+            let mut eventloop = eventloop;
+            eventloop.network_options.set_tcp_nodelay(true);
+            eventloop.network_options.set_connection_timeout(10);
+            Ok((Client::V4(client), EventLoop::V4(Box::new(eventloop))))
+        }
+        MqttVersion::V5 => {
+            let opts = options::v5(endpoint, settings, options)?;
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(opts, options.request_capacity);
+            Ok((Client::V5(client), EventLoop::V5(Box::new(eventloop))))
+        }
+    }
+}
+
+impl Client {
+    /// Queues the acknowledgement of an inbound publish (PUBACK or PUBREC). Never blocks: the
+    /// request channel is sized above the in-flight window.
+    pub fn try_ack(&self, token: &AckToken) -> Result<(), String> {
+        match (self, token) {
+            (Client::V4(c), AckToken::V4(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            (Client::V5(c), AckToken::V5(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            _ => Err("acknowledgement of another protocol version".to_owned()),
+        }
+    }
+
+    /// Subscribes to `filters` in one SUBSCRIBE, each (MQTT 5) with its subscription id.
+    pub async fn subscribe(&self, filters: &[(String, usize)], qos: u8) -> Result<(), String> {
+        match self {
+            Client::V4(c) => {
+                let list = filters
+                    .iter()
+                    .map(|(f, _)| rumqttc::SubscribeFilter::new(f.clone(), qos4(qos)));
+                c.subscribe_many(list).await.map_err(|e| e.to_string())
+            }
+            Client::V5(c) => {
+                // One SUBSCRIBE per filter: a subscription identifier belongs to a SUBSCRIBE.
+                for (filter, id) in filters {
+                    let mut f = v5b::Filter::new(filter.clone(), qos5(qos));
+                    // Retained messages only for new subscriptions, not on every resubscribe.
+                    f.retain_forward_rule = v5b::RetainForwardRule::OnNewSubscribe;
+                    let props = v5b::SubscribeProperties {
+                        id: Some(*id),
+                        user_properties: Vec::new(),
+                    };
+                    c.subscribe_many_with_properties([f], props)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues a publish without waiting.
+    pub fn try_publish(
+        &self,
+        topic: String,
+        qos: u8,
+        retain: bool,
+        payload: Bytes,
+        user_properties: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .try_publish(topic, qos4(qos), retain, payload)
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => {
+                let props = v5b::PublishProperties {
+                    user_properties,
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos5(qos), retain, payload, props)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Queues a DISCONNECT (MQTT 5: the session is kept for its expiry interval).
+    pub async fn disconnect(&self) {
+        let result = match self {
+            Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "disconnect request not queued");
+        }
+    }
+}
+
+impl EventLoop {
+    /// The next event; an error means the connection is down (the next poll reconnects).
+    pub async fn poll(&mut self) -> Result<Event, String> {
+        match self {
+            EventLoop::V4(e) => e.poll().await.map(v4_event).map_err(|e| e.to_string()),
+            EventLoop::V5(e) => e.poll().await.map(v5_event).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Forgets every request not yet confirmed: rumqttc's replay queue and whatever is still in
+    /// the request channel. The publisher replays unconfirmed messages itself, in order.
+    pub fn discard_pending(&mut self) {
+        match self {
+            EventLoop::V4(e) => {
+                e.clean();
+                e.pending.clear();
+            }
+            EventLoop::V5(e) => {
+                e.clean();
+                e.pending.clear();
+            }
+        }
+    }
+}
+
+fn v4_event(event: rumqttc::Event) -> Event {
+    use rumqttc::{Event as E, Outgoing, Packet};
+    match event {
+        E::Incoming(Packet::ConnAck(ack)) => Event::Connected {
+            session_present: ack.session_present,
+        },
+        E::Incoming(Packet::Publish(p)) => Event::Message(Box::new(Inbound {
+            topic: p.topic.clone(),
+            payload: p.payload.clone(),
+            qos: p.qos as u8,
+            retain: p.retain,
+            user_properties: Vec::new(),
+            subscription_ids: Vec::new(),
+            ack: AckToken::V4(rumqttc::Publish {
+                payload: Bytes::new(),
+                ..p
+            }),
+        })),
+        E::Incoming(Packet::PubAck(a)) => Event::PublishConfirmed(a.pkid),
+        E::Incoming(Packet::PubComp(c)) => Event::PublishConfirmed(c.pkid),
+        E::Incoming(Packet::SubAck(s)) => Event::SubscribeAnswered {
+            rejected: s
+                .return_codes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                .map(|(i, _)| i)
+                .collect(),
+        },
+        E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
+        E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
+        _ => Event::Other,
+    }
+}
+
+fn v5_event(event: rumqttc::v5::Event) -> Event {
+    use rumqttc::v5::Event as E;
+    use rumqttc::Outgoing;
+    use v5b::Packet;
+    match event {
+        E::Incoming(Packet::ConnAck(ack)) => Event::Connected {
+            session_present: ack.session_present,
+        },
+        E::Incoming(Packet::Publish(p)) => {
+            let (user_properties, subscription_ids) = match &p.properties {
+                Some(props) => (
+                    props.user_properties.clone(),
+                    props.subscription_identifiers.clone(),
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            Event::Message(Box::new(Inbound {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.clone(),
+                qos: p.qos as u8,
+                retain: p.retain,
+                user_properties,
+                subscription_ids,
+                ack: AckToken::V5(v5b::Publish {
+                    payload: Bytes::new(),
+                    properties: None,
+                    ..p
+                }),
+            }))
+        }
+        E::Incoming(Packet::PubAck(a)) => Event::PublishConfirmed(a.pkid),
+        E::Incoming(Packet::PubComp(c)) => Event::PublishConfirmed(c.pkid),
+        E::Incoming(Packet::SubAck(s)) => Event::SubscribeAnswered {
+            rejected: s
+                .return_codes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !matches!(c, v5b::SubscribeReasonCode::Success(_)))
+                .map(|(i, _)| i)
+                .collect(),
+        },
+        E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
+        E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
+        _ => Event::Other,
+    }
+}

@@ -1,0 +1,281 @@
+//! One MQTT → Kafka route: render the record, produce it, and complete the message's ticket
+//! when Kafka has confirmed it — or when the dead-letter topic has it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use mkb_api::compiled::CompiledMqttToKafka;
+use mkb_api::routes::Partitioner;
+use rand::Rng;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::acks::Ticket;
+use super::record::{self, RecordParts};
+use crate::kafka::{is_permanent, BridgeContext, DeadLetter, DeadLetters};
+use crate::metrics::RouteMetrics;
+use crate::mqtt::Inbound;
+
+/// A message handed to a route.
+pub struct Job {
+    pub msg: Arc<Inbound>,
+    pub received_at: Instant,
+    pub received_ms: i64,
+    pub ticket: Ticket,
+}
+
+enum Step {
+    Delivered(Job),
+    Failed(Job, RecordParts, KafkaError),
+    Retry(Job, RecordParts),
+    DeadLettered(Job),
+}
+
+pub struct RouteWorker {
+    pub route: Arc<CompiledMqttToKafka>,
+    pub producer: FutureProducer<BridgeContext>,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    pub metrics: RouteMetrics,
+    partitions: PartitionChooser,
+}
+
+type Pending = FuturesUnordered<BoxFuture<'static, Step>>;
+
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+impl RouteWorker {
+    pub fn new(
+        route: Arc<CompiledMqttToKafka>,
+        producer: FutureProducer<BridgeContext>,
+        dead_letters: Option<Arc<DeadLetters>>,
+        metrics: RouteMetrics,
+    ) -> Self {
+        let partitions = PartitionChooser::new(route.partitioner, producer.clone());
+        Self {
+            route,
+            producer,
+            dead_letters,
+            metrics,
+            partitions,
+        }
+    }
+
+    /// Runs until the job channel closes and every job taken has been completed.
+    pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut pending = Pending::new();
+        loop {
+            tokio::select! {
+                Some(step) = pending.next(), if !pending.is_empty() => self.after(step, &mut pending).await,
+                job = jobs.recv() => match job {
+                    Some(job) => self.start(job, &mut pending).await,
+                    None => break,
+                },
+            }
+        }
+        while let Some(step) = pending.next().await {
+            self.after(step, &mut pending).await;
+        }
+    }
+
+    async fn start(&mut self, job: Job, pending: &mut Pending) {
+        self.metrics.received.inc();
+        self.metrics.in_flight.inc();
+        match record::build(&self.route, &job.msg, job.received_ms) {
+            Ok(parts) => self.produce(job, parts, pending).await,
+            Err(reason) => self.dead_letter(job, reason, pending),
+        }
+    }
+
+    async fn produce(&mut self, job: Job, parts: RecordParts, pending: &mut Pending) {
+        let partition = self.partitions.choose(&parts.topic).await;
+        loop {
+            let mut headers = OwnedHeaders::new_with_capacity(parts.headers.len());
+            for (k, v) in &parts.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            let mut record = FutureRecord::<[u8], [u8]>::to(&parts.topic)
+                .payload(&parts.value)
+                .headers(headers);
+            if let Some(key) = &parts.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            let error = match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(
+                        async move {
+                            match delivery.await {
+                                Ok(Ok(_)) => Step::Delivered(job),
+                                Ok(Err((e, _))) => Step::Failed(job, parts, e),
+                                Err(_) => Step::Failed(job, parts, KafkaError::Canceled),
+                            }
+                        }
+                        .boxed(),
+                    );
+                    return;
+                }
+                Err((e, _)) => e,
+            };
+            match error {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    // The producer's queue is full: let deliveries complete, then try again.
+                    match pending.next().await {
+                        Some(step) => Box::pin(self.after(step, pending)).await,
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                e if is_permanent(&e) => {
+                    self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
+                    return;
+                }
+                e => {
+                    self.metrics.failed(&reason_label(&e));
+                    debug!(route = %self.route.name, error = %e, "produce failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    async fn after(&mut self, step: Step, pending: &mut Pending) {
+        match step {
+            Step::Delivered(job) => {
+                self.metrics.delivered.inc();
+                self.finish(job);
+            }
+            Step::DeadLettered(job) => {
+                self.metrics.dead_lettered.inc();
+                self.finish(job);
+            }
+            Step::Failed(job, _, e) if is_permanent(&e) => {
+                self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
+            }
+            Step::Failed(job, parts, e) => {
+                self.metrics.failed(&reason_label(&e));
+                warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
+                pending.push(
+                    async move {
+                        tokio::time::sleep(RETRY_BACKOFF).await;
+                        Step::Retry(job, parts)
+                    }
+                    .boxed(),
+                );
+            }
+            Step::Retry(job, parts) => Box::pin(self.produce(job, parts, pending)).await,
+        }
+    }
+
+    fn finish(&self, job: Job) {
+        self.metrics.in_flight.dec();
+        self.metrics.observe_latency(job.received_at.elapsed());
+        job.ticket.complete();
+    }
+
+    fn dead_letter(&mut self, job: Job, reason: String, pending: &mut Pending) {
+        let Some(dead_letters) = self.dead_letters.clone() else {
+            warn!(route = %self.route.name, topic = %job.msg.topic, %reason,
+                "undeliverable message dropped: no dead-letter topic is configured");
+            self.metrics.dropped.inc();
+            self.metrics.in_flight.dec();
+            job.ticket.complete();
+            return;
+        };
+        warn!(route = %self.route.name, topic = %job.msg.topic, %reason, "message goes to the dead-letter topic");
+        let letter = DeadLetter {
+            route: self.route.name.clone(),
+            direction: "mqtt_to_kafka",
+            reason,
+            source_topic: job.msg.topic.clone(),
+            key: None,
+            payload: job.msg.payload.to_vec(),
+            extra_headers: vec![(
+                "mkb.source.qos".to_owned(),
+                job.msg.qos.to_string().into_bytes(),
+            )],
+        };
+        pending.push(
+            async move {
+                dead_letters.write(&letter).await;
+                Step::DeadLettered(job)
+            }
+            .boxed(),
+        );
+    }
+}
+
+fn reason_label(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "other".to_owned(),
+    }
+}
+
+/// Picks partitions for the random and round-robin partitioners (by key, librdkafka's
+/// murmur2 partitioner decides).
+struct PartitionChooser {
+    partitioner: Partitioner,
+    producer: FutureProducer<BridgeContext>,
+    counts: HashMap<String, i32>,
+    turn: u64,
+}
+
+impl PartitionChooser {
+    fn new(partitioner: Partitioner, producer: FutureProducer<BridgeContext>) -> Self {
+        Self {
+            partitioner,
+            producer,
+            counts: HashMap::new(),
+            turn: 0,
+        }
+    }
+
+    async fn choose(&mut self, topic: &str) -> Option<i32> {
+        if self.partitioner == Partitioner::ByKey {
+            return None;
+        }
+        let count = match self.counts.get(topic) {
+            Some(n) => *n,
+            None => {
+                let n = self.partition_count(topic).await?;
+                self.counts.insert(topic.to_owned(), n);
+                n
+            }
+        };
+        self.turn = self.turn.wrapping_add(1);
+        Some(match self.partitioner {
+            Partitioner::RoundRobin => (self.turn % count as u64) as i32,
+            _ => rand::rng().random_range(0..count),
+        })
+    }
+
+    /// The topic's partition count from metadata; `None` (the default partitioner decides)
+    /// when it cannot be had, e.g. the topic does not exist yet.
+    async fn partition_count(&self, topic: &str) -> Option<i32> {
+        let producer = self.producer.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let meta = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()?;
+            let t = meta.topics().first()?;
+            let n = t.partitions().len() as i32;
+            (t.error().is_none() && n > 0).then_some(n)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}

@@ -1,0 +1,257 @@
+//! The subscriber connection: one MQTT session (`<prefix>-<ordinal>`, persistent) carrying the
+//! subscriptions of every MQTT → Kafka route. A task polls the connection and forwards events;
+//! this loop dispatches messages to routes within the in-flight window and acknowledges them
+//! in order once Kafka has them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mkb_api::compiled::CompiledMqttToKafka;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::acks::AckTracker;
+use super::dispatch::Dispatcher;
+use super::route::Job;
+use crate::health::Readiness;
+use crate::mqtt::{self, Event, Inbound};
+
+pub struct Subscriber {
+    pub client_id: String,
+    pub client: mqtt::Client,
+    pub routes: Vec<Arc<CompiledMqttToKafka>>,
+    pub inputs: Vec<mpsc::Sender<Job>>,
+    pub tracker: Arc<AckTracker>,
+    pub window: Arc<Semaphore>,
+    pub ready: Readiness,
+    pub up: Gauge,
+    pub unrouted: Counter,
+}
+
+type Events = mpsc::Receiver<Result<Event, String>>;
+
+/// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
+/// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
+/// DISCONNECT is sent, or when nobody listens any more.
+pub fn spawn_poller(
+    mut eventloop: mqtt::EventLoop,
+    capacity: usize,
+) -> (Events, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let event = eventloop.poll().await;
+            let failed = event.is_err();
+            let disconnected = matches!(event, Ok(Event::DisconnectSent));
+            if matches!(event, Ok(Event::Connected { .. })) {
+                backoff = Duration::from_millis(100);
+            }
+            if tx.send(event).await.is_err() || disconnected {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    });
+    (rx, task)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Subscriber {
+    /// Runs until `stop`, then drains: no new message is taken; those taken are finished and
+    /// acknowledged within `grace`; then the session is disconnected (and kept by the broker).
+    pub async fn run(self, mut events: Events, stop: CancellationToken, grace: Duration) {
+        let dispatcher = Dispatcher::new(
+            &self
+                .routes
+                .iter()
+                .map(|r| (**r).clone())
+                .collect::<Vec<_>>(),
+        );
+        let subscriptions = self.subscriptions();
+        let mut first_connection = true;
+        let mut awaiting_subacks = 0usize;
+        let mut failed_subscriptions = false;
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                event = events.recv() => match event { Some(e) => e, None => return },
+            };
+            match event {
+                Ok(Event::Connected { session_present }) => {
+                    self.tracker.new_connection();
+                    self.up.set(1);
+                    if let Some(since) = down_since.take() {
+                        info!(client_id = %self.client_id, after = ?since.elapsed(), "reconnected to the MQTT broker");
+                    } else {
+                        info!(client_id = %self.client_id, session_present, "connected to the MQTT broker");
+                    }
+                    // Subscribe on start (the configuration may have changed) and whenever the
+                    // broker lost the session; a resumed session keeps its subscriptions.
+                    if first_connection || !session_present {
+                        awaiting_subacks = 0;
+                        failed_subscriptions = false;
+                        for (qos, filters) in &subscriptions {
+                            match self.client.subscribe(filters, *qos).await {
+                                Ok(()) => awaiting_subacks += self.subscribe_packets(filters.len()),
+                                Err(e) => error!(error = %e, "cannot queue a SUBSCRIBE"),
+                            }
+                        }
+                    } else {
+                        self.ready.set(true);
+                    }
+                    first_connection = false;
+                }
+                Ok(Event::SubscribeAnswered { rejected }) => {
+                    if !rejected.is_empty() {
+                        failed_subscriptions = true;
+                        error!(client_id = %self.client_id, "the broker refused a subscription (check its ACLs and shared-subscription support)");
+                    }
+                    awaiting_subacks = awaiting_subacks.saturating_sub(1);
+                    if awaiting_subacks == 0 && !failed_subscriptions {
+                        info!(client_id = %self.client_id, "subscribed");
+                        self.ready.set(true);
+                    }
+                }
+                Ok(Event::Message(msg)) => {
+                    if !self.dispatch(&dispatcher, msg, &stop).await {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.up.set(0);
+                    self.ready.set(false);
+                    if down_since.is_none() {
+                        warn!(client_id = %self.client_id, error = %e, "MQTT connection lost; reconnecting with backoff");
+                        down_since = Some(Instant::now());
+                    } else {
+                        debug!(client_id = %self.client_id, error = %e, "MQTT reconnect failed");
+                    }
+                }
+            }
+        }
+        self.drain(events, grace).await;
+    }
+
+    /// Route filters grouped per route, as (QoS, [(subscription, identifier)]).
+    fn subscriptions(&self) -> Vec<(u8, Vec<(String, usize)>)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .map(|(r, route)| {
+                let filters = route
+                    .subscriptions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.to_string(), Dispatcher::subscription_id(r, i)))
+                    .collect();
+                (route.qos, filters)
+            })
+            .collect()
+    }
+
+    /// MQTT 5 sends one SUBSCRIBE per filter (each has its identifier); 3.1.1 one per route.
+    fn subscribe_packets(&self, filters: usize) -> usize {
+        match self.client {
+            mqtt::Client::V5(_) => filters,
+            mqtt::Client::V4(_) => 1,
+        }
+    }
+
+    /// Hands a message to its routes; `false` when stopping interrupted the wait for room in
+    /// the window (the message stays unacknowledged and the broker redelivers it).
+    async fn dispatch(
+        &self,
+        dispatcher: &Dispatcher,
+        msg: Box<Inbound>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let routes = dispatcher.routes_for(&msg.topic, &msg.subscription_ids);
+        if routes.is_empty() {
+            self.unrouted.inc();
+            debug!(topic = %msg.topic, "message matches no route (a subscription left in the session); acknowledging it");
+        }
+        let permit = tokio::select! {
+            permit = self.window.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+            _ = stop.cancelled() => return false,
+        };
+        let token = (msg.qos > 0).then(|| msg.ack.clone());
+        let tickets = self.tracker.track(token, routes.len(), permit);
+        let msg = Arc::new(*msg);
+        let received_at = Instant::now();
+        let received_ms = now_ms();
+        for (route, ticket) in routes.into_iter().zip(tickets) {
+            let job = Job {
+                msg: msg.clone(),
+                received_at,
+                received_ms,
+                ticket,
+            };
+            if self.inputs[route].send(job).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Lets the routes finish what they took, keeps the connection polled so acknowledgements
+    /// reach the broker, then disconnects.
+    async fn drain(self, mut events: Events, grace: Duration) {
+        let Subscriber {
+            client,
+            tracker,
+            inputs,
+            client_id,
+            ready,
+            ..
+        } = self;
+        drop(inputs);
+        ready.set(false);
+        let deadline = tokio::time::Instant::now() + grace;
+        let remaining = tracker.len();
+        if remaining > 0 {
+            info!(client_id = %client_id, messages = remaining, "finishing in-flight messages");
+        }
+        while tracker.len() > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(client_id = %client_id, messages = tracker.len(),
+                        "grace period over with messages unacknowledged; the broker will redeliver them");
+                    break;
+                }
+                event = events.recv() => if event.is_none() { return },
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        client.disconnect().await;
+        let wait = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                event = events.recv() => match event {
+                    Some(Ok(Event::DisconnectSent)) | None => break,
+                    _ => {}
+                },
+            }
+        }
+        info!(client_id = %client_id, "disconnected from the MQTT broker");
+    }
+}

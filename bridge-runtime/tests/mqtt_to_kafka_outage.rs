@@ -1,0 +1,68 @@
+//! Kafka stopped while devices keep publishing: the bridge holds back acknowledgements, the
+//! broker queues, and when Kafka returns everything is delivered by the same process. In a
+//! file of its own: stopping Kafka would disturb tests running beside it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testbed::bridge::Bridge;
+use testbed::kafka;
+use testbed::mqtt::Publisher;
+use testbed::{env, unique};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_down_for_20s_loses_nothing() {
+    let ns = unique("outage");
+    let topic = format!("{ns}-state");
+    kafka::create_topic(&topic, 3).await;
+    let config = device_state_config(&ns, &topic, "5");
+    let mut bridge = Bridge::start(&ns, &config);
+    bridge.wait_ready(SHORT);
+    let pid = bridge.process.pid();
+    let publisher = Publisher::connect(&unique("outage-pub")).await;
+    let mut seq = 0u32;
+    let mut publish_batch = |n: u32| {
+        let batch: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let device = format!("lock-{}", i % 20);
+                let s = seq + i;
+                (
+                    format!("{ns}/devices/{device}/state"),
+                    lock_state(&device, s),
+                )
+            })
+            .collect();
+        seq += n;
+        batch
+    };
+    for (t, p) in publish_batch(2_000) {
+        publisher.publish(&t, 1, p).await;
+    }
+    kafka::wait_for_records(&topic, 2_000, LONG).await;
+
+    env().service("stop", "kafka");
+    let stopped = std::time::Instant::now();
+    // Devices keep publishing for 20 s while Kafka is down.
+    while stopped.elapsed() < Duration::from_secs(20) {
+        for (t, p) in publish_batch(150) {
+            publisher.publish(&t, 1, p).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let total = seq;
+    env().service("start", "kafka");
+
+    publisher.wait_acked(u64::from(total), LONG).await;
+    let records = wait_for_distinct(&topic, total as usize, LONG).await;
+    let (distinct, duplicates) = distinct_and_duplicates(&records);
+    eprintln!("Kafka outage: {distinct} distinct of {total}, {duplicates} duplicates");
+    assert_eq!(distinct, total as usize, "nothing lost");
+    assert!(
+        bridge.process.exit_status().is_none(),
+        "the same bridge-runtime process ran throughout"
+    );
+    assert_eq!(bridge.process.pid(), pid);
+    bridge.wait_ready(SHORT);
+}

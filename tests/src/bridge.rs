@@ -1,0 +1,144 @@
+//! A `bridge-runtime` process under test: started with a configuration, probed over its HTTP
+//! endpoint, killed or terminated.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use crate::process::{test_log_dir, workspace_binary, ChildProcess};
+use crate::wait_until;
+
+/// A free loopback port (bound, then released for the process to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP/1.0 GET; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Prometheus text, for reading counters.
+pub struct MetricsText(pub String);
+
+impl MetricsText {
+    /// The value of the sample `name` whose labels include all of `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                if metric != name {
+                    return None;
+                }
+                let all = labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+                all.then(|| value.parse().ok()).flatten()
+            })
+    }
+
+    /// A route's counter (`mkb_messages_<what>_total`), 0 when absent.
+    pub fn route_counter(&self, what: &str, route: &str) -> u64 {
+        self.value(&format!("mkb_messages_{what}_total"), &[("route", route)])
+            .unwrap_or(0.0) as u64
+    }
+}
+
+/// A running bridge-runtime.
+pub struct Bridge {
+    pub process: ChildProcess,
+    pub http: SocketAddr,
+    pub config: PathBuf,
+}
+
+impl Bridge {
+    /// Starts bridge-runtime with `config` (YAML without an `http` section: one is added with
+    /// a free port). `name` names the log file.
+    pub fn start(name: &str, config: &str) -> Self {
+        let port = free_port();
+        let http: SocketAddr = ([127, 0, 0, 1], port).into();
+        let config_path = test_log_dir().join(format!("{name}.yaml"));
+        let text = format!("{config}\nhttp:\n  listen: 127.0.0.1:{port}\n");
+        std::fs::write(&config_path, text).expect("write the bridge configuration");
+        Self::start_with(name, &config_path, http, &[])
+    }
+
+    /// Starts bridge-runtime with an existing configuration file and extra environment.
+    pub fn start_with(
+        name: &str,
+        config: &std::path::Path,
+        http: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(workspace_binary("bridge-runtime"));
+        command
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,bridge_runtime=debug");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let process = ChildProcess::spawn(name, command);
+        Self {
+            process,
+            http,
+            config: config.to_owned(),
+        }
+    }
+
+    /// Restarts a stopped bridge with the same configuration and port.
+    pub fn restart(&mut self, name: &str) {
+        let again = Self::start_with(name, &self.config, self.http, &[]);
+        *self = again;
+    }
+
+    /// Waits until /readyz says ready (both sides connected and subscribed).
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let http = self.http;
+        let what = format!("bridge-runtime on {http} to be ready");
+        let process = &mut self.process;
+        wait_until(&what, timeout, || {
+            if let Some(status) = process.exit_status() {
+                crate::process::print_tail(process.log_path(), 40);
+                panic!("bridge-runtime exited early: {status}");
+            }
+            http_get(http, "/readyz")
+                .filter(|(code, _)| *code == 200)
+                .map(|_| ())
+        });
+    }
+
+    pub fn metrics(&self) -> MetricsText {
+        MetricsText(
+            http_get(self.http, "/metrics")
+                .map(|(_, b)| b)
+                .unwrap_or_default(),
+        )
+    }
+
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.process.terminate(timeout)
+    }
+}

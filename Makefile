@@ -41,5 +41,5 @@ testbed-down: ## Stop everything `make testbed` started.
 	tests/testbed/down.sh
 
 .PHONY: demo
-demo: ## Run the smart-lock bridge locally against the test bed and show messages flowing both ways.
-	@echo "make demo: not available yet: it needs bridge-runtime's MQTT -> Kafka pipeline (issue 4)" >&2; exit 1
+demo: ## Run the smart-lock bridge locally (Mosquitto + Kafka on loopback) and show messages flowing both ways.
+	scripts/demo.sh

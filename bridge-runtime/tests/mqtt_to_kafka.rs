@@ -380,3 +380,30 @@ async fn sigterm_drains_and_exits_zero() {
     eprintln!("SIGTERM: {distinct} distinct of {total}, {duplicates} duplicates");
     assert_eq!(distinct, total as usize);
 }
+
+/// `logging.format: json` writes one JSON object per line, with level and message.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let ns = unique("jsonlog");
+    let topic = format!("{ns}-state");
+    let config = format!(
+        "{}logging:\n  format: json\n",
+        device_state_config(&ns, &topic, "5")
+    );
+    let mut bridge = Bridge::start(&ns, &config);
+    bridge.wait_ready(SHORT);
+    let status = bridge.terminate(Duration::from_secs(20));
+    assert!(status.success());
+    let log = bridge.process.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    assert!(
+        log.contains("\"message\":\"bridge-runtime started\""),
+        "{log}"
+    );
+}

@@ -131,9 +131,23 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Connects and subscribes to `filters`; returns once the broker has granted them.
+    /// Connects (clean session) and subscribes to `filters`; returns once the broker has
+    /// granted them.
     pub async fn connect(client_id: &str, filters: &[&str], qos_level: u8) -> Self {
-        let (client, mut eventloop) = AsyncClient::new(options(client_id), 100);
+        Self::start(options(client_id), filters, qos_level).await
+    }
+
+    /// Like [`Subscriber::connect`] with a persistent session (one hour), so a broker restart
+    /// keeps the subscription and queues what arrives until the subscriber is back.
+    pub async fn connect_persistent(client_id: &str, filters: &[&str], qos_level: u8) -> Self {
+        let mut opts = options(client_id);
+        opts.set_clean_start(false)
+            .set_session_expiry_interval(Some(3600));
+        Self::start(opts, filters, qos_level).await
+    }
+
+    async fn start(opts: MqttOptions, filters: &[&str], qos_level: u8) -> Self {
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = messages.clone();
         let (subscribed_tx, mut subscribed) = watch::channel(false);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test bed needs and is missing: Debian packages (Mosquitto, its clients,
 # kcat), the Go programs (built into the cache) and Apache Kafka (resolved from Maven Central).
+#   install.sh [service...]   only what those services need (default: everything)
 . "$(dirname "$0")/lib.sh"
+wants() { local want=$1 s; shift; for s in "$@"; do [ "$s" = "$want" ] && return 0; done; return 1; }
 
 APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl)
 missing=()
@@ -16,5 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-"$TESTBED_DIR/build-go.sh"
-"$TESTBED_DIR/install-kafka.sh"
+if [ $# -eq 0 ] || wants kubernetes "$@" || wants toxiproxy "$@"; then
+  "$TESTBED_DIR/build-go.sh"
+fi
+if [ $# -eq 0 ] || wants kafka "$@"; then
+  "$TESTBED_DIR/install-kafka.sh"
+fi

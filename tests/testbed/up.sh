@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Starts the test bed on 127.0.0.1 (installing what is missing first) and writes
 # target/testbed/env. Running it again leaves running services alone.
+#   up.sh                    everything
+#   up.sh mosquitto kafka    only these (what `make demo` needs)
 . "$(dirname "$0")/lib.sh"
 . "$TESTBED_DIR/services.sh"
 started=$SECONDS
-"$TESTBED_DIR/install.sh"
+services=("$@")
+[ ${#services[@]} -gt 0 ] || services=(mosquitto kafka toxiproxy kubernetes)
+"$TESTBED_DIR/install.sh" "${services[@]}"
 mkdir -p "$STATE_DIR"
-log "starting services (state and logs in $STATE_DIR)"
-start_mosquitto
-start_kafka
-start_toxiproxy
-start_kubernetes
+log "starting ${services[*]} (state and logs in $STATE_DIR)"
+for s in "${services[@]}"; do
+  case "$s" in
+    mosquitto | kafka | toxiproxy | kubernetes) "start_$s" ;;
+    *) die "unknown service $s (mosquitto, kafka, toxiproxy, kubernetes)" ;;
+  esac
+done
 write_env
 log "ready in $((SECONDS - started))s: $ENV_FILE"

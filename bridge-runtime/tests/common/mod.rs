@@ -69,3 +69,87 @@ pub async fn wait_for_distinct(topic: &str, total: usize, timeout: Duration) -> 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A command payload: `<device>|<seq>|` and two bytes that are not UTF-8, so byte-for-byte
+/// delivery is checked too.
+pub fn command_payload(device: &str, seq: u32) -> Vec<u8> {
+    let mut p = format!("{device}|{seq}|").into_bytes();
+    p.extend_from_slice(&[0xff, 0x00]);
+    p
+}
+
+/// (device, seq) of a command payload.
+pub fn parse_command(payload: &[u8]) -> (String, u32) {
+    let text = String::from_utf8_lossy(payload);
+    let mut parts = text.split('|');
+    let device = parts.next().unwrap_or_default().to_owned();
+    let seq = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u32::MAX);
+    (device, seq)
+}
+
+/// A bridge with one Kafka → MQTT route, `commands`, from `topic` to
+/// `<ns>/devices/${.key}/command` at QoS 1, reading new groups from the earliest offset.
+pub fn commands_config(
+    ns: &str,
+    topic: &str,
+    protocol: &str,
+    dead_letter_topic: Option<&str>,
+) -> String {
+    format!(
+        "{}kafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{topic}], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n",
+        base_config(ns, protocol, dead_letter_topic)
+    )
+}
+
+/// Produces `count` commands for `devices` devices (key = device id), seq 0.. per device,
+/// starting at `first_seq`.
+pub async fn produce_commands(topic: &str, devices: u32, first_seq: u32, count: u32) {
+    let records: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let device = format!("lock-{}", i % devices);
+            let payload = command_payload(&device, first_seq + i / devices);
+            (device, payload)
+        })
+        .collect();
+    kafka::produce(
+        topic,
+        records.iter().map(|(k, v)| kafka::Outgoing {
+            key: Some(k.as_bytes()),
+            value: v,
+            headers: vec![],
+        }),
+    )
+    .await;
+}
+
+/// Distinct (device, seq) commands among `messages`, and the number of duplicates.
+pub fn distinct_commands(messages: &[testbed::mqtt::Received]) -> (usize, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0;
+    for m in messages {
+        if !seen.insert(parse_command(&m.payload)) {
+            duplicates += 1;
+        }
+    }
+    (seen.len(), duplicates)
+}
+
+/// Waits until the subscriber has every one of `total` distinct commands.
+pub async fn wait_for_distinct_commands(
+    subscriber: &testbed::mqtt::Subscriber,
+    total: usize,
+    timeout: Duration,
+) -> Vec<testbed::mqtt::Received> {
+    testbed::wait_until_async(
+        &format!("{total} distinct commands over MQTT"),
+        timeout,
+        || async {
+            let got = subscriber.received();
+            (distinct_commands(&got).0 >= total).then_some(got)
+        },
+    )
+    .await
+}

@@ -272,6 +272,15 @@ fn rejects_tls_material_from_env() {
 }
 
 #[test]
+fn rejects_server_name_for_kafka_tls() {
+    let yaml = replaced(
+        "  deadLetterTopic:",
+        "  tls:\n    serverName: kafka.internal\n  deadLetterTopic:",
+    );
+    assert_rejected(&yaml, "kafka.tls.serverName", "not supported for Kafka");
+}
+
+#[test]
 fn rejects_tls_with_plain_mqtt_url() {
     let yaml = replaced(
         "  url: mqtt://127.0.0.1:1883\n",

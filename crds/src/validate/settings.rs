@@ -212,6 +212,12 @@ pub fn check_kafka_connection<S: SecretRef>(
     );
     if let Some(tls) = kafka.tls {
         check_tls(tls, &join(path, "tls"), errors);
+        if tls.server_name.is_some() {
+            errors.push(
+                join(path, "tls.serverName"),
+                "is not supported for Kafka: librdkafka verifies the host name each broker advertises",
+            );
+        }
     }
     if let Some(sasl) = kafka.sasl {
         check_sasl(sasl, &join(path, "sasl"), errors);

@@ -39,9 +39,15 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("http.listen: {:?} is not an address", settings.http.listen))?;
     let http_stop = CancellationToken::new();
-    let server = http::serve(listen, metrics.clone(), health.clone(), http_stop.clone())
-        .await
-        .map_err(|e| format!("http.listen: cannot listen on {listen}: {e}"))?;
+    let server = http::serve(
+        listen,
+        settings.http.metrics,
+        metrics.clone(),
+        health.clone(),
+        http_stop.clone(),
+    )
+    .await
+    .map_err(|e| format!("http.listen: cannot listen on {listen}: {e}"))?;
 
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let dead_letters = match &settings.kafka.dead_letter_topic {

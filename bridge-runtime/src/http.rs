@@ -23,13 +23,17 @@ struct AppState {
 /// Binds `listen` and serves until `stop` is cancelled.
 pub async fn serve(
     listen: SocketAddr,
+    serve_metrics: bool,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
+    let mut app = Router::new();
+    if serve_metrics {
+        app = app.route("/metrics", get(metrics_handler));
+    }
+    let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
         .with_state(AppState { metrics, health });

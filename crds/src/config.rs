@@ -88,6 +88,13 @@ pub struct HttpSettings {
     /// Address to listen on, `host:port`.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve `/metrics` (the health endpoints are served either way).
+    #[serde(default = "yes")]
+    pub metrics: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_listen() -> String {
@@ -98,6 +105,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            metrics: true,
         }
     }
 }

@@ -109,16 +109,25 @@ impl TopicFilter {
         if (dollar(self) && wild(other)) || (dollar(other) && wild(self)) {
             return false;
         }
-        let mut pairs = 0..;
-        loop {
-            let i = pairs.next().unwrap_or(usize::MAX);
+        // The common topic must not be the empty string: that happens only when it has exactly
+        // one level and one of the filters fixes that level to "".
+        let first_level_empty = [self, other]
+            .iter()
+            .any(|f| matches!(f.levels.first(), Some(Level::Literal(l)) if l.is_empty()));
+        for i in 0.. {
             match (self.levels.get(i), other.levels.get(i)) {
-                (Some(Level::Multi), _) | (_, Some(Level::Multi)) | (None, None) => return true,
+                // One filter ends with '#', the other goes on: a longer common topic exists.
+                (Some(Level::Multi), Some(_)) | (Some(_), Some(Level::Multi)) => return true,
+                // Exactly `i` levels (a '#' also matches its parent level).
+                (Some(Level::Multi), None) | (None, Some(Level::Multi)) | (None, None) => {
+                    return !(i == 1 && first_level_empty);
+                }
                 (None, Some(_)) | (Some(_), None) => return false,
                 (Some(Level::Literal(x)), Some(Level::Literal(y))) if x != y => return false,
                 _ => {}
             }
         }
+        false
     }
 
     /// Whether a topic name matches this filter. The topic name is assumed valid.

@@ -1,6 +1,99 @@
-//! The MqttKafkaBridge operator.
+//! mkb-operator: reconciles MqttKafkaBridge resources into StatefulSets of bridge-runtime.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("mkb-operator: the reconciler is not available yet (issue 6)");
-    std::process::ExitCode::FAILURE
+mod build;
+mod context;
+mod controller;
+mod http;
+mod metrics;
+mod reconcile;
+mod status;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use kube::runtime::events::Reporter;
+use tracing::info;
+
+/// The MqttKafkaBridge operator. Uses the in-cluster service account, or KUBECONFIG.
+#[derive(Debug, Parser)]
+#[command(name = "mkb-operator", version)]
+struct Args {
+    /// bridge-runtime image for bridges whose spec names none.
+    #[arg(long, env = "MKB_RUNTIME_IMAGE", default_value = concat!("ghcr.io/mqtt-kafka-bridge/bridge-runtime:", env!("CARGO_PKG_VERSION")))]
+    runtime_image: String,
+    /// Watch one namespace only (default: all).
+    #[arg(long, env = "MKB_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /metrics and /healthz.
+    #[arg(long, env = "MKB_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Seconds between reconciliations of an unchanged bridge (drift correction).
+    #[arg(long, env = "MKB_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Log format: text or json. The filter comes from RUST_LOG (default info).
+    #[arg(long, env = "MKB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mkb-operator: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("mkb-operator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let server = http::serve(args.listen, metrics.clone())
+        .await
+        .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    let reporter = Reporter {
+        controller: "mkb-operator".to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(context::Context::new(
+        client,
+        reporter,
+        metrics,
+        args.runtime_image.clone(),
+        Duration::from_secs(args.resync_seconds.max(1)),
+    ));
+    info!(image = %args.runtime_image, namespace = ?args.namespace, listen = %args.listen, "mkb-operator started");
+    controller::run(ctx, args.namespace).await;
+    server.abort();
+    info!("mkb-operator stopped");
+    Ok(())
 }

@@ -1,11 +1,10 @@
 //! The test bed works: Kubernetes of the pinned version with KWOK nodes that run pods, the
 //! project's CRD with its schema and CEL rules, Kafka and Mosquitto.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use testbed::kafka::{self, Outgoing};
-use testbed::kubectl::{kubectl, kubectl_err, kubectl_ok, Namespace};
+use testbed::kubectl::{ensure_crd, kubectl, kubectl_err, kubectl_ok, Namespace};
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::{env, unique, wait_until};
 
@@ -14,38 +13,6 @@ const CRD: &str = concat!(
     "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
 );
 const SMART_LOCKS: &str = include_str!("../../examples/smart-locks.yaml");
-
-fn ensure_crd() {
-    static APPLIED: Once = Once::new();
-    APPLIED.call_once(|| {
-        kubectl_ok(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "testbed-smoke",
-                "-f",
-                CRD,
-            ],
-            None,
-        );
-        // `kubectl wait` fails instead of waiting while the CRD has no conditions yet.
-        wait_until("the CRD to be established", Duration::from_secs(30), || {
-            let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
-            let status = kubectl_ok(
-                &[
-                    "get",
-                    "crd",
-                    "mqttkafkabridges.mqttkafka.io",
-                    "-o",
-                    jsonpath,
-                ],
-                None,
-            );
-            (status == "True").then_some(())
-        });
-    });
-}
 
 #[test]
 fn kubernetes_reports_the_pinned_version_and_two_ready_nodes() {

@@ -67,3 +67,57 @@ impl Drop for Namespace {
         let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"], None);
     }
 }
+
+/// `kubectl get <what> -o json`, parsed; `None` when it does not exist.
+pub fn get_json(args: &[&str]) -> Option<serde_json::Value> {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "json"]);
+    let out = kubectl(&full, None);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Applies the project's CRD (server-side) once per test process and waits until it is
+/// established and served.
+pub fn ensure_crd() {
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(|| {
+        let crd = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
+        );
+        kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "mkb-tests",
+                "-f",
+                crd,
+            ],
+            None,
+        );
+        // `kubectl wait` fails instead of waiting while the CRD has no conditions yet.
+        crate::wait_until(
+            "the CRD to be established",
+            std::time::Duration::from_secs(60),
+            || {
+                let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
+                let status = kubectl_ok(
+                    &[
+                        "get",
+                        "crd",
+                        "mqttkafkabridges.mqttkafka.io",
+                        "-o",
+                        jsonpath,
+                    ],
+                    None,
+                );
+                (status == "True").then_some(())
+            },
+        );
+    });
+}

@@ -10,6 +10,7 @@ pub mod env;
 pub mod kafka;
 pub mod kubectl;
 pub mod mqtt;
+pub mod operator;
 pub mod process;
 pub mod wait;
 

@@ -242,4 +242,18 @@ fn long_names_and_topic_lists_are_checked() {
         &bridge,
         "spec.kafka.topics[1].name: topic \"lock-state\" is listed twice",
     );
+    assert_error(
+        &bridge,
+        "spec.kafka.topics: topic management is not available in this version",
+    );
+}
+
+#[test]
+fn topic_deletion_needs_topic_management() {
+    let mut bridge = smart_locks();
+    bridge.spec.kafka.topic_deletion_policy = TopicDeletionPolicy::Delete;
+    assert_error(
+        &bridge,
+        "spec.kafka.topicDeletionPolicy: Delete needs topic management",
+    );
 }

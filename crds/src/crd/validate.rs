@@ -85,6 +85,20 @@ pub fn validate_spec(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<(), Valid
         dead_letter_topic: kafka.dead_letter_topic.as_deref(),
     };
     check_kafka_connection(connection, "spec.kafka", &mut errors);
+    // Topic management (create, grow, configure, delete) is not in this version. Refusing the
+    // fields beats silently ignoring them.
+    if !kafka.topics.is_empty() {
+        errors.push(
+            "spec.kafka.topics",
+            "topic management is not available in this version of the operator; create the topics with your Kafka tooling and remove this field",
+        );
+    }
+    if kafka.topic_deletion_policy == super::TopicDeletionPolicy::Delete {
+        errors.push(
+            "spec.kafka.topicDeletionPolicy",
+            "Delete needs topic management, which is not available in this version of the operator",
+        );
+    }
     let mut topic_names = HashSet::new();
     for (i, topic) in kafka.topics.iter().enumerate() {
         let path = index("spec.kafka.topics", i);

@@ -385,6 +385,10 @@ fn overlapping_filters() {
     assert!(!overlap("#", "$SYS/x"));
     assert!(!overlap("+/x", "$SYS/x"));
     assert!(overlap("$SYS/#", "$SYS/+"));
+    // Their only common topic would be "", which is not a topic name.
+    assert!(!overlap("/#", "+"));
+    assert!(overlap("/#", "/+"));
+    assert!(overlap("+/#", "+"));
 }
 
 /// Filters over the same small alphabet as [`all_topics`], so brute force can find witnesses.

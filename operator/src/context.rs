@@ -1,0 +1,91 @@
+//! What every reconciliation shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+
+use crate::metrics::Metrics;
+
+pub struct Context {
+    pub client: Client,
+    pub reporter: Reporter,
+    /// Publishes Normal events, grouping repeats into series.
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// bridge-runtime image for bridges that do not name one.
+    pub default_image: String,
+    /// How often a bridge is reconciled without any change (drift correction).
+    pub resync: Duration,
+    /// Consecutive failures per bridge, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        default_image: String,
+        resync: Duration,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        Self {
+            client,
+            reporter,
+            recorder,
+            metrics,
+            default_image,
+            resync,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A recorder without history: its event is always a new Event object.
+    pub fn fresh_recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// Records a failure of `key`; returns how long to wait before the next attempt
+    /// (5 s doubling up to 5 min).
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        backoff_after(n)
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}
+
+/// The wait after `failures` consecutive failures: 5 s, doubling, at most 5 min.
+fn backoff_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(6);
+    Duration::from_secs(5 << doublings).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_after;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let secs: Vec<u64> = [1, 2, 3, 6, 7, 30]
+            .iter()
+            .map(|n| backoff_after(*n).as_secs())
+            .collect();
+        assert_eq!(secs, [5, 10, 20, 160, 300, 300]);
+    }
+}

@@ -1,0 +1,397 @@
+//! One reconciliation: validate (no client) → read referenced Secrets → build the desired
+//! objects (pure) → server-side apply → status. An invalid spec leaves the running children
+//! as they are.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use mkb_api::crd::{validate_spec, MqttKafkaBridge, MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::build::{self, BridgeInput, FIELD_MANAGER};
+use crate::context::Context;
+use crate::status::{self, Observed, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot render the runtime configuration: {0}")]
+    Render(#[from] serde_yaml::Error),
+    #[error("cannot encode the status: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the object has no {0}")]
+    Incomplete(&'static str),
+}
+
+impl Error {
+    /// A short label for the errors metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api_error",
+            Error::Kube(_) => "api_unreachable",
+            Error::Render(_) | Error::Json(_) => "encoding",
+            Error::Incomplete(_) => "incomplete_object",
+        }
+    }
+}
+
+/// What changed when an object was applied.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let result = reconcile_bridge(&obj, &ctx).await;
+    match &result {
+        Ok((_, label)) => {
+            ctx.succeeded(&key);
+            ctx.metrics.reconciled(label, started.elapsed());
+        }
+        Err(e) => {
+            ctx.metrics.reconciled("error", started.elapsed());
+            ctx.metrics.error(e.reason());
+        }
+    }
+    result.map(|(action, _)| action)
+}
+
+/// Retries a failed reconciliation with exponential backoff.
+pub fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let wait = ctx.backoff(&key);
+    warn!(bridge = %key, %error, retry_in = ?wait, "reconciliation failed");
+    Action::requeue(wait)
+}
+
+/// The bridge being reconciled, with what reconciliation needs of it.
+struct Bridge<'a> {
+    obj: &'a DynamicObject,
+    name: String,
+    namespace: String,
+    generation: i64,
+    status: MqttKafkaBridgeStatus,
+}
+
+async fn reconcile_bridge(
+    obj: &DynamicObject,
+    ctx: &Context,
+) -> Result<(Action, &'static str), Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        // The children go with the bridge: they carry it as their controller owner.
+        return Ok((Action::await_change(), "ok"));
+    }
+    let bridge = Bridge {
+        obj,
+        name: obj.name_any(),
+        namespace: obj.namespace().ok_or(Error::Incomplete("namespace"))?,
+        generation: obj.metadata.generation.unwrap_or(0),
+        status: obj
+            .data
+            .get("status")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .unwrap_or_default(),
+    };
+    let spec = match serde_json::from_value::<MqttKafkaBridgeSpec>(
+        obj.data.get("spec").cloned().unwrap_or_default(),
+    ) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let outcome = Outcome::Invalid(format!("spec: cannot be read: {e}"));
+            finish(ctx, &bridge, outcome, None, 0).await?;
+            return Ok((Action::await_change(), "invalid_spec"));
+        }
+    };
+    if let Err(errors) = validate_spec(&bridge.name, &spec) {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        finish(ctx, &bridge, Outcome::Invalid(message), None, spec.replicas).await?;
+        return Ok((Action::await_change(), "invalid_spec"));
+    }
+    let secrets = match read_secrets(ctx, &bridge.namespace, &spec).await? {
+        Ok(values) => values,
+        Err(blocked) => {
+            finish(ctx, &bridge, blocked, None, spec.replicas).await?;
+            // The Secret watch brings the bridge back when the Secret appears.
+            return Ok((Action::requeue(ctx.resync), "blocked"));
+        }
+    };
+
+    let uid = obj.uid().ok_or(Error::Incomplete("uid"))?;
+    let input = BridgeInput {
+        name: &bridge.name,
+        namespace: &bridge.namespace,
+        uid: &uid,
+        spec: &spec,
+        default_image: &ctx.default_image,
+    };
+    let config = build::render_config(&bridge.name, &spec)?;
+    let hash = build::config_hash(&config, &secrets);
+    let config_map = ConfigMap {
+        metadata: input.child_meta(input.config_map_name()),
+        data: Some(BTreeMap::from([(build::CONFIG_KEY.to_owned(), config)])),
+        ..ConfigMap::default()
+    };
+    let client = &ctx.client;
+    let ns = &bridge.namespace;
+    // The ConfigMap first: pods of a new template find their configuration.
+    apply(
+        ctx,
+        &bridge,
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &config_map,
+    )
+    .await?;
+    apply(
+        ctx,
+        &bridge,
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &build::service(&input),
+    )
+    .await?;
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let sts = apply(ctx, &bridge, &sts_api, &build::statefulset(&input, &hash)).await?;
+    let pdb_api = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+    match build::pod_disruption_budget(&input) {
+        Some(pdb) => {
+            apply(ctx, &bridge, &pdb_api, &pdb).await?;
+        }
+        None => delete_if_present(ctx, &bridge, &pdb_api).await?,
+    }
+    finish(
+        ctx,
+        &bridge,
+        Outcome::Applied,
+        Some((&sts, hash)),
+        spec.replicas,
+    )
+    .await?;
+    Ok((Action::requeue(ctx.resync), "ok"))
+}
+
+/// The values of every referenced Secret key, for the hash; `Err` when one is missing.
+async fn read_secrets(
+    ctx: &Context,
+    namespace: &str,
+    spec: &MqttKafkaBridgeSpec,
+) -> Result<Result<Vec<(String, String, Option<Vec<u8>>)>, Outcome>, Error> {
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    let mut values = Vec::new();
+    let mut cache: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    for r in build::referenced_secrets(spec) {
+        if !cache.contains_key(&r.name) {
+            cache.insert(r.name.clone(), api.get_opt(&r.name).await?);
+        }
+        let Some(secret) = cache.get(&r.name).and_then(Option::as_ref) else {
+            return Ok(Err(Outcome::Blocked {
+                reason: "SecretNotFound".to_owned(),
+                message: format!("Secret {} does not exist in namespace {namespace}", r.name),
+            }));
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|v| v.0.clone());
+        if value.is_none() {
+            return Ok(Err(Outcome::Blocked {
+                reason: "SecretKeyNotFound".to_owned(),
+                message: format!("Secret {} has no key {:?}", r.name, r.key),
+            }));
+        }
+        values.push((r.name.clone(), r.key.clone(), value));
+    }
+    Ok(Ok(values))
+}
+
+/// Server-side apply with the operator's field manager. A no-op apply does not write, so an
+/// unchanged bridge causes no writes.
+async fn apply<K>(ctx: &Context, bridge: &Bridge<'_>, api: &Api<K>, desired: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = desired
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::Incomplete("name"))?;
+    let before = api
+        .get_metadata_opt(&name)
+        .await?
+        .and_then(|m| m.metadata.resource_version);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let after = api.patch(&name, &params, &Patch::Apply(desired)).await?;
+    let change = match before {
+        None => Change::Created,
+        Some(rv) if after.meta().resource_version.as_ref() != Some(&rv) => Change::Updated,
+        Some(_) => Change::Unchanged,
+    };
+    if change != Change::Unchanged {
+        let kind = K::kind(&());
+        let reason = if change == Change::Created {
+            "Created"
+        } else {
+            "Updated"
+        };
+        info!(bridge = %bridge.name, namespace = %bridge.namespace, "{reason} {kind} {name}");
+        let child = after.object_ref(&());
+        publish(
+            ctx,
+            bridge,
+            EventType::Normal,
+            reason,
+            format!("{reason} {kind} {name}"),
+            Some(child),
+        )
+        .await;
+    }
+    Ok(after)
+}
+
+async fn delete_if_present<K>(ctx: &Context, bridge: &Bridge<'_>, api: &Api<K>) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    if api.get_metadata_opt(&bridge.name).await?.is_some() {
+        api.delete(&bridge.name, &DeleteParams::default()).await?;
+        let kind = K::kind(&());
+        info!(bridge = %bridge.name, namespace = %bridge.namespace, "Deleted {kind} {}", bridge.name);
+        let note = format!("Deleted {kind} {}", bridge.name);
+        publish(ctx, bridge, EventType::Normal, "Deleted", note, None).await;
+    }
+    Ok(())
+}
+
+/// Computes the status and writes it when it changed; emits a warning Event when the bridge
+/// newly became invalid or blocked (or the reason changed).
+async fn finish(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    outcome: Outcome,
+    applied: Option<(&StatefulSet, String)>,
+    spec_replicas: i32,
+) -> Result<(), Error> {
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
+    let sts = match applied {
+        Some((sts, _)) => Some(sts.clone()),
+        None => {
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), &bridge.namespace)
+                .get_opt(&bridge.name)
+                .await?
+        }
+    };
+    let routes = bridge.obj.data["spec"]["mqttToKafka"]
+        .as_array()
+        .map_or(0, Vec::len)
+        + bridge.obj.data["spec"]["kafkaToMqtt"]
+            .as_array()
+            .map_or(0, Vec::len);
+    let observed = Observed {
+        generation: bridge.generation,
+        spec_replicas,
+        statefulset: sts.as_ref(),
+        routes: routes as i32,
+        config_hash: applied.map(|(_, hash)| hash),
+        label_selector: build::label_selector(&bridge.name),
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = status::compute(&outcome, &observed, &bridge.status, &now);
+    let previous_ready = bridge.status.conditions.iter().find(|c| c.type_ == "Ready");
+    if let Outcome::Invalid(message) | Outcome::Blocked { message, .. } = &outcome {
+        let reason = match &outcome {
+            Outcome::Blocked { reason, .. } => reason.as_str(),
+            _ => "InvalidSpec",
+        };
+        let known = previous_ready.is_some_and(|c| c.reason == reason && &c.message == message);
+        if !known {
+            warn!(bridge = %bridge.name, namespace = %bridge.namespace, %reason, %message, "bridge not rolled out");
+            publish(
+                ctx,
+                bridge,
+                EventType::Warning,
+                reason,
+                message.clone(),
+                None,
+            )
+            .await;
+        }
+    }
+    if status != bridge.status {
+        let patch = json!({
+            "apiVersion": "mqttkafka.io/v1alpha1",
+            "kind": "MqttKafkaBridge",
+            "status": status,
+        });
+        api.patch_status(
+            &bridge.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Publishes an Event about the bridge; failing to is logged, not fatal. Events about a child
+/// name it as the related object, so each child has its own series. Warnings are published
+/// only when their message changes, each as a new Event (a series would keep the first
+/// message).
+async fn publish(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    child: Option<k8s_openapi::api::core::v1::ObjectReference>,
+) {
+    let mut note = note;
+    if note.len() > 1000 {
+        let cut = (0..=1000)
+            .rev()
+            .find(|i| note.is_char_boundary(*i))
+            .unwrap_or(0);
+        note.truncate(cut);
+        note.push('…');
+    }
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: child,
+    };
+    let reference = bridge.obj.object_ref(&ar());
+    let result = match type_ {
+        EventType::Warning => ctx.fresh_recorder().publish(&event, &reference).await,
+        EventType::Normal => ctx.recorder.publish(&event, &reference).await,
+    };
+    if let Err(e) = result {
+        warn!(bridge = %bridge.name, error = %e, "cannot publish an Event");
+    }
+}
+
+/// The API resource of MqttKafkaBridge, for dynamic objects.
+pub fn ar() -> kube::core::ApiResource {
+    kube::core::ApiResource::erase::<MqttKafkaBridge>(&())
+}

@@ -331,7 +331,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     publishing.await.expect("publisher");
     bridge.wait_ready(SHORT);
 
-    let records = kafka::wait_for_records(&topic, i64::from(total), LONG).await;
+    let records = wait_for_distinct(&topic, total as usize, LONG).await;
     let (distinct, duplicates) = distinct_and_duplicates(&records);
     eprintln!(
         "kill -9: {} records, {distinct} distinct of {total}, {duplicates} duplicates",

@@ -1,6 +1,10 @@
 //! In-order acknowledgements. MQTT requires PUBACKs in the order the PUBLISHes arrived, and
 //! the bridge may acknowledge a message only when every route that took it has Kafka's
 //! confirmation. Entries complete in any order; acknowledgements leave in arrival order.
+//!
+//! A message holds its slot of the in-flight window until its acknowledgement is on the wire,
+//! not merely queued: rumqttc sends one queued request per poll while it reads many packets,
+//! so under a flood queued acknowledgements would otherwise pile up without bound.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +21,8 @@ struct Entry {
     connection: u64,
     token: Option<AckToken>,
     remaining: usize,
-    /// Frees a slot of the in-flight window when the entry leaves.
-    _permit: OwnedSemaphorePermit,
+    /// The entry's slot of the in-flight window.
+    permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -33,6 +37,8 @@ pub struct AckTracker {
     client: Client,
     queue: Mutex<Queue>,
     connection: AtomicU64,
+    /// Slots of acknowledgements queued in rumqttc and not yet sent, in queue order.
+    unsent: Mutex<VecDeque<OwnedSemaphorePermit>>,
 }
 
 /// A route's hold on a message: complete it once Kafka has the record (or the dead-letter
@@ -55,12 +61,29 @@ impl AckTracker {
             client,
             queue: Mutex::new(Queue::default()),
             connection: AtomicU64::new(0),
+            unsent: Mutex::new(VecDeque::new()),
         })
     }
 
     /// A new connection to the broker began; messages of earlier ones are no longer acknowledged.
     pub fn new_connection(&self) -> u64 {
         self.connection.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// rumqttc sent one queued acknowledgement: its slot is free (acknowledgements leave in
+    /// the order they were queued, so the oldest slot goes).
+    pub fn ack_sent(&self) {
+        if let Ok(mut unsent) = self.unsent.lock() {
+            unsent.pop_front();
+        }
+    }
+
+    /// The connection dropped: rumqttc discarded the acknowledgements it had not sent (the
+    /// broker redelivers those messages), so their slots are free.
+    pub fn connection_lost(&self) {
+        if let Ok(mut unsent) = self.unsent.lock() {
+            unsent.clear();
+        }
     }
 
     /// Registers a message taken by `routes` routes; returns one ticket per route.
@@ -79,7 +102,7 @@ impl AckTracker {
                 connection,
                 token,
                 remaining: routes,
-                _permit: permit,
+                permit,
             });
             q.head + q.entries.len() as u64 - 1
         };
@@ -121,10 +144,25 @@ impl AckTracker {
                 break;
             };
             q.head += 1;
-            if let (Some(token), true) = (&entry.token, entry.connection == current) {
-                if let Err(e) = self.client.try_ack(token) {
-                    warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
+            let Entry {
+                token,
+                connection,
+                permit,
+                ..
+            } = entry;
+            let Some(token) = token.filter(|_| connection == current) else {
+                continue; // QoS 0, or an earlier connection: nothing to send, the slot is free.
+            };
+            // The slot is handed over before the request is queued, so the sent event that
+            // frees it always finds it.
+            if let Ok(mut unsent) = self.unsent.lock() {
+                unsent.push_back(permit);
+            }
+            if let Err(e) = self.client.try_ack(&token) {
+                if let Ok(mut unsent) = self.unsent.lock() {
+                    unsent.pop_back();
                 }
+                warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
             }
         }
     }

@@ -56,9 +56,10 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         );
         workers.push(tokio::spawn(worker.run(rx)));
     }
+    let tracker = acks::AckTracker::new(client.clone());
     let subscriber = subscriber::Subscriber {
         client_id: client_id.clone(),
-        tracker: acks::AckTracker::new(client.clone()),
+        tracker: tracker.clone(),
         client,
         routes,
         inputs,
@@ -69,7 +70,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         up: metrics.connection("mqtt", &client_id),
         unrouted: metrics.unrouted.clone(),
     };
-    let (events, poller) = subscriber::spawn_poller(eventloop, window.min(4096) + 16);
+    let (events, poller) = subscriber::spawn_poller(eventloop, tracker, window.min(4096) + 16);
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     Ok(tokio::spawn(async move {
         subscriber.run(events, stop, grace).await;

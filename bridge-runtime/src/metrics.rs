@@ -56,6 +56,7 @@ pub struct Metrics {
     dead_lettered: Family<RouteLabels, Counter>,
     dropped: Family<RouteLabels, Counter>,
     pub unrouted: Counter,
+    pub acks_dropped: Counter,
     latency: Family<RouteLabels, Histogram>,
     in_flight: Family<RouteLabels, Gauge>,
     connection_up: Family<ConnectionLabels, Gauge>,
@@ -104,6 +105,7 @@ impl Metrics {
         let dead_lettered = Family::default();
         let dropped = Family::default();
         let unrouted = Counter::default();
+        let acks_dropped = Counter::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to ~52 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -137,6 +139,11 @@ impl Metrics {
         );
         registry.register("messages_unrouted", "MQTT messages that matched no route (left-over subscriptions of a persistent session); acknowledged", unrouted.clone());
         registry.register(
+            "mqtt_acks_dropped",
+            "Acknowledgements dropped because rumqttc's request queue was full; the broker redelivers those messages after a reconnect (duplicates)",
+            acks_dropped.clone(),
+        );
+        registry.register(
             "delivery_latency_seconds",
             "From receipt to confirmation by the other side",
             latency.clone(),
@@ -159,6 +166,7 @@ impl Metrics {
             dead_lettered,
             dropped,
             unrouted,
+            acks_dropped,
             latency,
             in_flight,
             connection_up,

@@ -126,6 +126,17 @@ impl Bridge {
         });
     }
 
+    /// Waits until a route's counter (`mkb_messages_<what>_total`) reaches `at_least`, and
+    /// returns it. Counters trail what other clients observe: `delivered` of Kafka → MQTT
+    /// counts the broker's PUBACK, which can come after subscribers have the message.
+    pub fn wait_counter(&self, what: &str, route: &str, at_least: u64, timeout: Duration) -> u64 {
+        let description = format!("mkb_messages_{what}_total{{route={route}}} to reach {at_least}");
+        wait_until(&description, timeout, || {
+            let n = self.metrics().route_counter(what, route);
+            (n >= at_least).then_some(n)
+        })
+    }
+
     pub fn metrics(&self) -> MetricsText {
         MetricsText(
             http_get(self.http, "/metrics")
@@ -140,5 +151,25 @@ impl Bridge {
 
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         self.process.terminate(timeout)
+    }
+}
+
+impl Drop for Bridge {
+    /// When the test fails, show the bridge's counters next to its log.
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.process.exit_status().is_none() {
+            let metrics = self.metrics();
+            eprintln!(
+                "---- mkb_ metrics of {} ----",
+                self.process.log_path().display()
+            );
+            for line in metrics
+                .0
+                .lines()
+                .filter(|l| l.starts_with("mkb_") && !l.contains("_bucket"))
+            {
+                eprintln!("{line}");
+            }
+        }
     }
 }

@@ -65,8 +65,6 @@ pub enum Event {
         rejected: Vec<usize>,
     },
     DisconnectSent,
-    /// An acknowledgement of an inbound publish (PUBACK or PUBREC) left for the network.
-    AckSent,
     Other,
 }
 
@@ -237,7 +235,6 @@ fn v4_event(event: rumqttc::Event) -> Event {
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
-        E::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) => Event::AckSent,
         _ => Event::Other,
     }
 }
@@ -285,7 +282,6 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
-        E::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) => Event::AckSent,
         _ => Event::Other,
     }
 }

@@ -2,16 +2,21 @@
 //! the bridge may acknowledge a message only when every route that took it has Kafka's
 //! confirmation. Entries complete in any order; acknowledgements leave in arrival order.
 //!
-//! A message holds its slot of the in-flight window until its acknowledgement is on the wire,
-//! not merely queued: rumqttc sends one queued request per poll while it reads many packets,
-//! so under a flood queued acknowledgements would otherwise pile up without bound.
+//! A message frees its slot of the in-flight window when its acknowledgement is queued in
+//! rumqttc, not when it is sent: the task that sends it is the one that reads new messages,
+//! so waiting for the send could deadlock a full window. rumqttc sends one queued request per
+//! poll while reading packets ten at a time, so during a flood (a broker that ignores the
+//! receive maximum, as Mosquitto 2.0.11 does for queued messages) acknowledgements can pile up
+//! beyond the request channel; those are dropped and counted, and the broker redelivers their
+//! messages after the next reconnect: duplicates, never loss.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::warn;
+use tracing::debug;
 
 use crate::mqtt::{AckToken, Client};
 
@@ -21,8 +26,8 @@ struct Entry {
     connection: u64,
     token: Option<AckToken>,
     remaining: usize,
-    /// The entry's slot of the in-flight window.
-    permit: OwnedSemaphorePermit,
+    /// Frees a slot of the in-flight window when the entry leaves.
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -35,10 +40,9 @@ struct Queue {
 /// Tracks messages from arrival to acknowledgement.
 pub struct AckTracker {
     client: Client,
+    dropped: Counter,
     queue: Mutex<Queue>,
     connection: AtomicU64,
-    /// Slots of acknowledgements queued in rumqttc and not yet sent, in queue order.
-    unsent: Mutex<VecDeque<OwnedSemaphorePermit>>,
 }
 
 /// A route's hold on a message: complete it once Kafka has the record (or the dead-letter
@@ -56,34 +60,18 @@ impl Ticket {
 }
 
 impl AckTracker {
-    pub fn new(client: Client) -> Arc<Self> {
+    pub fn new(client: Client, dropped: Counter) -> Arc<Self> {
         Arc::new(Self {
             client,
+            dropped,
             queue: Mutex::new(Queue::default()),
             connection: AtomicU64::new(0),
-            unsent: Mutex::new(VecDeque::new()),
         })
     }
 
     /// A new connection to the broker began; messages of earlier ones are no longer acknowledged.
     pub fn new_connection(&self) -> u64 {
         self.connection.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// rumqttc sent one queued acknowledgement: its slot is free (acknowledgements leave in
-    /// the order they were queued, so the oldest slot goes).
-    pub fn ack_sent(&self) {
-        if let Ok(mut unsent) = self.unsent.lock() {
-            unsent.pop_front();
-        }
-    }
-
-    /// The connection dropped: rumqttc discarded the acknowledgements it had not sent (the
-    /// broker redelivers those messages), so their slots are free.
-    pub fn connection_lost(&self) {
-        if let Ok(mut unsent) = self.unsent.lock() {
-            unsent.clear();
-        }
     }
 
     /// Registers a message taken by `routes` routes; returns one ticket per route.
@@ -102,7 +90,7 @@ impl AckTracker {
                 connection,
                 token,
                 remaining: routes,
-                permit,
+                _permit: permit,
             });
             q.head + q.entries.len() as u64 - 1
         };
@@ -144,25 +132,11 @@ impl AckTracker {
                 break;
             };
             q.head += 1;
-            let Entry {
-                token,
-                connection,
-                permit,
-                ..
-            } = entry;
-            let Some(token) = token.filter(|_| connection == current) else {
-                continue; // QoS 0, or an earlier connection: nothing to send, the slot is free.
-            };
-            // The slot is handed over before the request is queued, so the sent event that
-            // frees it always finds it.
-            if let Ok(mut unsent) = self.unsent.lock() {
-                unsent.push_back(permit);
-            }
-            if let Err(e) = self.client.try_ack(&token) {
-                if let Ok(mut unsent) = self.unsent.lock() {
-                    unsent.pop_back();
+            if let (Some(token), true) = (&entry.token, entry.connection == current) {
+                if let Err(e) = self.client.try_ack(token) {
+                    self.dropped.inc();
+                    debug!(error = %e, "acknowledgement dropped; the broker will redeliver the message");
                 }
-                warn!(error = %e, "could not queue an acknowledgement; the broker will redeliver the message");
             }
         }
     }

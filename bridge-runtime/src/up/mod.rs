@@ -39,7 +39,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         clean_session: settings.mqtt.clean_session,
         manual_acks: true,
         inflight: settings.mqtt.max_inflight.min(u32::from(u16::MAX)) as u16,
-        request_capacity: window + 1000,
+        // Acknowledgements can queue up in rumqttc faster than it sends them (see acks.rs).
+        request_capacity: window * 4 + 10_000,
     };
     let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
     let routes: Vec<_> = config.mqtt_to_kafka.iter().cloned().map(Arc::new).collect();
@@ -56,10 +57,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         );
         workers.push(tokio::spawn(worker.run(rx)));
     }
-    let tracker = acks::AckTracker::new(client.clone());
     let subscriber = subscriber::Subscriber {
         client_id: client_id.clone(),
-        tracker: tracker.clone(),
+        tracker: acks::AckTracker::new(client.clone(), metrics.acks_dropped.clone()),
         client,
         routes,
         inputs,
@@ -70,7 +70,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         up: metrics.connection("mqtt", &client_id),
         unrouted: metrics.unrouted.clone(),
     };
-    let (events, poller) = subscriber::spawn_poller(eventloop, tracker, window.min(4096) + 16);
+    let (events, poller) = subscriber::spawn_poller(eventloop, window.min(4096) + 16);
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     Ok(tokio::spawn(async move {
         subscriber.run(events, stop, grace).await;

@@ -152,12 +152,12 @@ impl RouteWorker {
     async fn after(&mut self, step: Step, pending: &mut Pending) {
         match step {
             Step::Delivered(job) => {
-                self.metrics.delivered.inc();
                 self.finish(job);
+                self.metrics.delivered.inc();
             }
             Step::DeadLettered(job) => {
-                self.metrics.dead_lettered.inc();
                 self.finish(job);
+                self.metrics.dead_lettered.inc();
             }
             Step::Failed(job, _, e) if is_permanent(&e) => {
                 self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
@@ -177,6 +177,8 @@ impl RouteWorker {
         }
     }
 
+    /// Completes a job; the caller counts its outcome afterwards, so a counter never runs
+    /// ahead of the in-flight gauge.
     fn finish(&self, job: Job) {
         self.metrics.in_flight.dec();
         self.metrics.observe_latency(job.received_at.elapsed());

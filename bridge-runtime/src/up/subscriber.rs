@@ -35,11 +35,9 @@ type Events = mpsc::Receiver<Result<Event, String>>;
 
 /// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
 /// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
-/// DISCONNECT is sent, or when nobody listens any more. Frees the window slot of each
-/// acknowledgement that leaves itself, so a dispatcher waiting for a slot cannot block it.
+/// DISCONNECT is sent, or when nobody listens any more.
 pub fn spawn_poller(
     mut eventloop: mqtt::EventLoop,
-    tracker: Arc<AckTracker>,
     capacity: usize,
 ) -> (Events, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity);
@@ -47,14 +45,6 @@ pub fn spawn_poller(
         let mut backoff = Duration::from_millis(100);
         loop {
             let event = eventloop.poll().await;
-            match &event {
-                Ok(Event::AckSent) => {
-                    tracker.ack_sent();
-                    continue;
-                }
-                Err(_) => tracker.connection_lost(),
-                _ => {}
-            }
             let failed = event.is_err();
             let disconnected = matches!(event, Ok(Event::DisconnectSent));
             if matches!(event, Ok(Event::Connected { .. })) {

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use testbed::bridge::Bridge;
@@ -248,5 +248,103 @@ async fn unrenderable_topic_goes_to_the_dead_letter_topic() {
     assert_eq!(
         bridge.wait_counter("dead_lettered", "by-header", 1, SHORT),
         1
+    );
+}
+
+/// A topic pattern, QoS 2 and QoS 0 publishes, retained messages, and SIGTERM: the drain
+/// commits what the broker confirmed, so a restarted bridge publishes nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_qos_retain_and_a_clean_drain() {
+    let ns = unique("k2m-more");
+    for t in ["cmd-a", "cmd-b", "q0", "ret"] {
+        kafka::create_topic(&format!("{ns}-{t}"), 2).await;
+    }
+    let config = format!(
+        r#"{base}kafkaToMqtt:
+  - name: by-pattern
+    kafka: {{topicPattern: "^{ns}-cmd-.*", autoOffsetReset: earliest}}
+    mqtt: {{topic: "{ns}/q2/${{.topic}}/${{.key}}", qos: 2}}
+  - name: fire-and-forget
+    kafka: {{topics: [{ns}-q0], autoOffsetReset: earliest}}
+    mqtt: {{topic: "{ns}/q0/${{.key}}", qos: 0}}
+  - name: retained
+    kafka: {{topics: [{ns}-ret], autoOffsetReset: earliest}}
+    mqtt: {{topic: "{ns}/ret/${{.key}}", retain: true, payload: "${{.value.state}}"}}
+"#,
+        base = base_config(&ns, "5", None)
+    );
+    let q2 = Subscriber::connect(&unique("q2-sub"), &[&format!("{ns}/q2/#")], 2).await;
+    let q0 = Subscriber::connect(&unique("q0-sub"), &[&format!("{ns}/q0/#")], 1).await;
+    let mut bridge = Bridge::start(&format!("{ns}-run1"), &config);
+    bridge.wait_ready(SHORT);
+    for t in ["cmd-a", "cmd-b"] {
+        produce_commands(&format!("{ns}-{t}"), 10, 0, 200).await;
+    }
+    produce_commands(&format!("{ns}-q0"), 5, 0, 50).await;
+    kafka::produce(
+        &format!("{ns}-ret"),
+        [Outgoing {
+            key: Some(b"lock-9"),
+            value: b"{\"state\":\"locked\"}",
+            headers: vec![],
+        }],
+    )
+    .await;
+
+    let got = q2.wait_for(400, SHORT).await;
+    assert!(got.iter().all(|m| m.qos == 2), "QoS 2 end to end");
+    assert_eq!(
+        got.iter()
+            .filter(|m| m.topic.contains(&format!("/{ns}-cmd-a/")))
+            .count(),
+        200,
+        "the pattern covers both topics"
+    );
+    let got = q0.wait_for(50, SHORT).await;
+    assert!(got.iter().all(|m| m.qos == 0));
+    assert_eq!(bridge.wait_counter("delivered", "retained", 1, SHORT), 1);
+    // A device that subscribes later still gets the last state: it was retained.
+    let late = Subscriber::connect(&unique("late-sub"), &[&format!("{ns}/ret/+")], 1).await;
+    let retained = late.wait_for(1, SHORT).await;
+    assert_eq!(
+        (
+            retained[0].topic.as_str(),
+            retained[0].payload.as_slice(),
+            retained[0].retain
+        ),
+        (format!("{ns}/ret/lock-9").as_str(), &b"locked"[..], true)
+    );
+
+    // SIGTERM: drain and commit; a restart publishes only what is new.
+    assert_eq!(
+        bridge.wait_counter("delivered", "by-pattern", 400, SHORT),
+        400
+    );
+    let status = bridge.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    for t in ["cmd-a", "cmd-b"] {
+        for (partition, committed, end) in
+            kafka::committed_and_end(&format!("{ns}.by-pattern"), &format!("{ns}-{t}")).await
+        {
+            assert_eq!(
+                committed,
+                Some(end),
+                "{t}[{partition}]: the drain committed every published record"
+            );
+        }
+    }
+    bridge.restart(&format!("{ns}-run2"));
+    bridge.wait_ready(SHORT);
+    produce_commands(&format!("{ns}-cmd-a"), 10, 100, 10).await;
+    let got = q2.wait_for(410, SHORT).await;
+    // cmd-a and cmd-b carry the same payloads: a message is its topic and payload.
+    let distinct: std::collections::HashSet<(&str, &[u8])> = got
+        .iter()
+        .map(|m| (m.topic.as_str(), m.payload.as_slice()))
+        .collect();
+    assert_eq!(
+        (distinct.len(), got.len()),
+        (410, 410),
+        "nothing published twice after a clean drain"
     );
 }

@@ -409,3 +409,60 @@ async fn json_logs_are_one_object_per_line() {
         "{log}"
     );
 }
+
+/// The roundRobin and random partitioners spread keyless records over every partition, and
+/// compressed batches (zstd, lz4) read back unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitioners_and_compression() {
+    let ns = unique("parts");
+    for t in ["rr", "rand"] {
+        kafka::create_topic(&format!("{ns}-{t}"), 4).await;
+    }
+    let route = |name: &str, topic: &str, partitioner: &str| {
+        format!("  - name: {name}\n    mqtt: {{topicFilters: [\"{ns}/{name}/+\"]}}\n    kafka: {{topic: {ns}-{topic}, partitioner: {partitioner}}}\n")
+    };
+    for (compression, bridge_name) in [("zstd", format!("{ns}-z")), ("lz4", format!("{ns}-l"))] {
+        let config = format!(
+            "{}mqttToKafka:\n{}{}",
+            base_config(&bridge_name, "5", None).replace(
+                "  bootstrapServers:",
+                &format!("  producer: {{compression: {compression}}}\n  bootstrapServers:")
+            ),
+            route("rr", "rr", "roundRobin"),
+            route("rand", "rand", "random"),
+        );
+        let mut bridge = Bridge::start(&bridge_name, &config);
+        bridge.wait_ready(SHORT);
+        let p = Publisher::connect(&unique("parts-pub")).await;
+        for i in 0..100 {
+            p.publish(&format!("{ns}/rr/d"), 1, format!("{compression}-rr-{i}"))
+                .await;
+            p.publish(
+                &format!("{ns}/rand/d"),
+                1,
+                format!("{compression}-rand-{i}"),
+            )
+            .await;
+        }
+        p.wait_acked(200, SHORT).await;
+        assert_eq!(bridge.wait_counter("delivered", "rr", 100, SHORT), 100);
+        assert_eq!(bridge.wait_counter("delivered", "rand", 100, SHORT), 100);
+        bridge.terminate(Duration::from_secs(20));
+    }
+    let rr = kafka::wait_for_records(&format!("{ns}-rr"), 200, SHORT).await;
+    let mut per_partition = [0usize; 4];
+    for r in &rr {
+        per_partition[r.partition as usize] += 1;
+    }
+    assert_eq!(per_partition, [50, 50, 50, 50], "round robin: equal shares");
+    let random = kafka::wait_for_records(&format!("{ns}-rand"), 200, SHORT).await;
+    let used: std::collections::HashSet<i32> = random.iter().map(|r| r.partition).collect();
+    assert_eq!(used.len(), 4, "random: every partition used");
+    let values: std::collections::HashSet<&str> =
+        rr.iter().chain(&random).map(Record::value_str).collect();
+    assert!(
+        values.contains("zstd-rr-42") && values.contains("lz4-rand-99"),
+        "compressed batches read back unchanged"
+    );
+    assert_eq!(values.len(), 400);
+}

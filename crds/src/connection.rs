@@ -58,6 +58,7 @@ pub struct MqttSettings<S> {
     /// MQTT 5 session expiry interval in seconds: how long the broker keeps the subscriber's
     /// session (and queues its messages) after it disconnects.
     #[serde(default = "default_session_expiry")]
+    #[schemars(range(max = 4294967295u32))]
     pub session_expiry_seconds: u32,
     /// Most unacknowledged QoS 1/2 messages in flight per connection, each way (MQTT 5
     /// receive maximum, and the publisher's in-flight window).

@@ -110,13 +110,10 @@ async fn reconcile_bridge(
             .and_then(|s| serde_json::from_value(s.clone()).ok())
             .unwrap_or_default(),
     };
-    let spec = match serde_json::from_value::<MqttKafkaBridgeSpec>(
-        obj.data.get("spec").cloned().unwrap_or_default(),
-    ) {
+    let spec = match read_spec(obj) {
         Ok(spec) => spec,
-        Err(e) => {
-            let outcome = Outcome::Invalid(format!("spec: cannot be read: {e}"));
-            finish(ctx, &bridge, outcome, None, 0).await?;
+        Err(message) => {
+            finish(ctx, &bridge, Outcome::Invalid(message), None, 0).await?;
             return Ok((Action::await_change(), "invalid_spec"));
         }
     };
@@ -188,6 +185,15 @@ async fn reconcile_bridge(
     )
     .await?;
     Ok((Action::requeue(ctx.resync), "ok"))
+}
+
+/// The spec of a bridge watched as a dynamic object. An object the types cannot read (a
+/// newer CRD version, a value outside the Rust type) becomes an InvalidSpec status instead of
+/// an error that would retry forever.
+fn read_spec(obj: &DynamicObject) -> Result<MqttKafkaBridgeSpec, String> {
+    let spec = obj.data.get("spec").cloned().unwrap_or_default();
+    serde_json::from_value(spec)
+        .map_err(|e| format!("spec: cannot be read by this version of the operator: {e}"))
 }
 
 /// The values of every referenced Secret key, for the hash; `Err` when one is missing.
@@ -394,4 +400,31 @@ async fn publish(
 /// The API resource of MqttKafkaBridge, for dynamic objects.
 pub fn ar() -> kube::core::ApiResource {
     kube::core::ApiResource::erase::<MqttKafkaBridge>(&())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_spec_is_an_invalid_spec_naming_the_problem() {
+        let mut obj = DynamicObject::new("b", &ar());
+        obj.data = json!({"spec": {"mqtt": {"url": 5}, "kafka": {"bootstrapServers": "k:9092"}}});
+        let message = read_spec(&obj).expect_err("unreadable");
+        assert!(
+            message.starts_with(
+                "spec: cannot be read by this version of the operator: invalid type: integer `5`"
+            ),
+            "{message}"
+        );
+        obj.data = json!({});
+        assert!(read_spec(&obj)
+            .expect_err("no spec")
+            .contains("cannot be read"));
+    }
+
+    #[test]
+    fn error_reasons_for_the_metric() {
+        assert_eq!(Error::Incomplete("uid").reason(), "incomplete_object");
+    }
 }

@@ -262,3 +262,43 @@ fn read_all_blocking(topic: &str) -> Vec<Record> {
     records.sort_by_key(|r| (r.partition, r.offset));
     records
 }
+
+/// For each partition of `topic`: (partition, offset committed by `group`, high watermark).
+pub async fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64)> {
+    let (group, topic) = (group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config().set("group.id", &group).create().expect("consumer");
+        let meta = consumer
+            .fetch_metadata(Some(&topic), TIMEOUT)
+            .expect("metadata");
+        let partitions: Vec<i32> = meta
+            .topics()
+            .first()
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        let mut list = TopicPartitionList::new();
+        for p in &partitions {
+            list.add_partition(&topic, *p);
+        }
+        let committed = consumer
+            .committed_offsets(list, TIMEOUT)
+            .expect("committed offsets");
+        partitions
+            .iter()
+            .map(|p| {
+                let offset = committed
+                    .find_partition(&topic, *p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, *p, TIMEOUT)
+                    .expect("watermarks");
+                (*p, offset, high)
+            })
+            .collect()
+    })
+    .await
+    .expect("offsets task")
+}

@@ -25,12 +25,23 @@ publish() {
 }
 N=$((N / 10 * 10))
 now() { date +%s.%N; }
+pid=
+trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; true' EXIT
+# Polls a command until it succeeds, for at most $1 seconds.
+within() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || { echo "bench: gave up waiting for: $*" >&2; exit 1; }
+    sleep 0.05
+  done
+}
 
 # Baseline: a bare persistent subscriber (mosquitto_sub, C) drains its queue.
 mosquitto_sub -p "$MQTT_PORT" -c -i "$run-bare" -q 1 -t "$run/devices/+/state" -E
 publish
 t0=$(now)
-mosquitto_sub -p "$MQTT_PORT" -c -i "$run-bare" -q 1 -t "$run/devices/+/state" -C "$N" >/dev/null
+timeout 600 mosquitto_sub -p "$MQTT_PORT" -c -i "$run-bare" -q 1 -t "$run/devices/+/state" -C "$N" >/dev/null
 bare=$(echo "$N / ($(now) - $t0)" | bc -l)
 
 # The bridge: create its session, stop it, queue N messages, start it, time until Kafka has all.
@@ -48,14 +59,19 @@ logging: {level: warn}
 YAML
 delivered() { curl -s "127.0.0.1:$port/metrics" | awk '/^mkb_messages_delivered_total/ {print $2}'; }
 "$runtime" --config target/bench/bridge.yaml & pid=$!
-until curl -sf "127.0.0.1:$port/readyz" >/dev/null; do sleep 0.1; done
-kill -TERM $pid; wait $pid
+within 60 curl -sf "127.0.0.1:$port/readyz" -o /dev/null
+kill -TERM $pid
+wait $pid
+pid=
 publish
 t0=$(now)
 "$runtime" --config target/bench/bridge.yaml & pid=$!
-until [ "$(delivered)" = "$N" ]; do sleep 0.05; done
+all_delivered() { [ "$(delivered)" = "$N" ]; }
+within 600 all_delivered
 bridge=$(echo "$N / ($(now) - $t0)" | bc -l)
 rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-kill -TERM $pid; wait $pid
+kill -TERM $pid
+wait $pid
+pid=
 printf 'messages %d\nbare subscriber  %8.0f msg/s\nbridge-runtime   %8.0f msg/s (into Kafka, acks after delivery reports)\nratio            %8.2f\nbridge peak RSS  %8.1f MB\n' \
   "$N" "$bare" "$bridge" "$(echo "$bridge / $bare" | bc -l)" "$(echo "$rss / 1024" | bc -l)"

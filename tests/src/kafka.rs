@@ -187,20 +187,24 @@ pub async fn read_all(topic: &str) -> Vec<Record> {
         .expect("reader task")
 }
 
+/// The partition ids of a topic (none when it does not exist).
+fn partition_ids(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let meta = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .expect("metadata");
+    meta.topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default()
+}
+
 fn read_all_blocking(topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = config()
         .set("group.id", crate::unique("test-reader"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    let meta = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .expect("metadata");
-    let partitions: Vec<i32> = meta
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let partitions = partition_ids(&consumer, topic);
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0usize;
     let mut ends = std::collections::HashMap::new();
@@ -268,14 +272,7 @@ pub async fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64
     let (group, topic) = (group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config().set("group.id", &group).create().expect("consumer");
-        let meta = consumer
-            .fetch_metadata(Some(&topic), TIMEOUT)
-            .expect("metadata");
-        let partitions: Vec<i32> = meta
-            .topics()
-            .first()
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
+        let partitions = partition_ids(&consumer, &topic);
         let mut list = TopicPartitionList::new();
         for p in &partitions {
             list.add_partition(&topic, *p);

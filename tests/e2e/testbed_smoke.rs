@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use testbed::kafka::{self, Outgoing};
-use testbed::kubectl::{ensure_crd, kubectl, kubectl_err, kubectl_ok, Namespace};
+use testbed::kubectl::{ensure_crd, kubectl, kubectl_err, kubectl_ok, Namespace, CRD_MANAGER};
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::{env, unique, wait_until};
 
@@ -42,7 +42,7 @@ fn crd_applies_server_side_without_drift_and_explains_itself() {
             "diff",
             "--server-side",
             "--field-manager",
-            "testbed-smoke",
+            CRD_MANAGER,
             "-f",
             CRD,
         ],

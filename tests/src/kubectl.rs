@@ -80,6 +80,9 @@ pub fn get_json(args: &[&str]) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// The field manager the suites apply the CRD with.
+pub const CRD_MANAGER: &str = "mkb-tests";
+
 /// Applies the project's CRD (server-side) once per test process and waits until it is
 /// established and served.
 pub fn ensure_crd() {
@@ -89,12 +92,15 @@ pub fn ensure_crd() {
             env!("CARGO_MANIFEST_DIR"),
             "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
         );
+        // The suites own the test bed's CRD: take over fields an earlier version of the file
+        // (or an earlier manager name) left behind, so a changed CRD applies.
         kubectl_ok(
             &[
                 "apply",
                 "--server-side",
+                "--force-conflicts",
                 "--field-manager",
-                "mkb-tests",
+                CRD_MANAGER,
                 "-f",
                 crd,
             ],

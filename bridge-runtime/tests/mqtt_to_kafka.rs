@@ -27,18 +27,7 @@ async fn smart_locks_every_message_exactly_once_keyed_and_in_order() {
     bridge.wait_ready(SHORT);
 
     let publisher = Publisher::connect(&unique("locks-pub")).await;
-    for seq in 0..100 {
-        for d in 0..100 {
-            let device = format!("lock-{d}");
-            publisher
-                .publish(
-                    &format!("{ns}/devices/{device}/state"),
-                    1,
-                    lock_state(&device, seq),
-                )
-                .await;
-        }
-    }
+    publish_lock_states(&publisher, &ns, 100, 100 * 100).await;
     publisher.wait_acked(10_000, LONG).await;
 
     let records = kafka::wait_for_records(&topic, 10_000, LONG).await;
@@ -306,18 +295,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     let publishing = {
         let ns = ns.clone();
         tokio::spawn(async move {
-            for seq in 0..total / 50 {
-                for d in 0..50 {
-                    let device = format!("lock-{d}");
-                    publisher
-                        .publish(
-                            &format!("{ns}/devices/{device}/state"),
-                            1,
-                            lock_state(&device, seq),
-                        )
-                        .await;
-                }
-            }
+            publish_lock_states(&publisher, &ns, 50, total).await;
             publisher.wait_acked(u64::from(total), LONG).await;
         })
     };
@@ -354,18 +332,7 @@ async fn sigterm_drains_and_exits_zero() {
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("sigterm-pub")).await;
     let total = 5_000u32;
-    for seq in 0..total / 10 {
-        for d in 0..10 {
-            let device = format!("lock-{d}");
-            publisher
-                .publish(
-                    &format!("{ns}/devices/{device}/state"),
-                    1,
-                    lock_state(&device, seq),
-                )
-                .await;
-        }
-    }
+    publish_lock_states(&publisher, &ns, 10, total).await;
     testbed::wait_until("some messages in Kafka", LONG, || {
         kafka::record_count(&topic).filter(|n| *n > 0)
     });

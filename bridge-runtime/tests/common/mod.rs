@@ -36,6 +36,26 @@ pub fn lock_state(device: &str, seq: u32) -> String {
     format!("{{\"device\":\"{device}\",\"seq\":{seq}}}")
 }
 
+/// Publishes `count` smart-lock states at QoS 1 on `<ns>/devices/lock-<d>/state`, for
+/// `devices` devices in turn, each device's seq counting up from 0.
+pub async fn publish_lock_states(
+    publisher: &testbed::mqtt::Publisher,
+    ns: &str,
+    devices: u32,
+    count: u32,
+) {
+    for i in 0..count {
+        let (device, seq) = (format!("lock-{}", i % devices), i / devices);
+        publisher
+            .publish(
+                &format!("{ns}/devices/{device}/state"),
+                1,
+                lock_state(&device, seq),
+            )
+            .await;
+    }
+}
+
 /// (device, seq) of a smart-lock record.
 pub fn device_seq(record: &Record) -> (String, u64) {
     let v: serde_json::Value =

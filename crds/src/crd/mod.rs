@@ -165,11 +165,16 @@ pub struct KafkaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249))]
     pub dead_letter_topic: Option<String>,
-    /// Topics the operator creates (and grows) through the Kafka Admin API.
+    /// Topics the operator manages through the Kafka Admin API: created when missing,
+    /// partitions grown, configuration set by incremental alter. The literal topics of the
+    /// routes and the dead-letter topic are created too (with the cluster's defaults) unless
+    /// listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 200), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub topics: Vec<KafkaTopicSpec>,
-    /// What happens to managed topics when the bridge is deleted: Retain (default) or Delete.
+    /// What happens to the topics this bridge created when the bridge is deleted: Retain
+    /// (default) keeps them and their data; Delete removes them, unless another bridge still
+    /// uses them.
     #[serde(default)]
     pub topic_deletion_policy: TopicDeletionPolicy,
 }
@@ -181,15 +186,19 @@ pub struct KafkaTopicSpec {
     /// Topic name.
     #[schemars(length(min = 1, max = 249))]
     pub name: String,
-    /// Number of partitions. Can grow, never shrink.
-    #[serde(default = "one")]
+    /// Number of partitions. Absent: the cluster's default (`num.partitions`) at creation.
+    /// Raising it adds partitions; Kafka cannot remove partitions, so a lower number is
+    /// reported (Degraded) and the topic keeps what it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
-    pub partitions: i32,
-    /// Replication factor; -1 uses the cluster's default.
+    pub partitions: Option<i32>,
+    /// Replication factor at creation; -1 uses the cluster's default. It is not changed for an
+    /// existing topic (that needs a partition reassignment): a difference is reported.
     #[serde(default = "default_replication")]
     #[schemars(range(min = -1, max = 32767))]
     pub replication_factor: i32,
-    /// Topic configuration, e.g. `retention.ms: "604800000"`.
+    /// Topic configuration, e.g. `retention.ms: "604800000"`. Keys listed here are set;
+    /// other keys of the topic are left as they are.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
 }

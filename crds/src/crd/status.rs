@@ -12,12 +12,18 @@ pub mod conditions {
     pub const PROGRESSING: &str = "Progressing";
     /// True when the bridge cannot reach its desired state (invalid spec, failed apply).
     pub const DEGRADED: &str = "Degraded";
+    /// True when every topic the bridge manages exists as its spec asks.
+    pub const TOPICS_READY: &str = "TopicsReady";
 
     pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
     pub const REASON_ROLLED_OUT: &str = "RolledOut";
     pub const REASON_ROLLING_OUT: &str = "RollingOut";
     pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
     pub const REASON_AS_EXPECTED: &str = "AsExpected";
+    /// The Kafka cluster cannot be reached (or refuses the connection).
+    pub const REASON_KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
+    /// A topic differs from its spec in a way the operator cannot or must not fix.
+    pub const REASON_TOPIC_ERROR: &str = "TopicError";
 }
 
 /// Observed state of a bridge.
@@ -46,6 +52,10 @@ pub struct MqttKafkaBridgeStatus {
     /// Hash of the runtime configuration and referenced Secrets that the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Id of the Kafka cluster the topics were last managed in (tells bridges that share a
+    /// cluster apart from bridges that merely share topic names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_cluster_id: Option<String>,
     /// State of each managed Kafka topic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -63,7 +73,14 @@ pub struct TopicStatus {
     /// Partitions the topic has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<i32>,
-    /// Why the topic is not ready.
+    /// Replicas of each partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
+    /// This bridge created the topic: with `topicDeletionPolicy: Delete` it is deleted with
+    /// the bridge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
+    /// Why the topic is not ready, or that other bridges share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -71,7 +88,10 @@ pub struct TopicStatus {
 /// State of a managed topic.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicState {
+    /// The topic exists as the spec asks.
     Ready,
+    /// Not known yet: Kafka could not be reached.
     Pending,
+    /// The topic is missing or differs from the spec; the message says how.
     Failed,
 }

@@ -221,13 +221,19 @@ fn long_names_and_topic_lists_are_checked() {
     bridge.spec.kafka.topics = vec![
         KafkaTopicSpec {
             name: "lock-state".into(),
-            partitions: 0,
+            partitions: Some(0),
             replication_factor: 0,
-            config: Default::default(),
+            config: [("bad key".to_owned(), "1".to_owned())].into(),
         },
         KafkaTopicSpec {
             name: "lock-state".into(),
-            partitions: 3,
+            partitions: Some(3),
+            replication_factor: -1,
+            config: Default::default(),
+        },
+        KafkaTopicSpec {
+            name: "..".into(),
+            partitions: None,
             replication_factor: -1,
             config: Default::default(),
         },
@@ -235,25 +241,33 @@ fn long_names_and_topic_lists_are_checked() {
     assert_error(&bridge, "metadata.name: is 53 characters long");
     assert_error(
         &bridge,
-        "spec.kafka.topics[0].partitions: must be at least 1",
+        "spec.kafka.topics[0].partitions: 0 is out of range 1-100000",
     );
     assert_error(&bridge, "spec.kafka.topics[0].replicationFactor");
+    assert_error(
+        &bridge,
+        "spec.kafka.topics[0].config[\"bad key\"]: is not a Kafka configuration name",
+    );
     assert_error(
         &bridge,
         "spec.kafka.topics[1].name: topic \"lock-state\" is listed twice",
     );
     assert_error(
         &bridge,
-        "spec.kafka.topics: topic management is not available in this version",
+        "spec.kafka.topics[2].name: \"..\" is not a valid Kafka topic name",
     );
 }
 
 #[test]
-fn topic_deletion_needs_topic_management() {
+fn managed_topics_and_the_delete_policy_are_accepted() {
     let mut bridge = smart_locks();
     bridge.spec.kafka.topic_deletion_policy = TopicDeletionPolicy::Delete;
-    assert_error(
-        &bridge,
-        "spec.kafka.topicDeletionPolicy: Delete needs topic management",
-    );
+    bridge.spec.kafka.topics = vec![KafkaTopicSpec {
+        name: "lock-state".into(),
+        partitions: Some(6),
+        replication_factor: 1,
+        config: [("retention.ms".to_owned(), "3600000".to_owned())].into(),
+    }];
+    let name = bridge.metadata.name.clone().unwrap_or_default();
+    assert!(validate_spec(&name, &bridge.spec).is_ok());
 }

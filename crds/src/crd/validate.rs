@@ -85,20 +85,6 @@ pub fn validate_spec(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<(), Valid
         dead_letter_topic: kafka.dead_letter_topic.as_deref(),
     };
     check_kafka_connection(connection, "spec.kafka", &mut errors);
-    // Topic management (create, grow, configure, delete) is not in this version. Refusing the
-    // fields beats silently ignoring them.
-    if !kafka.topics.is_empty() {
-        errors.push(
-            "spec.kafka.topics",
-            "topic management is not available in this version of the operator; create the topics with your Kafka tooling and remove this field",
-        );
-    }
-    if kafka.topic_deletion_policy == super::TopicDeletionPolicy::Delete {
-        errors.push(
-            "spec.kafka.topicDeletionPolicy",
-            "Delete needs topic management, which is not available in this version of the operator",
-        );
-    }
     let mut topic_names = HashSet::new();
     for (i, topic) in kafka.topics.iter().enumerate() {
         let path = index("spec.kafka.topics", i);
@@ -109,8 +95,25 @@ pub fn validate_spec(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<(), Valid
                 format!("topic {:?} is listed twice", topic.name),
             );
         }
-        if topic.partitions < 1 {
-            errors.push(join(&path, "partitions"), "must be at least 1");
+        if let Some(partitions) = topic.partitions {
+            if !(1..=100_000).contains(&partitions) {
+                errors.push(
+                    join(&path, "partitions"),
+                    format!("{partitions} is out of range 1-100000"),
+                );
+            }
+        }
+        for key in topic.config.keys() {
+            let key_ok = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !key_ok {
+                errors.push(
+                    format!("{}[{key:?}]", join(&path, "config")),
+                    "is not a Kafka configuration name (letters, digits, '.', '_', '-')",
+                );
+            }
         }
         if topic.replication_factor == 0 || topic.replication_factor < -1 {
             errors.push(

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection;
 #[cfg(feature = "k8s")]
 pub mod crd;
+pub mod kafka_properties;
 pub mod load;
 pub mod routes;
 pub mod template;

@@ -5,6 +5,7 @@ mod dead_letter;
 mod errors;
 
 use mkb_api::config::KafkaConnection;
+use mkb_api::kafka_properties::{security_properties, TlsMaterial};
 use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::client::ClientContext;
 use rdkafka::ClientConfig;
@@ -24,39 +25,17 @@ pub fn client_config(kafka: &KafkaConnection, client_id: &str) -> Result<ClientC
         .set("reconnect.backoff.max.ms", "10000")
         // Statistics tell whether a broker is up (readiness, the connection_up metric).
         .set("statistics.interval.ms", "1000");
-    let protocol = match (kafka.tls.is_some(), kafka.sasl.is_some()) {
-        (false, false) => "plaintext",
-        (true, false) => "ssl",
-        (false, true) => "sasl_plaintext",
-        (true, true) => "sasl_ssl",
-    };
-    c.set("security.protocol", protocol);
-    if let Some(tls) = &kafka.tls {
-        if let Some(ca) = &tls.ca {
-            c.set("ssl.ca.location", secrets::file_path(ca, "kafka.tls.ca")?);
-        }
-        if let (Some(cert), Some(key)) = (&tls.client_certificate, &tls.client_key) {
-            c.set(
-                "ssl.certificate.location",
-                secrets::file_path(cert, "kafka.tls.clientCertificate")?,
-            );
-            c.set(
-                "ssl.key.location",
-                secrets::file_path(key, "kafka.tls.clientKey")?,
-            );
-        }
-        if tls.insecure_skip_verify {
-            c.set("enable.ssl.certificate.verification", "false");
-            c.set("ssl.endpoint.identification.algorithm", "none");
-        }
-    }
-    if let Some(sasl) = &kafka.sasl {
-        c.set("sasl.mechanism", sasl.mechanism.as_kafka_str())
-            .set("sasl.username", &sasl.username)
-            .set(
-                "sasl.password",
-                secrets::read(&sasl.password, "kafka.sasl.password")?,
-            );
+    let properties = security_properties(
+        kafka.tls.as_ref(),
+        kafka.sasl.as_ref(),
+        |secret, field| {
+            secrets::file_path(secret, &format!("kafka.{field}"))
+                .map(|path| TlsMaterial::Path(path.to_owned()))
+        },
+        |secret, field| secrets::read(secret, &format!("kafka.{field}")),
+    )?;
+    for (key, value) in properties {
+        c.set(key, value);
     }
     Ok(c)
 }

@@ -1,13 +1,16 @@
 //! What every reconciliation shares.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use kube::api::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::Client;
 
 use crate::metrics::Metrics;
+use crate::topics::{AdminClients, BridgeTopics};
 
 pub struct Context {
     pub client: Client,
@@ -19,7 +22,14 @@ pub struct Context {
     pub default_image: String,
     /// How often a bridge is reconciled without any change (drift correction).
     pub resync: Duration,
-    /// Consecutive failures per bridge, for exponential backoff.
+    /// How many times the topics of a deleted bridge are tried before its finalizer is
+    /// released anyway.
+    pub topic_deletion_attempts: u32,
+    /// Kafka admin clients, one per connection.
+    pub kafka: AdminClients,
+    /// The watched bridges (set once the controller runs), for topics they share.
+    pub bridges: OnceLock<Store<DynamicObject>>,
+    /// Consecutive failures per key, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -30,6 +40,7 @@ impl Context {
         metrics: Arc<Metrics>,
         default_image: String,
         resync: Duration,
+        topic_deletion_attempts: u32,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), reporter.clone());
         Self {
@@ -39,8 +50,25 @@ impl Context {
             metrics,
             default_image,
             resync,
+            topic_deletion_attempts,
+            kafka: AdminClients::default(),
+            bridges: OnceLock::new(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every watched bridge whose spec can be read, for sharing decisions.
+    pub fn watched_bridges(&self) -> Vec<BridgeTopics> {
+        self.bridges
+            .get()
+            .map(|store| {
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|b| BridgeTopics::from_object(b))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A recorder without history: its event is always a new Event object.
@@ -51,16 +79,19 @@ impl Context {
     /// Records a failure of `key`; returns how long to wait before the next attempt
     /// (5 s doubling up to 5 min).
     pub fn backoff(&self, key: &str) -> Duration {
-        let n = self
-            .failures
+        backoff_after(self.failed(key))
+    }
+
+    /// Records a failure of `key`; returns how many in a row.
+    pub fn failed(&self, key: &str) -> u32 {
+        self.failures
             .lock()
             .map(|mut f| {
                 let n = f.entry(key.to_owned()).or_insert(0);
                 *n = n.saturating_add(1);
                 *n
             })
-            .unwrap_or(1);
-        backoff_after(n)
+            .unwrap_or(1)
     }
 
     pub fn succeeded(&self, key: &str) {
@@ -71,7 +102,7 @@ impl Context {
 }
 
 /// The wait after `failures` consecutive failures: 5 s, doubling, at most 5 min.
-fn backoff_after(failures: u32) -> Duration {
+pub fn backoff_after(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(6);
     Duration::from_secs(5 << doublings).min(Duration::from_secs(300))
 }

@@ -45,6 +45,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     ));
     let controller = Controller::new_with(bridges, watcher::Config::default(), resource.clone());
     let store = controller.store();
+    // Reconciliations read the other bridges, for topics they share.
+    let _ = ctx.bridges.set(store.clone());
     controller
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())

@@ -3,10 +3,12 @@
 mod build;
 mod context;
 mod controller;
+mod finalizer;
 mod http;
 mod metrics;
 mod reconcile;
 mod status;
+mod topics;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -33,6 +35,11 @@ struct Args {
     /// Seconds between reconciliations of an unchanged bridge (drift correction).
     #[arg(long, env = "MKB_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// How many times to try deleting the topics of a deleted bridge (topicDeletionPolicy
+    /// Delete) before releasing its finalizer anyway, with a Warning Event naming the topics
+    /// left behind. The waits between tries double from 5 s.
+    #[arg(long, env = "MKB_TOPIC_DELETION_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    topic_deletion_attempts: u32,
     /// Log format: text or json. The filter comes from RUST_LOG (default info).
     #[arg(long, env = "MKB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -90,6 +97,7 @@ async fn run(args: Args) -> Result<(), String> {
         metrics,
         args.runtime_image.clone(),
         Duration::from_secs(args.resync_seconds.max(1)),
+        args.topic_deletion_attempts,
     ));
     info!(image = %args.runtime_image, namespace = ?args.namespace, listen = %args.listen, "mkb-operator started");
     controller::run(ctx, args.namespace).await;

@@ -19,8 +19,17 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicOperationLabels {
+    /// `create`, `grow`, `alter`, `describe` or `delete`.
+    pub operation: String,
+    /// `ok` or `error`.
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    topic_operations: Family<TopicOperationLabels, Counter>,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
@@ -32,6 +41,12 @@ impl Metrics {
         let reconciles = Family::default();
         let errors = Family::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let topic_operations = Family::default();
+        registry.register(
+            "kafka_topic_operations",
+            "Kafka Admin API operations on managed topics, by operation and result",
+            topic_operations.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciliations, by result",
@@ -49,6 +64,7 @@ impl Metrics {
         );
         Self {
             registry,
+            topic_operations,
             reconciles,
             errors,
             duration,
@@ -68,6 +84,15 @@ impl Metrics {
         self.errors
             .get_or_create(&ErrorLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn topic_operation(&self, operation: &str, result: &str) {
+        self.topic_operations
+            .get_or_create(&TopicOperationLabels {
+                operation: operation.to_owned(),
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -23,7 +23,9 @@ use tracing::{info, warn};
 
 use crate::build::{self, BridgeInput, FIELD_MANAGER};
 use crate::context::Context;
+use crate::finalizer;
 use crate::status::{self, Observed, Outcome};
+use crate::topics::{self, SecretValues, TopicsReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -83,37 +85,54 @@ pub fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -
 }
 
 /// The bridge being reconciled, with what reconciliation needs of it.
-struct Bridge<'a> {
-    obj: &'a DynamicObject,
-    name: String,
-    namespace: String,
-    generation: i64,
-    status: MqttKafkaBridgeStatus,
+pub(crate) struct Bridge<'a> {
+    pub obj: &'a DynamicObject,
+    pub name: String,
+    pub namespace: String,
+    pub generation: i64,
+    pub status: MqttKafkaBridgeStatus,
+}
+
+impl<'a> Bridge<'a> {
+    fn new(obj: &'a DynamicObject) -> Result<Self, Error> {
+        Ok(Bridge {
+            obj,
+            name: obj.name_any(),
+            namespace: obj.namespace().ok_or(Error::Incomplete("namespace"))?,
+            generation: obj.metadata.generation.unwrap_or(0),
+            status: obj
+                .data
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 async fn reconcile_bridge(
     obj: &DynamicObject,
     ctx: &Context,
 ) -> Result<(Action, &'static str), Error> {
-    if obj.metadata.deletion_timestamp.is_some() {
-        // The children go with the bridge: they carry it as their controller owner.
-        return Ok((Action::await_change(), "ok"));
+    let mut bridge = Bridge::new(obj)?;
+    // The watch cache can lag behind our own last status write; the status records which
+    // topics this bridge created (what Delete removes), so it is read fresh.
+    if let Some(status) = live_status(ctx, &bridge).await? {
+        bridge.status = status;
     }
-    let bridge = Bridge {
-        obj,
-        name: obj.name_any(),
-        namespace: obj.namespace().ok_or(Error::Incomplete("namespace"))?,
-        generation: obj.metadata.generation.unwrap_or(0),
-        status: obj
-            .data
-            .get("status")
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
-            .unwrap_or_default(),
-    };
+    if obj.metadata.deletion_timestamp.is_some() {
+        // The children go with the bridge: they carry it as their controller owner. Its
+        // topics go too when the policy says so (the finalizer holds the bridge until then).
+        return finalizer::on_deletion(ctx, &bridge).await;
+    }
     let spec = match read_spec(obj) {
         Ok(spec) => spec,
         Err(message) => {
-            finish(ctx, &bridge, Outcome::Invalid(message), None, 0).await?;
+            finish(ctx, &bridge, Outcome::Invalid(message), None, 0, None).await?;
             return Ok((Action::await_change(), "invalid_spec"));
         }
     };
@@ -123,16 +142,66 @@ async fn reconcile_bridge(
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        finish(ctx, &bridge, Outcome::Invalid(message), None, spec.replicas).await?;
+        finish(
+            ctx,
+            &bridge,
+            Outcome::Invalid(message),
+            None,
+            spec.replicas,
+            None,
+        )
+        .await?;
         return Ok((Action::await_change(), "invalid_spec"));
     }
     let secrets = match read_secrets(ctx, &bridge.namespace, &spec).await? {
         Ok(values) => values,
         Err(blocked) => {
-            finish(ctx, &bridge, blocked, None, spec.replicas).await?;
+            finish(ctx, &bridge, blocked, None, spec.replicas, None).await?;
             // The Secret watch brings the bridge back when the Secret appears.
             return Ok((Action::requeue(ctx.resync), "blocked"));
         }
+    };
+    // Before any topic is created: a bridge whose topics go with it holds a finalizer.
+    finalizer::follow_policy(ctx, &bridge, &spec).await?;
+    // Topics before the pods, so producers never find them missing (or auto-create them
+    // with the broker's defaults). Kafka being down does not stop the rest.
+    let topics = topics::ensure(
+        &ctx.kafka,
+        &ctx.metrics,
+        topics::Request {
+            spec: &spec,
+            secrets: &secret_values(&secrets),
+            previous: &bridge.status,
+            me: topics::BridgeTopics::new(
+                bridge.key(),
+                topics::created_at(obj),
+                false,
+                &spec,
+                bridge.status.kafka_cluster_id.clone(),
+            ),
+            others: ctx.watched_bridges(),
+        },
+    )
+    .await;
+    for change in &topics.changes {
+        info!(bridge = %bridge.key(), "{change}");
+        publish(
+            ctx,
+            &bridge,
+            EventType::Normal,
+            "TopicChanged",
+            change.clone(),
+            None,
+        )
+        .await;
+    }
+    let topics_key = format!("topics:{}", bridge.key());
+    let next = if topics.ready {
+        ctx.succeeded(&topics_key);
+        ctx.resync
+    } else {
+        warn!(bridge = %bridge.key(), reason = topics.reason, message = %topics.message, "topics not ready");
+        ctx.backoff(&topics_key).min(ctx.resync)
     };
 
     let uid = obj.uid().ok_or(Error::Incomplete("uid"))?;
@@ -182,22 +251,44 @@ async fn reconcile_bridge(
         Outcome::Applied,
         Some((&sts, hash)),
         spec.replicas,
+        Some(&topics),
     )
     .await?;
-    Ok((Action::requeue(ctx.resync), "ok"))
+    Ok((Action::requeue(next), "ok"))
+}
+
+/// The bridge's status as the API server has it now; `None` when it is gone or unreadable.
+async fn live_status(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+) -> Result<Option<MqttKafkaBridgeStatus>, Error> {
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
+    Ok(api
+        .get_opt(&bridge.name)
+        .await?
+        .and_then(|o| o.data.get("status").cloned())
+        .and_then(|s| serde_json::from_value(s).ok()))
+}
+
+/// The Secret values by (name, key), for the Kafka admin client.
+pub(crate) fn secret_values(values: &[(String, String, Option<Vec<u8>>)]) -> SecretValues {
+    values
+        .iter()
+        .filter_map(|(name, key, v)| Some(((name.clone(), key.clone()), v.clone()?)))
+        .collect()
 }
 
 /// The spec of a bridge watched as a dynamic object. An object the types cannot read (a
 /// newer CRD version, a value outside the Rust type) becomes an InvalidSpec status instead of
 /// an error that would retry forever.
-fn read_spec(obj: &DynamicObject) -> Result<MqttKafkaBridgeSpec, String> {
+pub(crate) fn read_spec(obj: &DynamicObject) -> Result<MqttKafkaBridgeSpec, String> {
     let spec = obj.data.get("spec").cloned().unwrap_or_default();
     serde_json::from_value(spec)
         .map_err(|e| format!("spec: cannot be read by this version of the operator: {e}"))
 }
 
 /// The values of every referenced Secret key, for the hash; `Err` when one is missing.
-async fn read_secrets(
+pub(crate) async fn read_secrets(
     ctx: &Context,
     namespace: &str,
     spec: &MqttKafkaBridgeSpec,
@@ -297,6 +388,7 @@ async fn finish(
     outcome: Outcome,
     applied: Option<(&StatefulSet, String)>,
     spec_replicas: i32,
+    topics: Option<&TopicsReport>,
 ) -> Result<(), Error> {
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
     let sts = match applied {
@@ -320,6 +412,7 @@ async fn finish(
         routes: routes as i32,
         config_hash: applied.map(|(_, hash)| hash),
         label_selector: build::label_selector(&bridge.name),
+        topics,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = status::compute(&outcome, &observed, &bridge.status, &now);
@@ -343,6 +436,25 @@ async fn finish(
             .await;
         }
     }
+    if let Some(report) = topics.filter(|t| !t.ready) {
+        let before = bridge
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == mkb_api::crd::conditions::TOPICS_READY);
+        let known = before.is_some_and(|c| c.status == "False" && c.message == report.message);
+        if !known {
+            publish(
+                ctx,
+                bridge,
+                EventType::Warning,
+                report.reason,
+                report.message.clone(),
+                None,
+            )
+            .await;
+        }
+    }
     if status != bridge.status {
         let patch = json!({
             "apiVersion": "mqttkafka.io/v1alpha1",
@@ -360,10 +472,10 @@ async fn finish(
 }
 
 /// Publishes an Event about the bridge; failing to is logged, not fatal. Events about a child
-/// name it as the related object, so each child has its own series. Warnings are published
-/// only when their message changes, each as a new Event (a series would keep the first
-/// message).
-async fn publish(
+/// name it as the related object, so each child has its own series. Every other Event
+/// (warnings, published only when their message changes; topic changes) is a new Event
+/// object: a series would keep only its first message.
+pub(crate) async fn publish(
     ctx: &Context,
     bridge: &Bridge<'_>,
     type_: EventType,
@@ -388,9 +500,10 @@ async fn publish(
         secondary: child,
     };
     let reference = bridge.obj.object_ref(&ar());
-    let result = match type_ {
-        EventType::Warning => ctx.fresh_recorder().publish(&event, &reference).await,
-        EventType::Normal => ctx.recorder.publish(&event, &reference).await,
+    let result = if type_ == EventType::Warning || event.secondary.is_none() {
+        ctx.fresh_recorder().publish(&event, &reference).await
+    } else {
+        ctx.recorder.publish(&event, &reference).await
     };
     if let Err(e) = result {
         warn!(bridge = %bridge.name, error = %e, "cannot publish an Event");

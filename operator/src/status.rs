@@ -7,6 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use mkb_api::crd::conditions::*;
 use mkb_api::crd::MqttKafkaBridgeStatus;
 
+use crate::topics::TopicsReport;
+
 /// How the reconciliation of this generation went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -18,6 +20,16 @@ pub enum Outcome {
     Blocked { reason: String, message: String },
 }
 
+impl Outcome {
+    /// The message of an outcome that stopped the rollout ("" when applied).
+    pub fn message(&self) -> &str {
+        match self {
+            Outcome::Applied => "",
+            Outcome::Invalid(message) | Outcome::Blocked { message, .. } => message,
+        }
+    }
+}
+
 /// What the status is computed from.
 pub struct Observed<'a> {
     pub generation: i64,
@@ -26,6 +38,8 @@ pub struct Observed<'a> {
     pub routes: i32,
     pub config_hash: Option<String>,
     pub label_selector: String,
+    /// This reconciliation's topic management; `None` keeps what the status had.
+    pub topics: Option<&'a TopicsReport>,
 }
 
 /// Whether the StatefulSet runs the current template on every replica, and a summary.
@@ -91,16 +105,29 @@ pub fn compute(
     let (done, summary) = rolled_out(observed.statefulset, observed.spec_replicas);
     // (status, reason, message) of Ready, Progressing and Degraded.
     let rejected = "the spec is invalid; the running pods keep their configuration";
+    // Topics that are not as the spec asks keep the bridge from Ready and make it Degraded.
+    let topics_problem = observed
+        .topics
+        .filter(|t| !t.ready)
+        .map(|t| (t.reason, t.message.as_str()));
+    let no_problem = (false, REASON_AS_EXPECTED, "");
     let [ready, progressing, degraded]: [(bool, &str, &str); 3] = match outcome {
-        Outcome::Applied if done => [
-            (true, REASON_ROLLED_OUT, &summary),
-            (false, REASON_ROLLED_OUT, &summary),
-            (false, REASON_AS_EXPECTED, ""),
-        ],
+        Outcome::Applied if done => match topics_problem {
+            None => [
+                (true, REASON_ROLLED_OUT, &summary),
+                (false, REASON_ROLLED_OUT, &summary),
+                no_problem,
+            ],
+            Some((reason, message)) => [
+                (false, reason, message),
+                (false, REASON_ROLLED_OUT, &summary),
+                (true, reason, message),
+            ],
+        },
         Outcome::Applied => [
             (false, REASON_ROLLING_OUT, &summary),
             (true, REASON_ROLLING_OUT, &summary),
-            (false, REASON_AS_EXPECTED, ""),
+            topics_problem.map_or(no_problem, |(reason, message)| (true, reason, message)),
         ],
         Outcome::Invalid(message) => [
             (false, REASON_INVALID_SPEC, message),
@@ -113,7 +140,7 @@ pub fn compute(
             (true, reason, message),
         ],
     };
-    let conditions = [
+    let mut conditions: Vec<Condition> = [
         (READY, ready),
         (PROGRESSING, progressing),
         (DEGRADED, degraded),
@@ -123,6 +150,18 @@ pub fn compute(
         condition(type_, status, reason, message, generation, prev, now)
     })
     .collect();
+    match observed.topics {
+        Some(t) => conditions.push(condition(
+            TOPICS_READY,
+            t.ready,
+            t.reason,
+            &t.message,
+            generation,
+            prev,
+            now,
+        )),
+        None => conditions.extend(prev.iter().find(|c| c.type_ == TOPICS_READY).cloned()),
+    }
     let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
     MqttKafkaBridgeStatus {
         observed_generation: Some(generation),
@@ -135,7 +174,13 @@ pub fn compute(
             .config_hash
             .clone()
             .or_else(|| previous.config_hash.clone()),
-        topics: previous.topics.clone(),
+        kafka_cluster_id: observed
+            .topics
+            .and_then(|t| t.cluster_id.clone())
+            .or_else(|| previous.kafka_cluster_id.clone()),
+        topics: observed
+            .topics
+            .map_or_else(|| previous.topics.clone(), |t| t.topics.clone()),
     }
 }
 
@@ -183,6 +228,7 @@ mod tests {
             routes: 2,
             config_hash: Some("h".into()),
             label_selector: "a=b".into(),
+            topics: None,
         }
     }
 
@@ -225,6 +271,64 @@ mod tests {
         }
         let st = compute(&Outcome::Applied, &observed(None, 1), &none, &time(10));
         assert_eq!(get(&st, READY).reason, REASON_ROLLING_OUT);
+    }
+
+    #[test]
+    fn topics_not_ready_keep_the_bridge_from_ready_and_degrade_it() {
+        let done = sts(2, 2, 1, 1, 1, true);
+        let report = TopicsReport {
+            topics: vec![mkb_api::crd::TopicStatus {
+                name: "t".into(),
+                state: mkb_api::crd::TopicState::Pending,
+                partitions: Some(3),
+                replication_factor: Some(1),
+                created: true,
+                message: Some("Kafka cannot be reached".into()),
+            }],
+            cluster_id: None,
+            ready: false,
+            reason: REASON_KAFKA_UNAVAILABLE,
+            message: "Kafka at k:9092 cannot be reached".into(),
+            changes: Vec::new(),
+        };
+        let mut o = observed(Some(&done), 1);
+        o.topics = Some(&report);
+        let st = compute(
+            &Outcome::Applied,
+            &o,
+            &MqttKafkaBridgeStatus::default(),
+            &time(1),
+        );
+        assert_eq!(get(&st, READY).status, "False");
+        assert_eq!(get(&st, READY).reason, REASON_KAFKA_UNAVAILABLE);
+        assert_eq!(get(&st, DEGRADED).status, "True");
+        assert_eq!(get(&st, TOPICS_READY).status, "False");
+        assert_eq!(
+            get(&st, TOPICS_READY).message,
+            "Kafka at k:9092 cannot be reached"
+        );
+        assert_eq!(st.topics, report.topics);
+        // An invalid spec later keeps the topics and their condition as they were.
+        let later = compute(
+            &Outcome::Invalid("spec.x: bad".into()),
+            &observed(Some(&done), 1),
+            &st,
+            &time(2),
+        );
+        assert_eq!(later.topics, report.topics);
+        assert_eq!(get(&later, TOPICS_READY), get(&st, TOPICS_READY));
+        let fine = TopicsReport {
+            ready: true,
+            reason: REASON_AS_EXPECTED,
+            message: "1 topics ready".into(),
+            cluster_id: Some("c1".into()),
+            ..report.clone()
+        };
+        o.topics = Some(&fine);
+        let st = compute(&Outcome::Applied, &o, &st, &time(3));
+        assert_eq!(get(&st, READY).status, "True");
+        assert_eq!(get(&st, DEGRADED).status, "False");
+        assert_eq!(st.kafka_cluster_id.as_deref(), Some("c1"));
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! The operator's Kafka admin clients: one per distinct connection (addresses, security
+//! settings and credentials), built from the bridge's spec and the values of the Secrets it
+//! references, and kept for later reconciliations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mkb_api::crd::{KafkaSpec, SecretKeyRef};
+use mkb_api::kafka_properties::{security_properties, TlsMaterial};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+use sha2::{Digest, Sha256};
+
+/// The values of the Secret keys a bridge references.
+pub type SecretValues = BTreeMap<(String, String), Vec<u8>>;
+
+pub type Admin = AdminClient<AdminContext>;
+
+/// Remembers the last connection-level error librdkafka reported (a refused connection, a
+/// failed TLS handshake or SASL authentication), so "Kafka unavailable" can say why.
+#[derive(Default)]
+pub struct AdminContext {
+    last_error: Mutex<Option<String>>,
+}
+
+impl AdminContext {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+impl ClientContext for AdminContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    // librdkafka's own log lines go to the debug level: connection errors reach the status
+    // through `error` above.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, facility = fac, "librdkafka: {log_message}");
+    }
+}
+
+/// Admin clients by connection fingerprint.
+#[derive(Default)]
+pub struct AdminClients {
+    clients: Mutex<HashMap<String, Arc<Admin>>>,
+}
+
+/// Most cached clients; past it the cache starts over (each client holds threads and sockets).
+const MAX_CLIENTS: usize = 64;
+
+impl AdminClients {
+    /// The client for this connection, created on first use.
+    pub fn get(&self, kafka: &KafkaSpec, secrets: &SecretValues) -> Result<Arc<Admin>, String> {
+        let config = client_config(kafka, secrets)?;
+        let key = fingerprint(&config);
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| "the admin client cache is poisoned".to_owned())?;
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client: Admin = config
+            .create_with_context(AdminContext::default())
+            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        let client = Arc::new(client);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// A hash of every property, so the key reveals no credential. (`config_map()` masks the
+/// sensitive values, so each is read with `get`: a new password must make a new client.)
+fn fingerprint(config: &ClientConfig) -> String {
+    let mut hasher = Sha256::new();
+    for k in config.config_map().keys() {
+        let v = config.get(k).unwrap_or_default();
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(v.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// librdkafka properties for the bridge's connection. TLS material goes in as PEM text
+/// (`ssl.*.pem`): the operator holds it in memory and writes no file.
+pub fn client_config(kafka: &KafkaSpec, secrets: &SecretValues) -> Result<ClientConfig, String> {
+    let value = |r: &SecretKeyRef, field: &str| -> Result<String, String> {
+        let bytes = secrets
+            .get(&(r.name.clone(), r.key.clone()))
+            .ok_or_else(|| format!("{field}: Secret {} key {:?} was not read", r.name, r.key))?;
+        String::from_utf8(bytes.clone()).map_err(|_| {
+            format!(
+                "{field}: Secret {} key {:?} is not UTF-8 text",
+                r.name, r.key
+            )
+        })
+    };
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", "mkb-operator")
+        // A metadata request of a producer-type client (the admin client is one) would
+        // otherwise create a missing topic with the broker's defaults.
+        .set("allow.auto.create.topics", "false")
+        .set("reconnect.backoff.ms", "500")
+        .set("reconnect.backoff.max.ms", "10000");
+    let properties = security_properties(
+        kafka.tls.as_ref(),
+        kafka.sasl.as_ref(),
+        |r, field| value(r, &format!("spec.kafka.{field}")).map(TlsMaterial::Pem),
+        |r, field| value(r, &format!("spec.kafka.{field}")),
+    )?;
+    for (key, v) in properties {
+        c.set(key, v);
+    }
+    Ok(c)
+}
+
+/// How long one admin request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for the cluster to answer at all before calling it unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mkb_api::connection::{SaslMechanism, SaslSettings, TlsSettings};
+
+    fn kafka() -> KafkaSpec {
+        serde_json::from_value(serde_json::json!({"bootstrapServers": "k1:9093,k2:9093"}))
+            .expect("valid")
+    }
+
+    fn secret(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn plaintext_by_default_and_never_auto_creating() {
+        let c = client_config(&kafka(), &SecretValues::new()).expect("config");
+        assert_eq!(c.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.get("bootstrap.servers"), Some("k1:9093,k2:9093"));
+        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
+    }
+
+    #[test]
+    fn tls_material_and_sasl_come_from_the_secret_values() {
+        let mut k = kafka();
+        k.tls = Some(TlsSettings {
+            ca: Some(secret("kafka-ca", "ca.crt")),
+            client_certificate: Some(secret("client", "tls.crt")),
+            client_key: Some(secret("client", "tls.key")),
+            server_name: None,
+            insecure_skip_verify: false,
+        });
+        k.sasl = Some(SaslSettings {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "bridge".into(),
+            password: secret("kafka-user", "password"),
+        });
+        let mut values = SecretValues::new();
+        values.insert(("kafka-ca".into(), "ca.crt".into()), b"CA PEM".to_vec());
+        values.insert(("client".into(), "tls.crt".into()), b"CERT PEM".to_vec());
+        values.insert(("client".into(), "tls.key".into()), b"KEY PEM".to_vec());
+        values.insert(("kafka-user".into(), "password".into()), b"s3cret".to_vec());
+        let c = client_config(&k, &values).expect("config");
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("ssl.ca.pem"), Some("CA PEM"));
+        assert_eq!(c.get("ssl.certificate.pem"), Some("CERT PEM"));
+        assert_eq!(c.get("ssl.key.pem"), Some("KEY PEM"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        let key = fingerprint(&c);
+        assert!(!key.contains("s3cret") && key.len() == 64);
+        values.insert(("kafka-user".into(), "password".into()), b"other".to_vec());
+        let changed = client_config(&k, &values).expect("config");
+        assert_ne!(fingerprint(&changed), key, "a new password is a new client");
+        values.remove(&("kafka-ca".to_owned(), "ca.crt".to_owned()));
+        let missing = client_config(&k, &values).expect_err("missing value");
+        assert_eq!(
+            missing,
+            "spec.kafka.tls.ca: Secret kafka-ca key \"ca.crt\" was not read"
+        );
+    }
+}

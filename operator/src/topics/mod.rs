@@ -1,0 +1,572 @@
+//! Kafka topic management, the way Strimzi's topic operator does it but from the bridge's own
+//! spec: create the topics a bridge needs, grow their partitions, set their configuration by
+//! incremental alter, report each in the status, and delete the ones the bridge created when
+//! it goes (policy Delete). Kafka being unreachable never stops the rest of a reconciliation.
+
+mod admin;
+mod native;
+mod plan;
+mod sharing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mkb_api::crd::conditions::{REASON_AS_EXPECTED, REASON_KAFKA_UNAVAILABLE, REASON_TOPIC_ERROR};
+use mkb_api::crd::{MqttKafkaBridgeSpec, MqttKafkaBridgeStatus, TopicState, TopicStatus};
+use rdkafka::admin::{AdminOptions, NewPartitions, ResourceSpecifier};
+use rdkafka::types::RDKafkaErrorCode;
+
+pub use admin::{AdminClients, SecretValues};
+pub use sharing::{created_at, BridgeTopics, Sharing};
+
+use crate::metrics::Metrics;
+use admin::{Admin, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use plan::{DesiredTopic, ObservedTopic, Step};
+
+/// The outcome of managing a bridge's topics, for its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicsReport {
+    pub topics: Vec<TopicStatus>,
+    pub cluster_id: Option<String>,
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+    /// What was changed in Kafka, one sentence each (for Events).
+    pub changes: Vec<String>,
+}
+
+/// What managing a bridge's topics needs.
+pub struct Request<'a> {
+    pub spec: &'a MqttKafkaBridgeSpec,
+    pub secrets: &'a SecretValues,
+    pub previous: &'a MqttKafkaBridgeStatus,
+    /// This bridge and the others the operator watches.
+    pub me: BridgeTopics,
+    pub others: Vec<BridgeTopics>,
+}
+
+/// Brings the bridge's topics to what its spec asks, as far as Kafka allows.
+pub async fn ensure(clients: &AdminClients, metrics: &Metrics, req: Request<'_>) -> TopicsReport {
+    let desired = plan::desired_topics(req.spec);
+    if desired.is_empty() {
+        return TopicsReport {
+            topics: Vec::new(),
+            cluster_id: req.previous.kafka_cluster_id.clone(),
+            ready: true,
+            reason: REASON_AS_EXPECTED,
+            message: "no topics to manage (templated topics are created by you)".to_owned(),
+            changes: Vec::new(),
+        };
+    }
+    let admin = match clients.get(&req.spec.kafka, req.secrets) {
+        Ok(admin) => admin,
+        Err(message) => return failed_without_kafka(&desired, req.previous, message),
+    };
+    let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
+    let observation = match observe(admin.clone(), names).await {
+        Ok(o) => o,
+        Err(why) => {
+            return unavailable(
+                &desired,
+                req.previous,
+                &req.spec.kafka.bootstrap_servers,
+                why,
+            )
+        }
+    };
+    let mut me = req.me;
+    me.cluster_id = Some(observation.cluster_id.clone());
+    let sharing = Sharing::new(me, req.others);
+    let mut results = Vec::with_capacity(desired.len());
+    let mut to_create = Vec::new();
+    for topic in &desired {
+        let mut result = TopicResult::new(topic, req.previous);
+        match observation.topics.get(&topic.name) {
+            Some(Err(message)) => result.problems.push(format!("{}: {message}", topic.path)),
+            Some(Ok(observed)) => {
+                let mut observed = observed.clone();
+                if let Some(o) = observed.as_mut() {
+                    result.observed(o);
+                    if topic.listed && !topic.config.is_empty() {
+                        match describe(&admin, &topic.name, metrics).await {
+                            Ok(config) => o.config = config,
+                            Err(message) => result
+                                .problems
+                                .push(format!("{}.config: {message}", topic.path)),
+                        }
+                    }
+                }
+                let manages = sharing.manages_settings(&topic.name);
+                let plan = plan::plan(topic, observed.as_ref(), manages, observation.brokers);
+                result.problems.extend(plan.problems);
+                for step in plan.steps {
+                    match step {
+                        Step::Create => to_create.push(topic.clone()),
+                        Step::Grow(n) => {
+                            let change =
+                                format!("Grew Kafka topic {} to {n} partitions", topic.name);
+                            result.after(grow(&admin, topic, n, metrics).await, change);
+                        }
+                        Step::Alter(config) => {
+                            let keys: Vec<&str> = config.keys().map(String::as_str).collect();
+                            let change =
+                                format!("Set {} of Kafka topic {}", keys.join(", "), topic.name);
+                            result.after(alter(&admin, topic, config, metrics).await, change);
+                        }
+                    }
+                }
+            }
+            None => result
+                .problems
+                .push(format!("{}: not in Kafka's answer", topic.path)),
+        }
+        result.note = sharing.note(&topic.name);
+        results.push(result);
+    }
+    if !to_create.is_empty() {
+        let outcomes = create(&admin, &to_create, metrics).await;
+        for result in results.iter_mut() {
+            if let Some(outcome) = outcomes.get(&result.name) {
+                match outcome {
+                    Ok(created) => {
+                        if *created {
+                            result.created = true;
+                            result
+                                .changes
+                                .push(format!("Created Kafka topic {}", result.name));
+                        }
+                        result.changed = true;
+                    }
+                    Err(message) => result.problems.push(message.clone()),
+                }
+            }
+        }
+    }
+    // Report what Kafka has after the changes.
+    let changed: Vec<String> = results
+        .iter()
+        .filter(|r| r.changed)
+        .map(|r| r.name.clone())
+        .collect();
+    if !changed.is_empty() {
+        if let Ok(after) = observe(admin, changed).await {
+            for result in results.iter_mut().filter(|r| r.changed) {
+                if let Some(Ok(Some(o))) = after.topics.get(&result.name) {
+                    result.observed(o);
+                }
+            }
+        }
+    }
+    let changes = results
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.changes))
+        .collect();
+    let topics: Vec<TopicStatus> = results.into_iter().map(TopicResult::into_status).collect();
+    let failed: Vec<&TopicStatus> = topics
+        .iter()
+        .filter(|t| t.state != TopicState::Ready)
+        .collect();
+    let (ready, reason, message) = if failed.is_empty() {
+        (
+            true,
+            REASON_AS_EXPECTED,
+            format!("{} topics ready", topics.len()),
+        )
+    } else {
+        let messages: Vec<&str> = failed.iter().filter_map(|t| t.message.as_deref()).collect();
+        (false, REASON_TOPIC_ERROR, messages.join("; "))
+    };
+    TopicsReport {
+        topics,
+        cluster_id: Some(observation.cluster_id),
+        ready,
+        reason,
+        message,
+        changes,
+    }
+}
+
+/// Deletes the topics this bridge created (per its status) that no other bridge uses.
+/// Returns the deleted topics and those kept because others use them.
+pub async fn delete_created(
+    clients: &AdminClients,
+    metrics: &Metrics,
+    spec: &MqttKafkaBridgeSpec,
+    secrets: &SecretValues,
+    status: &MqttKafkaBridgeStatus,
+    sharing: &Sharing,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let (mine, shared): (Vec<&TopicStatus>, Vec<&TopicStatus>) = status
+        .topics
+        .iter()
+        .filter(|t| t.created)
+        .partition(|t| sharing.users(&t.name).is_empty());
+    let kept = shared.iter().map(|t| t.name.clone()).collect();
+    if mine.is_empty() {
+        return Ok((Vec::new(), kept));
+    }
+    let admin = clients.get(&spec.kafka, secrets)?;
+    let probe = admin.clone();
+    let reachable =
+        tokio::task::spawn_blocking(move || probe.inner().fetch_cluster_id(CONNECT_TIMEOUT))
+            .await
+            .ok()
+            .flatten();
+    if reachable.is_none() {
+        return Err(format!(
+            "Kafka at {} cannot be reached{}",
+            spec.kafka.bootstrap_servers,
+            cause(admin.inner().context().last_error())
+        ));
+    }
+    let names: Vec<&str> = mine.iter().map(|t| t.name.as_str()).collect();
+    let results = admin
+        .delete_topics(&names, &options())
+        .await
+        .map_err(|e| format!("cannot delete topics {}: {e}", names.join(", ")))?;
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) | Err((name, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                metrics.topic_operation("delete", "ok");
+                deleted.push(name);
+            }
+            Err((name, code)) => {
+                metrics.topic_operation("delete", "error");
+                errors.push(format!("topic {name}: {code}"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok((deleted, kept))
+    } else {
+        Err(format!("cannot delete {}", errors.join("; ")))
+    }
+}
+
+/// One topic's status in the making.
+struct TopicResult {
+    name: String,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    created: bool,
+    changed: bool,
+    changes: Vec<String>,
+    problems: Vec<String>,
+    note: Option<String>,
+}
+
+impl TopicResult {
+    fn new(topic: &DesiredTopic, previous: &MqttKafkaBridgeStatus) -> Self {
+        let before = previous.topics.iter().find(|t| t.name == topic.name);
+        Self {
+            name: topic.name.clone(),
+            partitions: None,
+            replication_factor: None,
+            created: before.is_some_and(|t| t.created),
+            changed: false,
+            changes: Vec::new(),
+            problems: Vec::new(),
+            note: None,
+        }
+    }
+
+    fn observed(&mut self, o: &ObservedTopic) {
+        self.partitions = Some(o.partitions);
+        self.replication_factor = Some(o.replication_factor);
+    }
+
+    fn after(&mut self, outcome: Result<(), String>, change: String) {
+        match outcome {
+            Ok(()) => {
+                self.changed = true;
+                self.changes.push(change);
+            }
+            Err(message) => self.problems.push(message),
+        }
+    }
+
+    fn into_status(self) -> TopicStatus {
+        let ready = self.problems.is_empty();
+        let message = self
+            .problems
+            .into_iter()
+            .chain(self.note)
+            .collect::<Vec<_>>()
+            .join("; ");
+        TopicStatus {
+            name: self.name,
+            state: if ready {
+                TopicState::Ready
+            } else {
+                TopicState::Failed
+            },
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            created: self.created,
+            message: (!message.is_empty()).then_some(message),
+        }
+    }
+}
+
+/// What Kafka has: its cluster id, broker count, and each topic (`None`: it does not exist).
+struct Observation {
+    cluster_id: String,
+    brokers: usize,
+    topics: BTreeMap<String, Result<Option<ObservedTopic>, String>>,
+}
+
+/// Reads the cluster id and the topics' metadata; `Err` (with the cause) when Kafka does
+/// not answer.
+async fn observe(admin: Arc<Admin>, names: Vec<String>) -> Result<Observation, Option<String>> {
+    let handle = tokio::task::spawn_blocking(move || {
+        let client = admin.inner();
+        let Some(cluster_id) = client.fetch_cluster_id(CONNECT_TIMEOUT) else {
+            return Err(client.context().last_error());
+        };
+        let mut observation = Observation {
+            cluster_id,
+            brokers: 0,
+            topics: BTreeMap::new(),
+        };
+        for name in names {
+            let metadata = client
+                .fetch_metadata(Some(&name), CONNECT_TIMEOUT)
+                .map_err(|e| Some(e.to_string()))?;
+            observation.brokers = metadata.brokers().len();
+            let topic = metadata.topics().iter().find(|t| t.name() == name);
+            let state = match topic {
+                None => Ok(None),
+                Some(t) => match t.error().map(RDKafkaErrorCode::from) {
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
+                    None | Some(RDKafkaErrorCode::LeaderNotAvailable) => Ok(Some(ObservedTopic {
+                        partitions: t.partitions().len() as i32,
+                        replication_factor: t
+                            .partitions()
+                            .first()
+                            .map_or(0, |p| p.replicas().len() as i32),
+                        config: BTreeMap::new(),
+                    })),
+                    Some(code) => Err(format!("Kafka reports topic {name}: {code}")),
+                },
+            };
+            observation.topics.insert(name, state);
+        }
+        Ok(observation)
+    });
+    handle
+        .await
+        .map_err(|e| Some(format!("the metadata task failed: {e}")))?
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+}
+
+/// The topic's current values of every key (Kafka's own defaults included).
+async fn describe(
+    admin: &Admin,
+    name: &str,
+    metrics: &Metrics,
+) -> Result<BTreeMap<String, String>, String> {
+    let results = admin
+        .describe_configs(&[ResourceSpecifier::Topic(name)], &options())
+        .await
+        .map_err(|e| format!("cannot read the configuration of topic {name}: {e}"));
+    let resource = match results.map(|mut r| r.pop()) {
+        Ok(Some(Ok(resource))) => resource,
+        Ok(Some(Err(code))) => Err(format!(
+            "cannot read the configuration of topic {name}: {code}"
+        ))?,
+        Ok(None) => Err(format!("Kafka returned no configuration for topic {name}"))?,
+        Err(message) => Err(message)?,
+    };
+    metrics.topic_operation("describe", "ok");
+    Ok(resource
+        .entries
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect())
+}
+
+/// Creates the topics in one request; for each: `Ok(true)` created, `Ok(false)` someone else
+/// created it meanwhile, `Err` why not.
+async fn create(
+    admin: &Arc<Admin>,
+    topics: &[DesiredTopic],
+    metrics: &Metrics,
+) -> BTreeMap<String, Result<bool, String>> {
+    let admin = admin.clone();
+    let owned = topics.to_vec();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let requests: Vec<native::NewTopic<'_>> = owned
+            .iter()
+            .map(|t| native::NewTopic {
+                name: &t.name,
+                partitions: t.partitions.unwrap_or(-1),
+                replication_factor: t.replication_factor,
+                config: &t.config,
+            })
+            .collect();
+        native::create_topics(admin.inner().native_ptr(), &requests, REQUEST_TIMEOUT)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(native::Refusal {
+            code: RDKafkaErrorCode::Fail,
+            message: e.to_string(),
+        })
+    });
+    let mut out = BTreeMap::new();
+    match outcome {
+        Err(refusal) => {
+            for t in topics {
+                metrics.topic_operation("create", "error");
+                out.insert(
+                    t.name.clone(),
+                    Err(format!(
+                        "{}: cannot create topic {}: {refusal}",
+                        t.path, t.name
+                    )),
+                );
+            }
+        }
+        Ok(results) => {
+            for (name, result) in results {
+                let Some(t) = topics.iter().find(|t| t.name == name) else {
+                    continue;
+                };
+                let entry = match result {
+                    Ok(()) => {
+                        metrics.topic_operation("create", "ok");
+                        Ok(true)
+                    }
+                    Err(r) if r.code == RDKafkaErrorCode::TopicAlreadyExists => Ok(false),
+                    Err(r) => {
+                        metrics.topic_operation("create", "error");
+                        let field = match r.code {
+                            RDKafkaErrorCode::InvalidConfig => ".config",
+                            RDKafkaErrorCode::InvalidReplicationFactor => ".replicationFactor",
+                            RDKafkaErrorCode::InvalidPartitions => ".partitions",
+                            _ => "",
+                        };
+                        Err(format!(
+                            "{}{field}: Kafka refused to create topic {name}: {r}",
+                            t.path
+                        ))
+                    }
+                };
+                out.insert(name, entry);
+            }
+        }
+    }
+    out
+}
+
+async fn grow(
+    admin: &Admin,
+    topic: &DesiredTopic,
+    to: i32,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let request = NewPartitions::new(&topic.name, to.max(1) as usize);
+    let result = admin.create_partitions(&[request], &options()).await;
+    let outcome = match result.map(|mut r| r.pop()) {
+        Ok(Some(Ok(_))) => Ok(()),
+        Ok(Some(Err((_, code)))) => Err(code.to_string()),
+        Ok(None) => Err("no answer for the topic".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    metrics.topic_operation("grow", if outcome.is_ok() { "ok" } else { "error" });
+    outcome.map_err(|e| {
+        format!(
+            "{}.partitions: cannot grow topic {} to {to} partitions: {e}",
+            topic.path, topic.name
+        )
+    })
+}
+
+async fn alter(
+    admin: &Arc<Admin>,
+    topic: &DesiredTopic,
+    config: BTreeMap<String, String>,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let admin = admin.clone();
+    let name = topic.name.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        native::incremental_alter_topic(admin.inner().native_ptr(), &name, &config, REQUEST_TIMEOUT)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(native::Refusal {
+            code: RDKafkaErrorCode::Fail,
+            message: e.to_string(),
+        })
+    });
+    metrics.topic_operation("alter", if outcome.is_ok() { "ok" } else { "error" });
+    outcome.map_err(|r| {
+        format!(
+            "{}.config: Kafka refused the configuration of topic {}: {r}",
+            topic.path, topic.name
+        )
+    })
+}
+
+fn cause(last_error: Option<String>) -> String {
+    last_error.map(|e| format!(" ({e})")).unwrap_or_default()
+}
+
+/// Kafka did not answer: the topics are Pending, with what was known before.
+fn unavailable(
+    desired: &[DesiredTopic],
+    previous: &MqttKafkaBridgeStatus,
+    bootstrap: &str,
+    why: Option<String>,
+) -> TopicsReport {
+    let message = format!(
+        "Kafka at {bootstrap} cannot be reached{}; the topics are checked again with backoff",
+        cause(why)
+    );
+    let topics = desired
+        .iter()
+        .map(|t| {
+            let before = previous.topics.iter().find(|p| p.name == t.name);
+            TopicStatus {
+                name: t.name.clone(),
+                state: TopicState::Pending,
+                partitions: before.and_then(|b| b.partitions),
+                replication_factor: before.and_then(|b| b.replication_factor),
+                created: before.is_some_and(|b| b.created),
+                message: Some("Kafka cannot be reached".to_owned()),
+            }
+        })
+        .collect();
+    TopicsReport {
+        topics,
+        cluster_id: previous.kafka_cluster_id.clone(),
+        ready: false,
+        reason: REASON_KAFKA_UNAVAILABLE,
+        message,
+        changes: Vec::new(),
+    }
+}
+
+/// No admin client could be made (unreadable TLS material): every topic Failed with why.
+fn failed_without_kafka(
+    desired: &[DesiredTopic],
+    previous: &MqttKafkaBridgeStatus,
+    message: String,
+) -> TopicsReport {
+    let mut report = unavailable(desired, previous, "", None);
+    for t in &mut report.topics {
+        t.state = TopicState::Failed;
+        t.message = Some(message.clone());
+    }
+    report.reason = REASON_TOPIC_ERROR;
+    report.message = message;
+    report
+}

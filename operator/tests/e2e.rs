@@ -6,14 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use testbed::bridge::{free_port, Bridge};
-use testbed::kubectl::{ensure_crd, get_json, kubectl, kubectl_err, kubectl_ok, Namespace};
+use testbed::kubectl::{kubectl, kubectl_err, kubectl_ok};
 use testbed::mqtt::{Publisher, Subscriber};
-use testbed::operator::Operator;
+use testbed::operator::{setup, RESYNC_SECONDS, WAIT};
 use testbed::{env, kafka, unique, wait_until};
-
-const WAIT: Duration = Duration::from_secs(90);
-/// The operator's resync period in these tests.
-const RESYNC_SECONDS: u64 = 4;
 
 /// A smart-lock bridge against the test bed's brokers. `extra_spec` is YAML at spec level.
 fn bridge_yaml(
@@ -63,80 +59,6 @@ fn smart_locks(name: &str) -> String {
         &format!("{name}/devices/+/state"),
         "",
     )
-}
-
-struct Setup {
-    ns: Namespace,
-    operator: Operator,
-}
-
-fn setup(prefix: &str) -> Setup {
-    ensure_crd();
-    let ns = Namespace::create(prefix);
-    let operator = Operator::start(&ns.0, RESYNC_SECONDS);
-    Setup { ns, operator }
-}
-
-impl Setup {
-    fn apply(&self, yaml: &str) {
-        kubectl_ok(&["apply", "-n", &self.ns.0, "-f", "-"], Some(yaml));
-    }
-
-    fn get(&self, what: &str) -> Option<Value> {
-        get_json(&[what, "-n", &self.ns.0])
-    }
-
-    fn bridge(&self, name: &str) -> Value {
-        self.get(&format!("mkb/{name}")).unwrap_or(Value::Null)
-    }
-
-    fn condition(&self, name: &str, type_: &str) -> Value {
-        let bridge = self.bridge(name);
-        bridge["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
-            .unwrap_or(Value::Null)
-    }
-
-    /// Waits until the bridge is Ready=True for its current generation; returns the bridge.
-    fn wait_ready(&self, name: &str) -> Value {
-        wait_until(&format!("bridge {name} to be Ready"), WAIT, || {
-            let bridge = self.bridge(name);
-            let generation = bridge["metadata"]["generation"].clone();
-            let ready = self.condition(name, "Ready");
-            (ready["status"] == "True"
-                && ready["observedGeneration"] == generation
-                && bridge["status"]["observedGeneration"] == generation)
-                .then_some(bridge)
-        })
-    }
-
-    fn resource_version(&self, what: &str) -> String {
-        self.get(what)
-            .map(|v| v["metadata"]["resourceVersion"].to_string())
-            .unwrap_or_default()
-    }
-
-    fn config_hash(&self, name: &str) -> String {
-        let sts = self
-            .get(&format!("statefulset/{name}"))
-            .unwrap_or(Value::Null);
-        sts["spec"]["template"]["metadata"]["annotations"]["mqttkafka.io/config-hash"].to_string()
-    }
-
-    fn events(&self) -> String {
-        kubectl_ok(
-            &[
-                "get",
-                "events",
-                "-n",
-                &self.ns.0,
-                "-o",
-                "custom-columns=REASON:.reason,MESSAGE:.message",
-            ],
-            None,
-        )
-    }
 }
 
 fn owned_by(object: &Value, bridge: &str) -> bool {

@@ -299,3 +299,36 @@ pub async fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64
     .await
     .expect("offsets task")
 }
+
+/// What Kafka has of a topic: partitions and the replicas of its first partition; `None`
+/// when the topic does not exist.
+pub fn describe_topic(name: &str) -> Option<(usize, usize)> {
+    let consumer: BaseConsumer = config().create().expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(name), TIMEOUT)
+        .unwrap_or_else(|e| panic!("metadata of {name}: {e}"));
+    let topic = meta.topics().iter().find(|t| t.name() == name)?;
+    if topic.error().is_some() {
+        return None;
+    }
+    let replicas = topic.partitions().first().map_or(0, |p| p.replicas().len());
+    Some((topic.partitions().len(), replicas))
+}
+
+/// The current value of a topic's configuration key (Kafka's default included).
+pub async fn topic_config(name: &str, key: &str) -> Option<String> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    let mut results = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(name)],
+            &AdminOptions::new().request_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("describe configs of {name}: {e}"));
+    let resource = results
+        .pop()
+        .expect("one resource")
+        .unwrap_or_else(|e| panic!("describe configs of {name}: {e}"));
+    resource.get(key).and_then(|e| e.value.clone())
+}

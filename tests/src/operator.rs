@@ -2,10 +2,19 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::bridge::{free_port, http_get, MetricsText};
-use crate::env;
+use crate::kubectl::{ensure_crd, get_json, kubectl_ok, Namespace};
 use crate::process::{workspace_binary, ChildProcess};
+use crate::{env, wait_until};
+
+/// How long end-to-end tests wait for the operator and Kubernetes.
+pub const WAIT: Duration = Duration::from_secs(90);
+/// The operator's resync period in end-to-end tests.
+pub const RESYNC_SECONDS: u64 = 4;
 
 pub struct Operator {
     pub process: ChildProcess,
@@ -15,6 +24,11 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator for `namespace`, reconciling unchanged bridges every `resync` seconds.
     pub fn start(namespace: &str, resync_seconds: u64) -> Self {
+        Self::start_with(namespace, resync_seconds, &[])
+    }
+
+    /// As `start`, with extra arguments.
+    pub fn start_with(namespace: &str, resync_seconds: u64, extra: &[&str]) -> Self {
         let port = free_port();
         let mut command = Command::new(workspace_binary("mkb-operator"));
         command
@@ -31,7 +45,8 @@ impl Operator {
                 &format!("127.0.0.1:{port}"),
                 "--resync-seconds",
                 &resync_seconds.to_string(),
-            ]);
+            ])
+            .args(extra);
         let process = ChildProcess::spawn(&format!("operator-{namespace}"), command);
         Self {
             process,
@@ -55,5 +70,115 @@ impl Operator {
             .filter(|l| l.starts_with("mkb_operator_reconciles_total"))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum::<f64>() as u64
+    }
+}
+
+/// A one-replica bridge against the test bed's brokers whose one MQTT → Kafka route writes
+/// `name/devices/+/state` to `topic`; `kafka_extra` is YAML under `spec.kafka`, indented by
+/// four spaces.
+pub fn bridge_writing_to(name: &str, topic: &str, kafka_extra: &str) -> String {
+    let env = env();
+    format!(
+        r#"apiVersion: mqttkafka.io/v1alpha1
+kind: MqttKafkaBridge
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  mqtt:
+    url: {mqtt}
+  kafka:
+    bootstrapServers: {kafka}
+{kafka_extra}
+  mqttToKafka:
+    - name: state
+      mqtt:
+        topicFilters: ["{name}/devices/+/state"]
+      kafka:
+        topic: {topic}
+"#,
+        mqtt = env.mqtt_url,
+        kafka = env.kafka_bootstrap,
+    )
+}
+
+/// A namespace of its own and an operator watching only it.
+pub struct Setup {
+    pub ns: Namespace,
+    pub operator: Operator,
+}
+
+/// The CRD applied, a fresh namespace, and an operator for it.
+pub fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, &[])
+}
+
+/// As `setup`, with extra operator arguments.
+pub fn setup_with(prefix: &str, operator_args: &[&str]) -> Setup {
+    ensure_crd();
+    let ns = Namespace::create(prefix);
+    let operator = Operator::start_with(&ns.0, RESYNC_SECONDS, operator_args);
+    Setup { ns, operator }
+}
+
+impl Setup {
+    pub fn apply(&self, yaml: &str) {
+        kubectl_ok(&["apply", "-n", &self.ns.0, "-f", "-"], Some(yaml));
+    }
+
+    pub fn get(&self, what: &str) -> Option<Value> {
+        get_json(&[what, "-n", &self.ns.0])
+    }
+
+    pub fn bridge(&self, name: &str) -> Value {
+        self.get(&format!("mkb/{name}")).unwrap_or(Value::Null)
+    }
+
+    pub fn condition(&self, name: &str, type_: &str) -> Value {
+        let bridge = self.bridge(name);
+        bridge["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the bridge is Ready=True for its current generation; returns the bridge.
+    pub fn wait_ready(&self, name: &str) -> Value {
+        wait_until(&format!("bridge {name} to be Ready"), WAIT, || {
+            let bridge = self.bridge(name);
+            let generation = bridge["metadata"]["generation"].clone();
+            let ready = self.condition(name, "Ready");
+            (ready["status"] == "True"
+                && ready["observedGeneration"] == generation
+                && bridge["status"]["observedGeneration"] == generation)
+                .then_some(bridge)
+        })
+    }
+
+    pub fn resource_version(&self, what: &str) -> String {
+        self.get(what)
+            .map(|v| v["metadata"]["resourceVersion"].to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn config_hash(&self, name: &str) -> String {
+        let sts = self
+            .get(&format!("statefulset/{name}"))
+            .unwrap_or(Value::Null);
+        sts["spec"]["template"]["metadata"]["annotations"]["mqttkafka.io/config-hash"].to_string()
+    }
+
+    pub fn events(&self) -> String {
+        kubectl_ok(
+            &[
+                "get",
+                "events",
+                "-n",
+                &self.ns.0,
+                "-o",
+                "custom-columns=REASON:.reason,MESSAGE:.message",
+            ],
+            None,
+        )
     }
 }

@@ -94,6 +94,15 @@ async fn topics_are_created_grown_configured_and_never_shrunk() {
             .then_some(e)
     });
     assert!(events.contains("TopicChanged"), "{events}");
+    let operations = |operation: &str| {
+        s.operator.metrics().value(
+            "mkb_operator_kafka_topic_operations_total",
+            &[("operation", operation), ("result", "ok")],
+        )
+    };
+    // orders and the route's topic created; audit's retention set.
+    assert_eq!(operations("create"), Some(2.0));
+    assert_eq!(operations("alter"), Some(1.0));
 
     // Grow 6 -> 12 and change the retention.
     s.apply(&bridge_writing_to("locks", &route, &topics(12, "7200000")));
@@ -101,6 +110,7 @@ async fn topics_are_created_grown_configured_and_never_shrunk() {
         (kafka_partitions(&orders) == Some(12)).then_some(())
     });
     wait_topics_ready(&s, "locks", "True");
+    assert_eq!(operations("grow"), Some(1.0));
     assert_eq!(topic_status(&s, "locks", &orders)["partitions"], 12);
     assert_eq!(
         topic_config(&orders, "retention.ms").await.as_deref(),

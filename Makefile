@@ -28,9 +28,14 @@ unit-tests: ## Unit and property tests (no servers), including the CRD staleness
 	$(CARGO) test --workspace --locked --lib --bins
 
 .PHONY: crds
-crds: ## Regenerate crds/mqttkafkabridges.mqttkafka.io.yaml from the Rust types.
+crds: ## Regenerate crds/mqttkafkabridges.mqttkafka.io.yaml (and the Helm chart's copy) from the Rust types.
 	$(CARGO) run --quiet --locked -p mkb-api --bin crdgen > crds/mqttkafkabridges.mqttkafka.io.yaml.tmp
 	mv crds/mqttkafkabridges.mqttkafka.io.yaml.tmp crds/mqttkafkabridges.mqttkafka.io.yaml
+	cp crds/mqttkafkabridges.mqttkafka.io.yaml charts/mqtt-kafka-bridge-operator/crds/
+
+.PHONY: images
+images: ## Build the bridge-runtime and mkb-operator images (buildah, no Docker engine) into target/images/*.tar.
+	scripts/images.sh
 
 .PHONY: testbed
 testbed: ## Install what is missing and start Mosquitto, Kafka and a Kubernetes control plane on 127.0.0.1.

@@ -29,10 +29,20 @@ impl Operator {
 
     /// As `start`, with extra arguments.
     pub fn start_with(namespace: &str, resync_seconds: u64, extra: &[&str]) -> Self {
+        Self::start_as(namespace, &env().kubeconfig, resync_seconds, extra)
+    }
+
+    /// As `start_with`, with the identity and cluster of another kubeconfig.
+    pub fn start_as(
+        namespace: &str,
+        kubeconfig: &std::path::Path,
+        resync_seconds: u64,
+        extra: &[&str],
+    ) -> Self {
         let port = free_port();
         let mut command = Command::new(workspace_binary("mkb-operator"));
         command
-            .env("KUBECONFIG", &env().kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,mkb_operator=debug")
             .args([
                 "--namespace",

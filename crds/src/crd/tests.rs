@@ -38,6 +38,17 @@ fn committed_crd_is_up_to_date() {
 }
 
 #[test]
+fn the_helm_chart_carries_the_same_crd() {
+    let chart = include_str!(
+        "../../../charts/mqtt-kafka-bridge-operator/crds/mqttkafkabridges.mqttkafka.io.yaml"
+    );
+    assert!(
+        chart == COMMITTED_CRD,
+        "the chart's copy of {CRD_PATH} differs: run `make crds` and commit the result"
+    );
+}
+
+#[test]
 fn committed_crd_has_scale_printer_columns_and_cel_rules() {
     let crd: CustomResourceDefinition = serde_yaml::from_str(COMMITTED_CRD).expect("a CRD");
     assert_eq!(crd.spec.group, "mqttkafka.io");

@@ -5,6 +5,7 @@ mod context;
 mod controller;
 mod finalizer;
 mod http;
+mod leader;
 mod metrics;
 mod reconcile;
 mod status;
@@ -40,6 +41,23 @@ struct Args {
     /// left behind. The waits between tries double from 5 s.
     #[arg(long, env = "MKB_TOPIC_DELETION_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
     topic_deletion_attempts: u32,
+    /// Run only while holding the leader Lease, so several replicas can run and exactly one
+    /// reconciles; the others stand by and take over when it stops or dies.
+    #[arg(long, env = "MKB_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "MKB_LEADER_ELECTION_LEASE",
+        default_value = "mkb-operator"
+    )]
+    leader_election_lease: String,
+    /// Seconds a leader that stops renewing keeps the Lease: how long a takeover can take.
+    #[arg(long, env = "MKB_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    leader_election_lease_seconds: u64,
     /// Log format: text or json. The filter comes from RUST_LOG (default info).
     #[arg(long, env = "MKB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -80,10 +98,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if args.leader_elect && args.leader_election_namespace.is_none() {
+        return Err(
+            "--leader-elect needs --leader-election-namespace (or POD_NAMESPACE): where the Lease is"
+                .to_owned(),
+        );
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
     let metrics = Arc::new(metrics::Metrics::new());
+    metrics.set_leader(false);
     let server = http::serve(args.listen, metrics.clone())
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -94,14 +119,62 @@ async fn run(args: Args) -> Result<(), String> {
     let ctx = Arc::new(context::Context::new(
         client,
         reporter,
-        metrics,
+        metrics.clone(),
         args.runtime_image.clone(),
         Duration::from_secs(args.resync_seconds.max(1)),
         args.topic_deletion_attempts,
     ));
     info!(image = %args.runtime_image, namespace = ?args.namespace, listen = %args.listen, "mkb-operator started");
-    controller::run(ctx, args.namespace).await;
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        controller::run(ctx, args.namespace).await;
+        server.abort();
+        info!("mkb-operator stopped");
+        return Ok(());
+    }
+    let namespace = args.leader_election_namespace.clone().unwrap_or_default();
+    let elector = leader::Elector::new(
+        ctx.client.clone(),
+        leader::LeaseConfig {
+            namespace,
+            name: args.leader_election_lease.clone(),
+            identity: leader::identity(),
+            duration: Duration::from_secs(args.leader_election_lease_seconds),
+        },
+    );
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown_signal() => {
+            server.abort();
+            info!("mkb-operator stopped before it led");
+            return Ok(());
+        }
+    }
+    metrics.set_leader(true);
+    let result = tokio::select! {
+        () = controller::run(ctx, args.namespace) => {
+            elector.release().await;
+            Ok(())
+        }
+        () = elector.hold() => Err("lost the leader Lease; stopping so that only one replica reconciles".to_owned()),
+    };
     server.abort();
     info!("mkb-operator stopped");
-    Ok(())
+    result
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,7 @@ pub struct TopicOperationLabels {
 
 pub struct Metrics {
     registry: Registry,
+    leader: Gauge,
     topic_operations: Family<TopicOperationLabels, Counter>,
     reconciles: Family<ResultLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
@@ -41,6 +43,12 @@ impl Metrics {
         let reconciles = Family::default();
         let errors = Family::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica reconciles (holds the leader Lease, or runs without election)",
+            leader.clone(),
+        );
         let topic_operations = Family::default();
         registry.register(
             "kafka_topic_operations",
@@ -64,6 +72,7 @@ impl Metrics {
         );
         Self {
             registry,
+            leader,
             topic_operations,
             reconciles,
             errors,
@@ -86,6 +95,10 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn topic_operation(&self, operation: &str, result: &str) {

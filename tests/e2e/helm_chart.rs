@@ -207,8 +207,12 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
     // The values schema names the key of each bad value.
     for (set, expected) in [
         (
-            "replicaCount=2",
+            "leaderElection.enabled=false,replicaCount=2",
             "at '/replicaCount': maximum: got 2, want 1",
+        ),
+        (
+            "replicaCount=11",
+            "at '/replicaCount': maximum: got 11, want 10",
         ),
         (
             "unknownKey=1",
@@ -317,9 +321,24 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
 
     // The operator, as the chart's ServiceAccount, reconciles a bridge to Ready.
     let kubeconfig = service_account_kubeconfig(&ns.0, FULLNAME);
-    let operator = Operator::start_as(&ns.0, &kubeconfig, RESYNC_SECONDS, &[]);
+    // With the chart's leader election settings, so its Lease rule is exercised too.
+    let operator = Operator::start_as(
+        &ns.0,
+        &kubeconfig,
+        RESYNC_SECONDS,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns.0,
+            "--leader-election-lease",
+            FULLNAME,
+        ],
+    );
     let s = Setup { ns, operator };
     let topic = unique("helm-state");
+    wait_until("the operator to lead", WAIT, || {
+        (s.operator.metrics().value("mkb_operator_leader", &[]) == Some(1.0)).then_some(())
+    });
     s.apply(&bridge_writing_to("locks", &topic, ""));
     s.wait_ready("locks");
     wait_until("the operator's own Created events", WAIT, || {

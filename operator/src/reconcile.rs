@@ -15,6 +15,7 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
+use mkb_api::crd::conditions::REASON_APPLY_FAILED;
 use mkb_api::crd::{validate_spec, MqttKafkaBridge, MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -37,6 +38,14 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
+    #[error("the API server refused {kind} {name}: {message}")]
+    Apply {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name} exists and does not belong to this bridge; the operator leaves it alone (rename the bridge, or delete that {kind})")]
+    NotOwned { kind: String, name: String },
 }
 
 impl Error {
@@ -47,6 +56,8 @@ impl Error {
             Error::Kube(_) => "api_unreachable",
             Error::Render(_) | Error::Json(_) => "encoding",
             Error::Incomplete(_) => "incomplete_object",
+            Error::Apply { .. } => "apply_refused",
+            Error::NotOwned { .. } => "not_owned",
         }
     }
 }
@@ -219,32 +230,21 @@ async fn reconcile_bridge(
         data: Some(BTreeMap::from([(build::CONFIG_KEY.to_owned(), config)])),
         ..ConfigMap::default()
     };
-    let client = &ctx.client;
-    let ns = &bridge.namespace;
-    // The ConfigMap first: pods of a new template find their configuration.
-    apply(
-        ctx,
-        &bridge,
-        &Api::<ConfigMap>::namespaced(client.clone(), ns),
-        &config_map,
-    )
-    .await?;
-    apply(
-        ctx,
-        &bridge,
-        &Api::<Service>::namespaced(client.clone(), ns),
-        &build::service(&input),
-    )
-    .await?;
-    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
-    let sts = apply(ctx, &bridge, &sts_api, &build::statefulset(&input, &hash)).await?;
-    let pdb_api = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
-    match build::pod_disruption_budget(&input) {
-        Some(pdb) => {
-            apply(ctx, &bridge, &pdb_api, &pdb).await?;
+    let sts = match apply_children(ctx, &bridge, &input, &config_map, &hash).await {
+        Ok(sts) => sts,
+        // Refused by the API server (quota, admission, validation) or a name taken by an
+        // object this bridge does not own: the status and a Warning Event say so, and the
+        // reconciliation is retried with backoff.
+        Err(e @ (Error::Apply { .. } | Error::NotOwned { .. })) => {
+            let blocked = Outcome::Blocked {
+                reason: REASON_APPLY_FAILED.to_owned(),
+                message: e.to_string(),
+            };
+            finish(ctx, &bridge, blocked, None, spec.replicas, Some(&topics)).await?;
+            return Err(e);
         }
-        None => delete_if_present(ctx, &bridge, &pdb_api).await?,
-    }
+        Err(e) => return Err(e),
+    };
     finish(
         ctx,
         &bridge,
@@ -255,6 +255,43 @@ async fn reconcile_bridge(
     )
     .await?;
     Ok((Action::requeue(next), "ok"))
+}
+
+/// Applies the ConfigMap (first: pods of a new template find their configuration), the
+/// Service, the StatefulSet and the PodDisruptionBudget; returns the applied StatefulSet.
+async fn apply_children(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    input: &BridgeInput<'_>,
+    config_map: &ConfigMap,
+    hash: &str,
+) -> Result<StatefulSet, Error> {
+    let client = &ctx.client;
+    let ns = &bridge.namespace;
+    apply(
+        ctx,
+        bridge,
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        config_map,
+    )
+    .await?;
+    apply(
+        ctx,
+        bridge,
+        &Api::<Service>::namespaced(client.clone(), ns),
+        &build::service(input),
+    )
+    .await?;
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let sts = apply(ctx, bridge, &sts_api, &build::statefulset(input, hash)).await?;
+    let pdb_api = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+    match build::pod_disruption_budget(input) {
+        Some(pdb) => {
+            apply(ctx, bridge, &pdb_api, &pdb).await?;
+        }
+        None => delete_if_present(ctx, bridge, &pdb_api).await?,
+    }
+    Ok(sts)
 }
 
 /// The bridge's status as the API server has it now; `None` when it is gone or unreadable.
@@ -333,19 +370,32 @@ where
         .name
         .clone()
         .ok_or(Error::Incomplete("name"))?;
-    let before = api
-        .get_metadata_opt(&name)
-        .await?
-        .and_then(|m| m.metadata.resource_version);
+    let kind = K::kind(&()).into_owned();
+    let existing = api.get_metadata_opt(&name).await?;
+    if let Some(existing) = &existing {
+        if !owned_by(&existing.metadata, bridge) {
+            return Err(Error::NotOwned { kind, name });
+        }
+    }
+    let before = existing.and_then(|m| m.metadata.resource_version);
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let after = api.patch(&name, &params, &Patch::Apply(desired)).await?;
+    let after = api
+        .patch(&name, &params, &Patch::Apply(desired))
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(response) => Error::Apply {
+                kind: kind.clone(),
+                name: name.clone(),
+                message: response.message,
+            },
+            other => Error::Kube(other),
+        })?;
     let change = match before {
         None => Change::Created,
         Some(rv) if after.meta().resource_version.as_ref() != Some(&rv) => Change::Updated,
         Some(_) => Change::Unchanged,
     };
     if change != Change::Unchanged {
-        let kind = K::kind(&());
         let reason = if change == Change::Created {
             "Created"
         } else {
@@ -366,11 +416,26 @@ where
     Ok(after)
 }
 
+/// Whether the bridge is the object's controller owner.
+fn owned_by(meta: &kube::api::ObjectMeta, bridge: &Bridge<'_>) -> bool {
+    let uid = bridge.obj.uid().unwrap_or_default();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+/// Deletes the bridge's child of kind `K` if there is one that the bridge owns: an object of
+/// the same name that somebody else made is never touched.
 async fn delete_if_present<K>(ctx: &Context, bridge: &Bridge<'_>, api: &Api<K>) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
 {
-    if api.get_metadata_opt(&bridge.name).await?.is_some() {
+    let owned = api
+        .get_metadata_opt(&bridge.name)
+        .await?
+        .is_some_and(|m| owned_by(&m.metadata, bridge));
+    if owned {
         api.delete(&bridge.name, &DeleteParams::default()).await?;
         let kind = K::kind(&());
         info!(bridge = %bridge.name, namespace = %bridge.namespace, "Deleted {kind} {}", bridge.name);

@@ -472,3 +472,79 @@ async fn runtime_runs_with_what_the_operator_rendered() {
         None,
     );
 }
+
+/// A StatefulSet the API server refuses (a quota allows none) shows in the status and an Event
+/// with the API server's message; the bridge recovers by itself once the quota is gone. An
+/// object of a child's name that the bridge does not own is neither taken over nor deleted.
+#[test]
+fn refused_applies_and_foreign_objects_are_reported_not_forced() {
+    let s = setup("op-refused");
+    kubectl_ok(
+        &[
+            "create",
+            "quota",
+            "no-statefulsets",
+            "-n",
+            &s.ns.0,
+            "--hard=count/statefulsets.apps=0",
+        ],
+        None,
+    );
+    s.apply(&smart_locks("quota"));
+    let ready = wait_until("ApplyFailed", WAIT, || {
+        let c = s.condition("quota", "Ready");
+        (c["reason"] == "ApplyFailed").then_some(c)
+    });
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the API server refused StatefulSet quota: ")
+            && message.contains("exceeded quota: no-statefulsets"),
+        "{message}"
+    );
+    assert_eq!(s.condition("quota", "Degraded")["status"], "True");
+    wait_until("an ApplyFailed warning", WAIT, || {
+        s.events().contains("ApplyFailed").then_some(())
+    });
+    kubectl_ok(&["delete", "quota", "no-statefulsets", "-n", &s.ns.0], None);
+    s.wait_ready("quota");
+
+    // A PodDisruptionBudget named like the bridge, made by somebody else.
+    kubectl_ok(
+        &[
+            "create",
+            "poddisruptionbudget",
+            "foreign",
+            "-n",
+            &s.ns.0,
+            "--selector=app=other",
+            "--max-unavailable=1",
+        ],
+        None,
+    );
+    let foreign_uid = s.get("pdb/foreign").expect("the PDB")["metadata"]["uid"].clone();
+    s.apply(&smart_locks("foreign"));
+    s.wait_ready("foreign");
+    assert_eq!(
+        s.get("pdb/foreign").map(|p| p["metadata"]["uid"].clone()),
+        Some(foreign_uid.clone()),
+        "one replica: the operator removes only a budget it owns"
+    );
+    kubectl_ok(
+        &["scale", "mkb/foreign", "-n", &s.ns.0, "--replicas=2"],
+        None,
+    );
+    let ready = wait_until("ApplyFailed for the foreign PDB", WAIT, || {
+        let c = s.condition("foreign", "Ready");
+        (c["reason"] == "ApplyFailed").then_some(c)
+    });
+    assert_eq!(
+        ready["message"],
+        "PodDisruptionBudget foreign exists and does not belong to this bridge; the operator leaves it alone (rename the bridge, or delete that PodDisruptionBudget)"
+    );
+    let pdb = s.get("pdb/foreign").expect("the PDB");
+    assert_eq!(pdb["metadata"]["uid"], foreign_uid);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app"], "other",
+        "not taken over"
+    );
+}

@@ -7,7 +7,7 @@ mod validate;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -280,6 +280,10 @@ pub struct PodOverrides {
     /// Affinity of the pods. Replaces the default, which prefers spreading replicas over nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// How the pods spread over zones or nodes (added to the default anti-affinity, or to
+    /// `affinity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Priority class of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,

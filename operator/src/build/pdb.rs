@@ -17,6 +17,9 @@ pub fn pod_disruption_budget(input: &BridgeInput<'_>) -> Option<PodDisruptionBud
                 match_labels: Some(selector_labels(input.name)),
                 match_expressions: None,
             }),
+            // A replica that is not ready (crash-looping, cannot reach a broker) may be evicted:
+            // otherwise it blocks node drains while protecting nothing.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,

@@ -103,7 +103,8 @@ pub fn tls_volume(tls: &TlsSettings<SecretKeyRef>, volume: &str) -> Option<(Volu
         name: volume.to_owned(),
         projected: Some(ProjectedVolumeSource {
             sources: Some(sources),
-            default_mode: Some(0o440),
+            // Readable whatever UID the platform runs the pod as (no fsGroup is set).
+            default_mode: Some(0o444),
         }),
         ..Volume::default()
     };

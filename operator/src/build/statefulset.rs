@@ -17,9 +17,6 @@ use super::{labels, selector_labels, BridgeInput, CONFIG_KEY};
 pub const CONFIG_HASH_ANNOTATION: &str = "mqttkafka.io/config-hash";
 const CONTAINER: &str = "bridge-runtime";
 const CONFIG_DIR: &str = "/etc/bridge";
-/// A non-root user of distroless images.
-const RUNTIME_UID: i64 = 65532;
-
 /// The StatefulSet; `config_hash` goes into the pod template.
 pub fn statefulset(input: &BridgeInput<'_>, config_hash: &str) -> StatefulSet {
     let spec = input.spec;
@@ -136,11 +133,12 @@ pub fn statefulset(input: &BridgeInput<'_>, config_hash: &str) -> StatefulSet {
         volumes: Some(volumes),
         automount_service_account_token: Some(false),
         service_account_name: pod.service_account_name.clone(),
+        // No fixed UID, GID or fsGroup: the image runs as the numeric non-root user 65532 (so
+        // runAsNonRoot can check it), and platforms that assign UIDs per namespace (OpenShift's
+        // restricted SCC) may replace it. Secret files are world-readable for that reason
+        // (secrets.rs): the pod runs this one process only.
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(RUNTIME_UID),
-            run_as_group: Some(RUNTIME_UID),
-            fs_group: Some(RUNTIME_UID),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),
                 localhost_profile: None,
@@ -153,6 +151,8 @@ pub fn statefulset(input: &BridgeInput<'_>, config_hash: &str) -> StatefulSet {
         ),
         node_selector: (!pod.node_selector.is_empty()).then(|| pod.node_selector.clone()),
         tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
+        topology_spread_constraints: (!pod.topology_spread_constraints.is_empty())
+            .then(|| pod.topology_spread_constraints.clone()),
         affinity: Some(
             pod.affinity
                 .clone()

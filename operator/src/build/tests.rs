@@ -142,6 +142,11 @@ fn statefulset_runs_the_runtime_safely() {
     let psc = pod.security_context.expect("pod security context");
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(
+        (psc.run_as_user, psc.run_as_group, psc.fs_group),
+        (None, None, None),
+        "no fixed ids: OpenShift's restricted SCC assigns them"
+    );
+    assert_eq!(
         psc.seccomp_profile.map(|p| p.type_),
         Some("RuntimeDefault".to_owned())
     );
@@ -281,9 +286,14 @@ fn disruption_budget_only_above_one_replica() {
     assert!(pod_disruption_budget(&input(&s)).is_none());
     s.replicas = 3;
     let pdb = pod_disruption_budget(&input(&s)).expect("a budget");
+    let pdb_spec = pdb.spec.expect("spec");
     assert_eq!(
-        pdb.spec.and_then(|p| p.max_unavailable),
+        pdb_spec.max_unavailable,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(
+        pdb_spec.unhealthy_pod_eviction_policy.as_deref(),
+        Some("AlwaysAllow")
     );
 }
 

@@ -1,6 +1,7 @@
 //! The controller: watches bridges (as dynamic objects, so one that cannot be deserialized is
 //! reported in its status instead of stopping the watch), the children it owns, and the
-//! Secrets bridges reference.
+//! Secrets bridges reference — by metadata only: no Secret value is ever cached; the values a
+//! reconciliation needs are read then, for the referenced keys alone.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
@@ -52,8 +53,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
         .owns(scoped::<PodDisruptionBudget>(&client, ns), owned)
+        // An Api of PartialObjectMeta lists and watches metadata only.
         .watches(
-            scoped::<Secret>(&client, ns),
+            scoped::<PartialObjectMeta<Secret>>(&client, ns),
             watcher::Config::default(),
             move |secret| bridges_referencing(&store, &secret),
         )
@@ -72,7 +74,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
 /// must roll their pods.
 fn bridges_referencing(
     store: &Store<DynamicObject>,
-    secret: &Secret,
+    secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<DynamicObject>> {
     let name = secret.name_any();
     let namespace = secret.namespace();

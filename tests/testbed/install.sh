@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test bed needs and is missing: Debian packages (Mosquitto, its clients,
-# kcat), the Go programs (built into the cache) and Apache Kafka (resolved from Maven Central).
+# kcat, lua5.4), the Go programs (built into the cache) and Apache Kafka (resolved from Maven Central).
 #   install.sh [service...]   only what those services need (default: everything)
 . "$(dirname "$0")/lib.sh"
 wants() { local want=$1 s; shift; for s in "$@"; do [ "$s" = "$want" ] && return 0; done; return 1; }
 
-APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl)
+# lua5.4 runs the Argo CD health check of docs/gitops.md in the tests.
+APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl lua5.4)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,7 +32,7 @@ bin=${CARGO_TARGET_DIR:-target}/debug
 say "helm install $RELEASE charts/mqtt-kafka-bridge-operator (watching namespace $NS)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 helm upgrade --install "$RELEASE" charts/mqtt-kafka-bridge-operator -n "$NS" \
-  --set watchNamespace="$NS" --wait --timeout 120s >/dev/null
+  --set "watchNamespaces={$NS}" --wait --timeout 120s >/dev/null
 kubectl -n "$NS" get deployment,serviceaccount,role,rolebinding -l app.kubernetes.io/instance="$RELEASE"
 
 say "Running the operator as ServiceAccount $ACCOUNT (a TokenRequest token, not admin)"

@@ -27,8 +27,9 @@ pub struct Context {
     pub topic_deletion_attempts: u32,
     /// Kafka admin clients, one per connection.
     pub kafka: AdminClients,
-    /// The watched bridges (set once the controller runs), for topics they share.
-    pub bridges: OnceLock<Store<DynamicObject>>,
+    /// The watched bridges, one store per watch (set once the controllers run), for topics
+    /// they share.
+    pub bridges: OnceLock<Vec<Store<DynamicObject>>>,
     /// Consecutive failures per key, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -61,14 +62,11 @@ impl Context {
     pub fn watched_bridges(&self) -> Vec<BridgeTopics> {
         self.bridges
             .get()
-            .map(|store| {
-                store
-                    .state()
-                    .iter()
-                    .filter_map(|b| BridgeTopics::from_object(b))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .flat_map(|store| store.state())
+            .filter_map(|b| BridgeTopics::from_object(&b))
+            .collect()
     }
 
     /// A recorder without history: its event is always a new Event object.

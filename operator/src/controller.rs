@@ -31,23 +31,47 @@ where
     }
 }
 
-/// Runs until SIGTERM/SIGINT.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+/// Runs until SIGTERM/SIGINT: one watch of every namespace when `namespaces` is empty, else
+/// one per listed namespace (so the operator needs no cluster-wide permission).
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let controllers: Vec<_> = scopes
+        .iter()
+        .map(|ns| {
+            let api: Api<DynamicObject> = match ns {
+                Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar()),
+                None => Api::all_with(ctx.client.clone(), &ar()),
+            };
+            Controller::new_with(api, watcher::Config::default(), ar())
+        })
+        .collect();
+    // Reconciliations read the other bridges, for topics they share.
+    let _ = ctx
+        .bridges
+        .set(controllers.iter().map(Controller::store).collect());
+    let runs = controllers
+        .into_iter()
+        .zip(scopes)
+        .map(|(controller, ns)| run_one(controller, ctx.clone(), ns));
+    futures::future::join_all(runs).await;
+}
+
+async fn run_one(
+    controller: Controller<DynamicObject>,
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
-    let resource = ar();
-    let bridges: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
     let owned = watcher::Config::default().labels(&format!(
         "app.kubernetes.io/managed-by={}",
         build::FIELD_MANAGER
     ));
-    let controller = Controller::new_with(bridges, watcher::Config::default(), resource.clone());
     let store = controller.store();
-    // Reconciliations read the other bridges, for topics they share.
-    let _ = ctx.bridges.set(store.clone());
     controller
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())

@@ -27,9 +27,10 @@ struct Args {
     /// bridge-runtime image for bridges whose spec names none.
     #[arg(long, env = "MKB_RUNTIME_IMAGE", default_value = concat!("ghcr.io/mqtt-kafka-bridge/bridge-runtime:", env!("CARGO_PKG_VERSION")))]
     runtime_image: String,
-    /// Watch one namespace only (default: all).
-    #[arg(long, env = "MKB_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all). Each gets a watch of its
+    /// own, so the operator needs permissions in those namespaces only.
+    #[arg(long, env = "MKB_WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Address of /metrics and /healthz.
     #[arg(long, env = "MKB_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -98,6 +99,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(bad) = args.namespace.iter().find(|n| !is_namespace_name(n)) {
+        return Err(format!("--namespace: {bad:?} is not a namespace name"));
+    }
     if args.leader_elect && args.leader_election_namespace.is_none() {
         return Err(
             "--leader-elect needs --leader-election-namespace (or POD_NAMESPACE): where the Lease is"
@@ -161,6 +165,17 @@ async fn run(args: Args) -> Result<(), String> {
     server.abort();
     info!("mkb-operator stopped");
     result
+}
+
+/// A DNS label, as namespace names are.
+fn is_namespace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// SIGTERM or SIGINT.

@@ -173,11 +173,17 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
     let cluster_wide = render(&[]);
     let namespaced = render(&[
         "--set",
-        "watchNamespace=iot",
+        "watchNamespaces={iot,fleet}",
         "--set",
         "metrics.service.enabled=false",
     ]);
-    assert!(cluster_wide.contains("kind: ClusterRole\n") && namespaced.contains("kind: Role\n"));
+    assert!(cluster_wide.contains("kind: ClusterRole\n"));
+    for ns in ["iot", "fleet"] {
+        assert!(
+            namespaced.contains(&format!("kind: Role\nmetadata:\n  name: {RELEASE}-mqtt-kafka-bridge-operator\n  namespace: {ns}\n")),
+            "a Role in {ns}:\n{namespaced}"
+        );
+    }
     assert!(
         !namespaced.contains("kind: ClusterRole"),
         "namespaced mode has no cluster-wide rule"
@@ -225,7 +231,10 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
         ("metrics.service.port=70000", "at '/metrics/service/port'"),
         ("logging.format=xml", "at '/logging/format'"),
-        ("watchNamespace=Not_A_Namespace", "at '/watchNamespace'"),
+        (
+            "watchNamespaces={iot,Not_A_Namespace}",
+            "at '/watchNamespaces/1'",
+        ),
         (
             "serviceAccount.tokens=1",
             "additional properties 'tokens' not allowed",
@@ -301,9 +310,11 @@ fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
 fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans_up() {
     ensure_crd();
     let ns = Namespace::create("helm");
+    // A second watched namespace: one Role each, one watch each.
+    let other = Namespace::create("helm-other");
     let chart = chart();
     let chart = chart.to_str().expect("utf-8 path");
-    let watch = format!("watchNamespace={}", ns.0);
+    let watch = format!("watchNamespaces={{{},{}}}", ns.0, other.0);
     helm_ok(&[
         "install",
         RELEASE,
@@ -323,7 +334,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
     let kubeconfig = service_account_kubeconfig(&ns.0, FULLNAME);
     // With the chart's leader election settings, so its Lease rule is exercised too.
     let operator = Operator::start_as(
-        &ns.0,
+        &format!("{},{}", ns.0, other.0),
         &kubeconfig,
         RESYNC_SECONDS,
         &[
@@ -341,6 +352,21 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
     });
     s.apply(&bridge_writing_to("locks", &topic, ""));
     s.wait_ready("locks");
+    kubectl_ok(
+        &["apply", "-n", &other.0, "-f", "-"],
+        Some(&bridge_writing_to("fleet", &unique("helm-fleet"), "")),
+    );
+    wait_until(
+        "the bridge in the second namespace to be Ready",
+        WAIT,
+        || {
+            get_json(&["mkb", "fleet", "-n", &other.0]).filter(|b| {
+                b["status"]["conditions"]
+                    .to_string()
+                    .contains("\"RolledOut\"")
+            })
+        },
+    );
     wait_until("the operator's own Created events", WAIT, || {
         s.events()
             .contains("Created StatefulSet locks")

@@ -90,7 +90,10 @@ fn kafka_down_delays_topics_but_not_the_rollout_and_they_appear_when_it_returns(
     wait_until("TopicsReady=True after Kafka returned", WAIT, || {
         (s.condition("waiting", "TopicsReady")["status"] == "True").then_some(())
     });
-    assert_eq!(describe_topic(&waiting_topic).map(|t| t.0), Some(3));
+    // Just after a restart the new topic's leader may not be known to a fresh client yet.
+    wait_until("the topic with 3 partitions in Kafka", WAIT, || {
+        (describe_topic(&waiting_topic).map(|t| t.0) == Some(3)).then_some(())
+    });
     assert_eq!(
         s.bridge("waiting")["metadata"]["generation"],
         1,

@@ -108,6 +108,7 @@ fn write_schemas(dir: &Path) {
         "RoleBinding",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Lease",
         "MqttKafkaBridge",
     ];
     let mut written = Vec::new();
@@ -201,6 +202,27 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
             "{report}"
         );
     }
+    // The Prometheus Operator objects render when asked for (their CRDs are not in the test
+    // bed, so kubeconform cannot check them).
+    let monitors = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true",
+    ]);
+    for kind in ["kind: ServiceMonitor", "kind: PodMonitor"] {
+        assert!(monitors.contains(kind), "{kind}:\n{monitors}");
+    }
+    assert!(monitors.contains("app.kubernetes.io/name: mkb-operator"));
+    let out = helm(&[
+        "template",
+        RELEASE,
+        chart.to_str().expect("utf-8 path"),
+        "--kube-version",
+        &env().kubernetes_version,
+        "--set",
+        "metrics.serviceMonitor.enabled=true,metrics.service.enabled=false",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("metrics.serviceMonitor.enabled needs metrics.service.enabled"));
     // The validation is real: an unknown field of a Deployment fails it.
     let broken = cluster_wide.replace("  strategy:\n", "  strategi:\n");
     let out = kubeconform(&schemas, &broken);

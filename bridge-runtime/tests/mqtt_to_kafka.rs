@@ -302,10 +302,20 @@ async fn kill_9_mid_stream_loses_nothing() {
     testbed::wait_until("a quarter of the messages in Kafka", LONG, || {
         kafka::record_count(&topic).filter(|n| *n >= i64::from(total / 4))
     });
+    // Kill while the bridge holds messages it has received but not yet acknowledged.
+    let in_flight = testbed::wait_until("messages in flight", LONG, || {
+        let m = bridge.metrics();
+        m.value("mkb_in_flight_messages", &[("route", "state")])
+            .filter(|n| *n > 0.0)
+    });
     bridge.kill9();
+    let in_kafka = kafka::record_count(&topic).unwrap_or(0);
     eprintln!(
-        "killed bridge-runtime with {} records in Kafka",
-        kafka::record_count(&topic).unwrap_or(0)
+        "killed bridge-runtime with {in_flight} messages in flight, {in_kafka} records in Kafka"
+    );
+    assert!(
+        in_kafka < i64::from(total),
+        "killed mid-stream, not after it"
     );
     bridge.restart(&format!("{ns}-run2"));
     publishing.await.expect("publisher");
@@ -347,7 +357,11 @@ async fn sigterm_drains_and_exits_zero() {
     let records = wait_for_distinct(&topic, total as usize, LONG).await;
     let (distinct, duplicates) = distinct_and_duplicates(&records);
     eprintln!("SIGTERM: {distinct} distinct of {total}, {duplicates} duplicates");
-    assert_eq!(distinct, total as usize);
+    assert_eq!(
+        (distinct, duplicates),
+        (total as usize, 0),
+        "a drained shutdown acknowledges what it delivered: nothing is sent twice"
+    );
 }
 
 /// `logging.format: json` writes one JSON object per line, with level and message.

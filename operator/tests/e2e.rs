@@ -166,10 +166,11 @@ fn changes_roll_the_pods_and_no_change_writes_nothing() {
     ];
     let before: Vec<String> = watched.iter().map(|w| s.resource_version(w)).collect();
     let reconciles = s.operator.reconciles();
-    std::thread::sleep(Duration::from_secs(2 * RESYNC_SECONDS + 2));
-    assert!(
-        s.operator.reconciles() >= reconciles + 2,
-        "the operator resynced in the meantime"
+    // Two resyncs of the unchanged bridge, observed rather than slept through.
+    wait_until(
+        "two resyncs",
+        Duration::from_secs(4 * RESYNC_SECONDS + 10),
+        || (s.operator.reconciles() >= reconciles + 2).then_some(()),
     );
     let after: Vec<String> = watched.iter().map(|w| s.resource_version(w)).collect();
     assert_eq!(before, after, "resourceVersions of {watched:?}");
@@ -443,6 +444,7 @@ async fn runtime_runs_with_what_the_operator_rendered() {
         )
         .await;
     let records = kafka::wait_for_records(&format!("{name}-lock-state"), 1, WAIT).await;
+    assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].key_str(), "lock-1");
     assert_eq!(records[0].value_str(), "{\"locked\":true}");
 
@@ -462,6 +464,7 @@ async fn runtime_runs_with_what_the_operator_rendered() {
     )
     .await;
     let got = subscriber.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "exactly one command");
     assert_eq!(got[0].topic, format!("{name}/devices/lock-1/command"));
     assert_eq!(got[0].payload, b"{\"cmd\":\"unlock\"}");
     // The client id came from the pod name: <bridge>-0.

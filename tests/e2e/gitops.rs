@@ -3,19 +3,16 @@
 //! example that change nothing the second time.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use testbed::kubectl::kubectl_ok;
 use testbed::operator::{setup, Setup, WAIT};
-use testbed::{env, wait_until};
+use testbed::{env, repo_root, wait_until};
 
 /// The ```lua block of docs/gitops.md.
 fn health_check() -> String {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gitops.md"))
-            .expect("docs/gitops.md");
+    let doc = std::fs::read_to_string(repo_root().join("docs/gitops.md")).expect("docs/gitops.md");
     let start = doc.find("```lua\n").expect("a lua block") + "```lua\n".len();
     let end = start + doc[start..].find("```").expect("its end");
     doc[start..end].to_owned()
@@ -76,15 +73,11 @@ fn health(obj: &Value) -> (String, String) {
 /// The example with the test bed's brokers in place of the placeholders.
 fn example(name: &str) -> String {
     let env = env();
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
-            .join(name),
-    )
-    .expect("example")
-    .replace("mqtt://mosquitto.iot.svc:1883", &env.mqtt_url)
-    .replace("mqtt://emqx.iot.svc:1883", &env.mqtt_url)
-    .replace("kafka-bootstrap.kafka.svc:9092", &env.kafka_bootstrap)
+    std::fs::read_to_string(repo_root().join("examples").join(name))
+        .expect("example")
+        .replace("mqtt://mosquitto.iot.svc:1883", &env.mqtt_url)
+        .replace("mqtt://emqx.iot.svc:1883", &env.mqtt_url)
+        .replace("kafka-bootstrap.kafka.svc:9092", &env.kafka_bootstrap)
 }
 
 fn server_side_apply(s: &Setup, yaml: &str) {
@@ -173,9 +166,7 @@ fn applying_every_example_twice_changes_nothing_and_the_operator_never_writes_sp
         None,
     );
     let mut names = Vec::new();
-    for file in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"))
-        .expect("examples")
-    {
+    for file in std::fs::read_dir(repo_root().join("examples")).expect("examples") {
         let path = file.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let yaml = example(path.file_name().and_then(|n| n.to_str()).expect("name"));

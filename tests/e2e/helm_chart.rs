@@ -10,14 +10,14 @@ use serde_json::{json, Map, Value};
 use testbed::kubectl::{ensure_crd, get_json, kubectl, kubectl_ok, Namespace};
 use testbed::operator::{bridge_writing_to, Operator, Setup, RESYNC_SECONDS, WAIT};
 use testbed::process::test_log_dir;
-use testbed::{env, unique, wait_until};
+use testbed::{env, repo_root, unique, wait_until};
 
 const RELEASE: &str = "mkb";
 /// The chart's full name for release `mkb`.
 const FULLNAME: &str = "mkb-mqtt-kafka-bridge-operator";
 
 fn chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/mqtt-kafka-bridge-operator")
+    repo_root().join("charts/mqtt-kafka-bridge-operator")
 }
 
 fn helm(args: &[&str]) -> Output {

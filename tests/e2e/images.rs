@@ -12,8 +12,8 @@ use serde_json::Value;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn archive(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/images")
+    let path = testbed::repo_root()
+        .join("target/images")
         .join(format!("{name}-{VERSION}.tar"));
     assert!(
         path.exists(),

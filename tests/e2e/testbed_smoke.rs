@@ -8,10 +8,12 @@ use testbed::kubectl::{ensure_crd, kubectl, kubectl_err, kubectl_ok, Namespace, 
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::{env, unique, wait_until};
 
-const CRD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
-);
+fn crd_path() -> String {
+    testbed::repo_root()
+        .join("crds/mqttkafkabridges.mqttkafka.io.yaml")
+        .display()
+        .to_string()
+}
 const SMART_LOCKS: &str = include_str!("../../examples/smart-locks.yaml");
 
 #[test]
@@ -37,6 +39,7 @@ fn kubernetes_reports_the_pinned_version_and_two_ready_nodes() {
 fn crd_applies_server_side_without_drift_and_explains_itself() {
     ensure_crd();
     // What the API server stored equals the file: GitOps tools show no drift.
+    let crd = crd_path();
     let diff = kubectl(
         &[
             "diff",
@@ -44,7 +47,7 @@ fn crd_applies_server_side_without_drift_and_explains_itself() {
             "--field-manager",
             CRD_MANAGER,
             "-f",
-            CRD,
+            &crd,
         ],
         None,
     );

@@ -1,7 +1,7 @@
 //! The test bed's coordinates, read from the env file `make testbed` writes.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Where the test bed's servers and tools are.
@@ -27,7 +27,7 @@ fn env_file() -> PathBuf {
     if let Ok(path) = std::env::var("TESTBED_ENV") {
         return PathBuf::from(path);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/testbed/env")
+    crate::repo_root().join("target/testbed/env")
 }
 
 /// The test bed's coordinates. Panics, with what to do, when the test bed is not running.

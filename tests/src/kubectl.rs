@@ -88,10 +88,8 @@ pub const CRD_MANAGER: &str = "mkb-tests";
 pub fn ensure_crd() {
     static APPLIED: std::sync::Once = std::sync::Once::new();
     APPLIED.call_once(|| {
-        let crd = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../crds/mqttkafkabridges.mqttkafka.io.yaml"
-        );
+        let crd = crate::repo_root().join("crds/mqttkafkabridges.mqttkafka.io.yaml");
+        let crd = crd.to_str().expect("a UTF-8 path");
         // The suites own the test bed's CRD: take over fields an earlier version of the file
         // (or an earlier manager name) left behind, so a changed CRD applies.
         kubectl_ok(

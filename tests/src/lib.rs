@@ -17,7 +17,21 @@ pub mod wait;
 pub use env::{env, TestbedEnv};
 pub use wait::{wait_until, wait_until_async};
 
+use std::path::{Path, PathBuf};
+
 use rand::distr::{Alphanumeric, SampleString};
+
+/// The checkout's root directory, found at run time: cargo runs a test in its package's
+/// directory. (Not `env!("CARGO_MANIFEST_DIR")`: clones that share the cached target directory
+/// may reuse a test binary compiled in another clone, which would then find that clone's test
+/// bed.)
+pub fn repo_root() -> PathBuf {
+    let cwd = std::env::current_dir().expect("current directory");
+    cwd.ancestors()
+        .find(|d| d.join("Cargo.lock").is_file() && d.join("tests/testbed").is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
 
 /// A name no other test uses: `<prefix>-<8 random lowercase letters and digits>`. Valid as a
 /// Kafka topic, an MQTT topic level, a consumer group and a Kubernetes namespace.

@@ -25,7 +25,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 /// Where test processes write their logs.
 pub fn test_log_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs");
+    let dir = crate::repo_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).expect("create target/test-logs");
     dir
 }

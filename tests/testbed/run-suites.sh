@@ -1,15 +1,53 @@
 #!/usr/bin/env bash
-# `make test` after lint: brings the test bed up, builds the images, runs every test of the workspace (unit,
-# integration and end-to-end) against it, and stops the test bed again if it was not running
-# before. Test processes log to target/test-logs; services to target/testbed/logs.
+# `make test` after lint: brings the test bed up, builds the images, runs every test of the
+# workspace (unit, integration and end-to-end) against it, and stops the test bed again if it
+# was not running before. Test processes log to target/test-logs; services to
+# target/testbed/logs.
+#
+# One run at a time: the test bed's ports are fixed, so a second `make test` (this checkout or
+# another) would share or fight over it; a lock in the cache directory refuses it at once.
+# Whatever this run started is stopped when it ends, also when it is interrupted: every test
+# process and the bridge-runtime and mkb-operator processes the tests spawn carry
+# MKB_TEST_RUN in their environment, and the ones still running are killed.
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/make-test.lock"
+if ! flock -n 9; then
+  die "another 'make test' is running on this machine (lock $CACHE_DIR/make-test.lock); wait for it to finish"
+fi
+
 was_running=false
 [ -f "$ENV_FILE" ] && was_running=true
-if ! $was_running; then
-  trap '"$TESTBED_DIR/down.sh"' EXIT
-fi
+
+# Kills the processes of this run that are still there (test binaries, and what they
+# spawned), except the test bed's services (a test may restart Kafka or Mosquitto).
+stop_test_processes() {
+  [ -n "${MKB_TEST_RUN:-}" ] || return 0
+  local pid left=() services
+  services=" $(cat "$STATE_DIR"/pids/*.pid 2>/dev/null | tr '\n' ' ') "
+  for pid in $(grep -lsz "^MKB_TEST_RUN=$MKB_TEST_RUN\$" /proc/[0-9]*/environ | cut -d/ -f3); do
+    [ "$pid" != "$$" ] && [[ $services != *" $pid "* ]] && left+=("$pid")
+  done
+  if [ ${#left[@]} -gt 0 ]; then
+    log "stopping ${#left[@]} test process(es) left running: ${left[*]}"
+    kill -9 "${left[@]}" 2>/dev/null || true
+  fi
+}
+finish() {
+  stop_test_processes
+  if ! $was_running; then
+    "$TESTBED_DIR/down.sh"
+  fi
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 "$TESTBED_DIR/up.sh"
+# From here on every process this run starts carries the tag (the test bed's services, started
+# above, do not).
+export MKB_TEST_RUN="$$-$(date +%s%N)"
 # The images tests inspect what `make images` writes.
 scripts/images.sh
 cargo build --workspace --locked --bins

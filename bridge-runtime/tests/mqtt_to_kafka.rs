@@ -447,3 +447,69 @@ async fn partitioners_and_compression() {
     );
     assert_eq!(values.len(), 400);
 }
+
+/// Partitions added to a topic while the bridge runs get records: the roundRobin and random
+/// partitioners read the partition count again (every 10 s), not once.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitioners_follow_partitions_added_while_running() {
+    let ns = unique("grow");
+    let (rr, rand) = (format!("{ns}-rr"), format!("{ns}-rand"));
+    for t in [&rr, &rand] {
+        kafka::create_topic(t, 2).await;
+    }
+    let config = format!(
+        "{}mqttToKafka:\n  - name: rr\n    mqtt: {{topicFilters: [\"{ns}/rr/+\"]}}\n    kafka: {{topic: {rr}, partitioner: roundRobin}}\n  - name: rand\n    mqtt: {{topicFilters: [\"{ns}/rand/+\"]}}\n    kafka: {{topic: {rand}, partitioner: random}}\n",
+        base_config(&ns, "5", None)
+    );
+    let mut bridge = Bridge::start(&ns, &config);
+    bridge.wait_ready(SHORT);
+    let p = Publisher::connect(&unique("grow-pub")).await;
+    let mut sent = 0u64;
+    let mut publish = |n: u64| {
+        let batch: Vec<(String, String)> = (sent..sent + n)
+            .flat_map(|i| {
+                [
+                    (format!("{ns}/rr/d"), format!("rr-{i}")),
+                    (format!("{ns}/rand/d"), format!("rand-{i}")),
+                ]
+            })
+            .collect();
+        sent += n;
+        batch
+    };
+    for (t, m) in publish(40) {
+        p.publish(&t, 1, m).await;
+    }
+    bridge.wait_counter("delivered", "rr", 40, SHORT);
+    bridge.wait_counter("delivered", "rand", 40, SHORT);
+    for t in [&rr, &rand] {
+        kafka::grow_partitions(t, 4).await;
+    }
+    // Past the refresh period of the partition counts.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for (t, m) in publish(80) {
+        p.publish(&t, 1, m).await;
+    }
+    p.wait_acked(240, SHORT).await;
+    bridge.wait_counter("delivered", "rr", 120, SHORT);
+    bridge.wait_counter("delivered", "rand", 120, SHORT);
+    for (topic, what) in [(&rr, "roundRobin"), (&rand, "random")] {
+        let records = kafka::wait_for_records(topic, 120, SHORT).await;
+        let late: std::collections::HashSet<i32> = records
+            .iter()
+            .filter(|r| {
+                r.offset >= 0
+                    && r.value_str()
+                        .rsplit('-')
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                        >= Some(40)
+            })
+            .map(|r| r.partition)
+            .collect();
+        assert!(
+            late.contains(&2) && late.contains(&3),
+            "{what}: records after the growth reach the new partitions, got {late:?}"
+        );
+    }
+}

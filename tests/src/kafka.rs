@@ -332,3 +332,29 @@ pub async fn topic_config(name: &str, key: &str) -> Option<String> {
         .unwrap_or_else(|e| panic!("describe configs of {name}: {e}"));
     resource.get(key).and_then(|e| e.value.clone())
 }
+
+/// Grows a topic to `partitions` partitions and waits until its metadata shows them.
+pub async fn grow_partitions(name: &str, partitions: usize) {
+    use rdkafka::admin::NewPartitions;
+    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    let results = admin
+        .create_partitions(
+            &[NewPartitions::new(name, partitions)],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("create partitions request");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("grow {t}: {e}"));
+    }
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        crate::wait_until(
+            &format!("{name} to have {partitions} partitions"),
+            TIMEOUT,
+            || (describe_topic(&name).map(|t| t.0) == Some(partitions)).then_some(()),
+        )
+    })
+    .await
+    .expect("metadata task");
+}

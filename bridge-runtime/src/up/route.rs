@@ -224,12 +224,17 @@ fn reason_label(e: &KafkaError) -> String {
     }
 }
 
+/// How long a topic's partition count is trusted before it is read again, so partitions
+/// added to a topic (by the operator, or by hand) get records within this time.
+const PARTITION_COUNT_REFRESH: Duration = Duration::from_secs(10);
+
 /// Picks partitions for the random and round-robin partitioners (by key, librdkafka's
 /// murmur2 partitioner decides).
 struct PartitionChooser {
     partitioner: Partitioner,
     producer: FutureProducer<BridgeContext>,
-    counts: HashMap<String, i32>,
+    /// Partition count per topic, and when it was read.
+    counts: HashMap<String, (i32, Instant)>,
     turn: u64,
 }
 
@@ -248,10 +253,15 @@ impl PartitionChooser {
             return None;
         }
         let count = match self.counts.get(topic) {
-            Some(n) => *n,
-            None => {
-                let n = self.partition_count(topic).await?;
-                self.counts.insert(topic.to_owned(), n);
+            Some((n, read)) if read.elapsed() < PARTITION_COUNT_REFRESH => *n,
+            cached => {
+                let previous = cached.map(|(n, _)| *n);
+                // Keep using the last count if the metadata cannot be read right now.
+                let n = match self.partition_count(topic).await {
+                    Some(n) => n,
+                    None => previous?,
+                };
+                self.counts.insert(topic.to_owned(), (n, Instant::now()));
                 n
             }
         };

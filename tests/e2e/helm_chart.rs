@@ -40,7 +40,8 @@ fn helm_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn render(extra: &[&str]) -> String {
+/// `helm template` of the chart with `--set values` (none when empty).
+fn template(values: &str) -> Output {
     let chart = chart();
     let mut args = vec![
         "template",
@@ -52,8 +53,21 @@ fn render(extra: &[&str]) -> String {
         "--kube-version",
         &env().kubernetes_version,
     ];
-    args.extend_from_slice(extra);
-    helm_ok(&args)
+    if !values.is_empty() {
+        args.extend_from_slice(&["--set", values]);
+    }
+    helm(&args)
+}
+
+/// The rendered manifests; fails the test when helm refuses.
+fn render(values: &str) -> String {
+    let out = template(values);
+    assert!(
+        out.status.success(),
+        "helm template --set {values}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Kubernetes' int-or-string and quantity are numbers or strings in YAML.
@@ -171,13 +185,8 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
     let schemas = test_log_dir().join(unique("schemas"));
     std::fs::create_dir_all(&schemas).expect("schema dir");
     write_schemas(&schemas);
-    let cluster_wide = render(&[]);
-    let namespaced = render(&[
-        "--set",
-        "watchNamespaces={iot,fleet}",
-        "--set",
-        "metrics.service.enabled=false",
-    ]);
+    let cluster_wide = render("");
+    let namespaced = render("watchNamespaces={iot,fleet},metrics.service.enabled=false");
     assert!(cluster_wide.contains("kind: ClusterRole\n"));
     for ns in ["iot", "fleet"] {
         assert!(
@@ -204,23 +213,12 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
     }
     // The Prometheus Operator objects render when asked for (their CRDs are not in the test
     // bed, so kubeconform cannot check them).
-    let monitors = render(&[
-        "--set",
-        "metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true",
-    ]);
+    let monitors = render("metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true");
     for kind in ["kind: ServiceMonitor", "kind: PodMonitor"] {
         assert!(monitors.contains(kind), "{kind}:\n{monitors}");
     }
     assert!(monitors.contains("app.kubernetes.io/name: mkb-operator"));
-    let out = helm(&[
-        "template",
-        RELEASE,
-        chart.to_str().expect("utf-8 path"),
-        "--kube-version",
-        &env().kubernetes_version,
-        "--set",
-        "metrics.serviceMonitor.enabled=true,metrics.service.enabled=false",
-    ]);
+    let out = template("metrics.serviceMonitor.enabled=true,metrics.service.enabled=false");
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("metrics.serviceMonitor.enabled needs metrics.service.enabled"));
     // The validation is real: an unknown field of a Deployment fails it.
@@ -262,15 +260,7 @@ fn the_chart_lints_and_renders_objects_the_api_server_schemas_accept() {
             "additional properties 'tokens' not allowed",
         ),
     ] {
-        let out = helm(&[
-            "template",
-            RELEASE,
-            chart.to_str().expect("utf-8 path"),
-            "--kube-version",
-            &env().kubernetes_version,
-            "--set",
-            set,
-        ]);
+        let out = template(set);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(expected),

@@ -70,6 +70,15 @@ pub struct Bridge {
 }
 
 impl Bridge {
+    /// How many times the process logged its start: 1 when it ran throughout, without a
+    /// restart.
+    pub fn starts(&self) -> usize {
+        self.process
+            .log_text()
+            .matches("bridge-runtime started")
+            .count()
+    }
+
     /// Starts bridge-runtime with `config` (YAML without an `http` section: one is added with
     /// a free port). `name` names the log file.
     pub fn start(name: &str, config: &str) -> Self {

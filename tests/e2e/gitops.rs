@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use testbed::kubectl::kubectl_ok;
-use testbed::operator::{setup, Setup, WAIT};
+use testbed::operator::{condition_of, setup, Setup, WAIT};
 use testbed::{env, repo_root, wait_until};
 
 /// The ```lua block of docs/gitops.md.
@@ -112,8 +112,7 @@ fn the_argo_cd_health_check_reads_each_kind_of_status() {
     server_side_apply(&s, &invalid);
     let broken = wait_until("InvalidSpec", WAIT, || {
         let b = s.bridge("broken");
-        let reason = &s.condition("broken", "Degraded")["reason"];
-        (reason == "InvalidSpec").then_some(b)
+        (condition_of(&b, "Degraded")["reason"] == "InvalidSpec").then_some(b)
     });
     let (status, message) = health(&broken);
     assert_eq!(status, "Degraded");

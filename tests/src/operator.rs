@@ -145,19 +145,16 @@ impl Setup {
     }
 
     pub fn condition(&self, name: &str, type_: &str) -> Value {
-        let bridge = self.bridge(name);
-        bridge["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
-            .unwrap_or(Value::Null)
+        condition_of(&self.bridge(name), type_)
     }
 
-    /// Waits until the bridge is Ready=True for its current generation; returns the bridge.
+    /// Waits until the bridge is Ready=True for its current generation; returns the bridge,
+    /// as read in the check (one read: a second one could differ from what was checked).
     pub fn wait_ready(&self, name: &str) -> Value {
         wait_until(&format!("bridge {name} to be Ready"), WAIT, || {
             let bridge = self.bridge(name);
             let generation = bridge["metadata"]["generation"].clone();
-            let ready = self.condition(name, "Ready");
+            let ready = condition_of(&bridge, "Ready");
             (ready["status"] == "True"
                 && ready["observedGeneration"] == generation
                 && bridge["status"]["observedGeneration"] == generation)
@@ -191,4 +188,12 @@ impl Setup {
             None,
         )
     }
+}
+
+/// The condition of type `type_` in a bridge's status (Null when absent).
+pub fn condition_of(bridge: &Value, type_: &str) -> Value {
+    bridge["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or(Value::Null)
 }

@@ -24,9 +24,11 @@ was_running=false
 # spawned), except the test bed's services (a test may restart Kafka or Mosquitto).
 stop_test_processes() {
   [ -n "${MKB_TEST_RUN:-}" ] || return 0
-  local pid left=() services
+  # Untagged from here, so the commands below do not find themselves.
+  local tag=$MKB_TEST_RUN pid left=() services
+  unset MKB_TEST_RUN
   services=" $(cat "$STATE_DIR"/pids/*.pid 2>/dev/null | tr '\n' ' ') "
-  for pid in $(grep -lsz "^MKB_TEST_RUN=$MKB_TEST_RUN\$" /proc/[0-9]*/environ | cut -d/ -f3); do
+  for pid in $(grep -lsz "^MKB_TEST_RUN=$tag\$" /proc/[0-9]*/environ | cut -d/ -f3); do
     [ "$pid" != "$$" ] && [[ $services != *" $pid "* ]] && left+=("$pid")
   done
   if [ ${#left[@]} -gt 0 ]; then
@@ -51,4 +53,7 @@ export MKB_TEST_RUN="$$-$(date +%s%N)"
 # The images tests inspect what `make images` writes.
 scripts/images.sh
 cargo build --workspace --locked --bins
-cargo test --workspace --locked -- --test-threads "${MKB_TEST_THREADS:-2}"
+# In the background, so a SIGTERM or SIGINT reaches the traps at once (bash runs them only
+# after a foreground command ends).
+cargo test --workspace --locked -- --test-threads "${MKB_TEST_THREADS:-2}" &
+wait $!

@@ -82,3 +82,42 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/bridge.yaml"));
 }
+
+/// Settings that would silently do nothing are refused, each with its field: MQTT 5-only ones
+/// on an MQTT 3.1.1 connection, and acks "0", which contradicts at-least-once delivery.
+#[test]
+fn settings_that_would_do_nothing_are_refused() {
+    let config = "
+bridgeName: smart-locks
+mqtt: {url: 'mqtt://127.0.0.1:1883', protocolVersion: '3.1.1', sessionExpirySeconds: 600}
+kafka:
+  bootstrapServers: '127.0.0.1:9092'
+  producer: {acks: '0', idempotence: false}
+mqttToKafka:
+  - name: lock-state
+    mqtt: {topicFilters: ['devices/+/state']}
+    kafka: {topic: lock-state, forwardUserProperties: true}
+kafkaToMqtt:
+  - name: lock-command
+    kafka: {topics: [lock-command]}
+    mqtt: {topic: 'devices/${.key}/command', forwardHeaders: true}
+";
+    let (code, _, stderr) = run(&["--check"], config);
+    assert_eq!(code, 2, "stderr: {stderr}");
+    for field in [
+        "mqtt.sessionExpirySeconds: MQTT 3.1.1 has no session expiry",
+        "kafka.producer.acks: \"0\" means Kafka confirms no write",
+        "mqttToKafka[0].kafka.forwardUserProperties: MQTT 3.1.1 has no user properties",
+        "kafkaToMqtt[0].mqtt.forwardHeaders: MQTT 3.1.1 has no user properties",
+    ] {
+        assert!(stderr.contains(field), "{field:?} not in:\n{stderr}");
+    }
+    // Without them, the same 3.1.1 bridge is fine: nothing is forwarded, by default.
+    let fine = config
+        .replace(", sessionExpirySeconds: 600", "")
+        .replace("acks: '0', idempotence: false", "acks: all")
+        .replace(", forwardUserProperties: true", "")
+        .replace(", forwardHeaders: true", "");
+    let (code, _, stderr) = run(&["--check"], &fine);
+    assert_eq!(code, 0, "stderr: {stderr}");
+}

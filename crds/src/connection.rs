@@ -56,10 +56,11 @@ pub struct MqttSettings<S> {
     #[serde(default)]
     pub clean_session: bool,
     /// MQTT 5 session expiry interval in seconds: how long the broker keeps the subscriber's
-    /// session (and queues its messages) after it disconnects.
-    #[serde(default = "default_session_expiry")]
+    /// session (and queues its messages) after it disconnects. Default 3600. MQTT 3.1.1 has no
+    /// such setting (the broker's own settings decide), so it is refused there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 4294967295u32))]
-    pub session_expiry_seconds: u32,
+    pub session_expiry_seconds: Option<u32>,
     /// Most unacknowledged QoS 1/2 messages in flight per connection, each way (MQTT 5
     /// receive maximum, and the publisher's in-flight window).
     #[serde(default = "default_max_inflight")]
@@ -77,9 +78,8 @@ pub struct MqttSettings<S> {
 fn default_keep_alive() -> u32 {
     30
 }
-fn default_session_expiry() -> u32 {
-    3600
-}
+/// The session expiry when none is set (MQTT 5).
+pub const DEFAULT_SESSION_EXPIRY_SECONDS: u32 = 3600;
 fn default_max_inflight() -> u32 {
     1000
 }
@@ -222,8 +222,9 @@ impl Compression {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProducerSettings {
-    /// Acknowledgements the producer waits for: "all" (default), "1" or "0". Only "all"
-    /// keeps the no-loss promise.
+    /// Acknowledgements the producer waits for: "all" (default) or "1". Only "all" keeps the
+    /// no-loss promise; "0" is refused (Kafka would confirm nothing, so the bridge would
+    /// acknowledge MQTT messages Kafka may never have).
     #[serde(default)]
     pub acks: Acks,
     /// Compression codec: none, gzip, snappy, lz4 or zstd.

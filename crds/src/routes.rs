@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::OffsetReset;
 
-fn yes() -> bool {
-    true
-}
 fn qos_one() -> u8 {
     1
+}
+fn yes() -> bool {
+    true
 }
 
 /// A route from MQTT topic filters to a Kafka topic.
@@ -79,9 +79,10 @@ pub struct KafkaSink {
     /// Extra record headers: header name to value template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Forward MQTT 5 user properties as Kafka headers.
-    #[serde(default = "yes")]
-    pub forward_user_properties: bool,
+    /// Forward MQTT 5 user properties as Kafka headers. Default: on with MQTT 5; MQTT 3.1.1
+    /// has no user properties, so `true` is refused there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_user_properties: Option<bool>,
     /// How records are spread over partitions: byKey (default; records without a key are
     /// spread at random), random or roundRobin.
     #[serde(default)]
@@ -196,7 +197,8 @@ pub struct MqttSink {
     /// Publish as retained messages.
     #[serde(default)]
     pub retain: bool,
-    /// Forward Kafka headers as MQTT 5 user properties.
-    #[serde(default = "yes")]
-    pub forward_headers: bool,
+    /// Forward Kafka headers as MQTT 5 user properties. Default: on with MQTT 5; MQTT 3.1.1
+    /// has no user properties, so `true` is refused there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_headers: Option<bool>,
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mkb_api::compiled::MqttEndpoint;
 use mkb_api::config::SecretSource;
-use mkb_api::connection::MqttSettings;
+use mkb_api::connection::{MqttSettings, DEFAULT_SESSION_EXPIRY_SECONDS};
 
 use crate::secrets;
 
@@ -97,7 +97,11 @@ pub fn v5(
     network.set_connection_timeout(10);
     o.set_network_options(network);
     if !options.clean_session {
-        o.set_session_expiry_interval(Some(settings.session_expiry_seconds));
+        o.set_session_expiry_interval(Some(
+            settings
+                .session_expiry_seconds
+                .unwrap_or(DEFAULT_SESSION_EXPIRY_SECONDS),
+        ));
     }
     if let Some((user, password)) = credentials(settings)? {
         o.set_credentials(user, password);

@@ -440,3 +440,65 @@ fn reports_structural_errors_of_several_routes() {
     );
     assert!(paths.iter().any(|p| p == "bridgeName"), "{paths:?}");
 }
+
+#[test]
+fn settings_that_would_do_nothing_on_mqtt_3_1_1_are_refused() {
+    let v311 = replaced(
+        "  url: mqtt://127.0.0.1:1883\n",
+        "  url: mqtt://127.0.0.1:1883\n  protocolVersion: \"3.1.1\"\n  sessionExpirySeconds: 600\n",
+    )
+    .replacen(
+        "      key: ${topic[1]}\n",
+        "      key: ${topic[1]}\n      forwardUserProperties: true\n",
+        1,
+    )
+    .replacen(
+        "      topic: devices/${.key}/command\n",
+        "      topic: devices/${.key}/command\n      forwardHeaders: true\n",
+        1,
+    );
+    assert_rejected(
+        &v311,
+        "mqtt.sessionExpirySeconds",
+        "MQTT 3.1.1 has no session expiry",
+    );
+    assert_rejected(
+        &v311,
+        "mqttToKafka[0].kafka.forwardUserProperties",
+        "MQTT 3.1.1 has no user properties",
+    );
+    assert_rejected(
+        &v311,
+        "kafkaToMqtt[0].mqtt.forwardHeaders",
+        "MQTT 3.1.1 has no user properties",
+    );
+}
+
+#[test]
+fn user_properties_are_forwarded_by_default_with_mqtt_5_only() {
+    let v5 = load_runtime_config(VALID).expect("valid");
+    assert!(v5.mqtt_to_kafka[0].forward_user_properties);
+    assert!(v5.kafka_to_mqtt[0].forward_headers);
+    let v311 = load_runtime_config(&replaced(
+        "  url: mqtt://127.0.0.1:1883\n",
+        "  url: mqtt://127.0.0.1:1883\n  protocolVersion: \"3.1.1\"\n",
+    ))
+    .expect("valid without the MQTT 5 settings");
+    assert!(!v311.mqtt_to_kafka[0].forward_user_properties);
+    assert!(!v311.kafka_to_mqtt[0].forward_headers);
+    let opted_out = load_runtime_config(&replaced(
+        "      key: ${topic[1]}\n",
+        "      key: ${topic[1]}\n      forwardUserProperties: false\n",
+    ))
+    .expect("valid");
+    assert!(!opted_out.mqtt_to_kafka[0].forward_user_properties);
+}
+
+#[test]
+fn acks_0_is_refused() {
+    let yaml = replaced(
+        "  deadLetterTopic:",
+        "  producer:\n    acks: \"0\"\n    idempotence: false\n  deadLetterTopic:",
+    );
+    assert_rejected(&yaml, "kafka.producer.acks", "Kafka confirms no write");
+}

@@ -68,6 +68,27 @@ pub fn compile_routes(
     (up, down)
 }
 
+/// A setting that maps MQTT 5 user properties: on by default with MQTT 5, off with MQTT 3.1.1,
+/// which has no user properties, so asking for it there is an error rather than a no-op.
+fn user_properties_setting(
+    ctx: &RouteContext<'_>,
+    setting: Option<bool>,
+    path: &str,
+    errors: &mut ValidationErrors,
+) -> bool {
+    match (ctx.protocol, setting) {
+        (MqttVersion::V5, setting) => setting.unwrap_or(true),
+        (MqttVersion::V311, Some(true)) => {
+            errors.push(
+                path,
+                "MQTT 3.1.1 has no user properties, so this would do nothing: set mqtt.protocolVersion to \"5\" or remove it",
+            );
+            false
+        }
+        (MqttVersion::V311, _) => false,
+    }
+}
+
 /// Names follow DNS-label rules and are unique across both directions: they label metrics and
 /// name default share and consumer groups.
 fn check_names<'a>(names: impl Iterator<Item = (String, &'a str)>, errors: &mut ValidationErrors) {
@@ -129,6 +150,12 @@ fn compile_mqtt_to_kafka(
     let before = errors.len();
     let source = compile_source(ctx, &route.name, &route.mqtt, &join(path, "mqtt"), errors);
     let sink = compile_sink(&route.kafka, &join(path, "kafka"), errors);
+    let forward_user_properties = user_properties_setting(
+        ctx,
+        route.kafka.forward_user_properties,
+        &join(path, "kafka.forwardUserProperties"),
+        errors,
+    );
     let ((filters, subscriptions), (topic, key, value, headers)) = (source?, sink?);
     (errors.len() == before).then(|| CompiledMqttToKafka {
         name: route.name.clone(),
@@ -139,7 +166,7 @@ fn compile_mqtt_to_kafka(
         key,
         value,
         headers,
-        forward_user_properties: route.kafka.forward_user_properties,
+        forward_user_properties,
         partitioner: route.kafka.partitioner,
     })
 }
@@ -306,6 +333,12 @@ fn compile_kafka_to_mqtt(
     errors: &mut ValidationErrors,
 ) -> Option<CompiledKafkaToMqtt> {
     let before = errors.len();
+    let forward_headers = user_properties_setting(
+        ctx,
+        route.mqtt.forward_headers,
+        &join(path, "mqtt.forwardHeaders"),
+        errors,
+    );
     let kafka_path = join(path, "kafka");
     let source = &route.kafka;
     let subscription = match (&source.topic_pattern, source.topics.is_empty()) {
@@ -362,7 +395,7 @@ fn compile_kafka_to_mqtt(
         payload,
         qos: route.mqtt.qos,
         retain: route.mqtt.retain,
-        forward_headers: route.mqtt.forward_headers,
+        forward_headers,
     })
 }
 

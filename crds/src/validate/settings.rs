@@ -4,7 +4,7 @@ use super::{join, ValidationErrors};
 use crate::compiled::MqttEndpoint;
 use crate::config::SecretSource;
 use crate::connection::{
-    Acks, DeliverySettings, MqttSettings, ProducerSettings, SaslSettings, TlsSettings,
+    Acks, DeliverySettings, MqttSettings, MqttVersion, ProducerSettings, SaslSettings, TlsSettings,
 };
 
 /// What a secret is used for; TLS material must be a file.
@@ -96,6 +96,12 @@ pub fn check_mqtt_settings<S: SecretRef>(
             ),
         );
     }
+    if mqtt.protocol_version == MqttVersion::V311 && mqtt.session_expiry_seconds.is_some() {
+        errors.push(
+            join(path, "sessionExpirySeconds"),
+            "MQTT 3.1.1 has no session expiry, so this would do nothing (the broker's own settings decide how long it keeps the session, e.g. Mosquitto's persistent_client_expiration): set protocolVersion to \"5\" or remove it",
+        );
+    }
     if !(1..=65535).contains(&mqtt.max_inflight) {
         errors.push(
             join(path, "maxInflight"),
@@ -167,7 +173,12 @@ pub fn check_producer_settings(
     path: &str,
     errors: &mut ValidationErrors,
 ) {
-    if producer.idempotence && producer.acks != Acks::All {
+    if producer.acks == Acks::None {
+        errors.push(
+            join(path, "acks"),
+            "\"0\" means Kafka confirms no write, so the bridge would acknowledge MQTT messages Kafka may never have: use \"all\" (or \"1\")",
+        );
+    } else if producer.idempotence && producer.acks != Acks::All {
         errors.push(
             join(path, "idempotence"),
             "the idempotent producer requires acks \"all\"; set acks to \"all\" or idempotence to false",

@@ -83,8 +83,9 @@ fn missing_file_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/bridge.yaml"));
 }
 
-/// Settings that would silently do nothing are refused, each with its field: MQTT 5-only ones
-/// on an MQTT 3.1.1 connection, and acks "0", which contradicts at-least-once delivery.
+/// Settings that would silently do nothing, or break, are refused, each with its field: MQTT
+/// 5-only ones on an MQTT 3.1.1 connection, acks "0" (contradicts at-least-once delivery), and
+/// QoS 2 subscriptions (a reconnect loop after restarts).
 #[test]
 fn settings_that_would_do_nothing_are_refused() {
     let config = "
@@ -95,7 +96,7 @@ kafka:
   producer: {acks: '0', idempotence: false}
 mqttToKafka:
   - name: lock-state
-    mqtt: {topicFilters: ['devices/+/state']}
+    mqtt: {topicFilters: ['devices/+/state'], qos: 2}
     kafka: {topic: lock-state, forwardUserProperties: true}
 kafkaToMqtt:
   - name: lock-command
@@ -109,6 +110,7 @@ kafkaToMqtt:
         "kafka.producer.acks: \"0\" means Kafka confirms no write",
         "mqttToKafka[0].kafka.forwardUserProperties: MQTT 3.1.1 has no user properties",
         "kafkaToMqtt[0].mqtt.forwardHeaders: MQTT 3.1.1 has no user properties",
+        "mqttToKafka[0].mqtt.qos: QoS 2 subscriptions are not supported",
     ] {
         assert!(stderr.contains(field), "{field:?} not in:\n{stderr}");
     }
@@ -117,7 +119,8 @@ kafkaToMqtt:
         .replace(", sessionExpirySeconds: 600", "")
         .replace("acks: '0', idempotence: false", "acks: all")
         .replace(", forwardUserProperties: true", "")
-        .replace(", forwardHeaders: true", "");
+        .replace(", forwardHeaders: true", "")
+        .replace(", qos: 2", "");
     let (code, _, stderr) = run(&["--check"], &fine);
     assert_eq!(code, 0, "stderr: {stderr}");
 }

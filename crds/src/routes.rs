@@ -45,8 +45,10 @@ pub struct MqttSource {
     /// plain filters; set `shared` rather than writing `$share/...`.
     #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 65535)))]
     pub topic_filters: Vec<String>,
-    /// QoS of the subscription: 0, 1 or 2. Messages at QoS 1 and 2 are acknowledged to the
+    /// QoS of the subscription: 0 or 1 (the default). QoS 1 messages are acknowledged to the
     /// broker only after Kafka has them; QoS 0 messages can be lost by the broker anyway.
+    /// QoS 2 is refused: the MQTT client would reconnect in a loop after a restart, and it adds
+    /// nothing before an at-least-once write into Kafka.
     #[serde(default = "qos_one")]
     #[schemars(range(min = 0, max = 2))]
     pub qos: u8,

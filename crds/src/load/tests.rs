@@ -502,3 +502,16 @@ fn acks_0_is_refused() {
     );
     assert_rejected(&yaml, "kafka.producer.acks", "Kafka confirms no write");
 }
+
+#[test]
+fn qos_2_subscriptions_are_refused_with_the_reason() {
+    let yaml = replaced(
+        "      topicFilters: [\"devices/+/state\"]\n",
+        "      topicFilters: [\"devices/+/state\"]\n      qos: 2\n",
+    );
+    assert_rejected(
+        &yaml,
+        "mqttToKafka[0].mqtt.qos",
+        "QoS 2 subscriptions are not supported",
+    );
+}

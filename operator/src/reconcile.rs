@@ -183,14 +183,9 @@ async fn reconcile_bridge(
             spec: &spec,
             secrets: &secret_values(&secrets),
             previous: &bridge.status,
-            me: topics::BridgeTopics::new(
-                bridge.key(),
-                topics::created_at(obj),
-                false,
-                &spec,
-                bridge.status.kafka_cluster_id.clone(),
-            ),
-            others: ctx.watched_bridges(),
+            key: bridge.key(),
+            created_at: topics::created_at(obj),
+            others: || ctx.watched_bridges(),
         },
     )
     .await;

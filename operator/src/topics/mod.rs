@@ -36,17 +36,27 @@ pub struct TopicsReport {
 }
 
 /// What managing a bridge's topics needs.
-pub struct Request<'a> {
+pub struct Request<'a, Others> {
     pub spec: &'a MqttKafkaBridgeSpec,
     pub secrets: &'a SecretValues,
     pub previous: &'a MqttKafkaBridgeStatus,
-    /// This bridge and the others the operator watches.
-    pub me: BridgeTopics,
-    pub others: Vec<BridgeTopics>,
+    /// `namespace/name` and creation time of this bridge, for sharing decisions.
+    pub key: String,
+    pub created_at: String,
+    /// The bridges the operator watches; read only when Kafka answered and there are topics
+    /// to decide about (it parses every watched bridge's spec).
+    pub others: Others,
 }
 
 /// Brings the bridge's topics to what its spec asks, as far as Kafka allows.
-pub async fn ensure(clients: &AdminClients, metrics: &Metrics, req: Request<'_>) -> TopicsReport {
+pub async fn ensure<Others>(
+    clients: &AdminClients,
+    metrics: &Metrics,
+    req: Request<'_, Others>,
+) -> TopicsReport
+where
+    Others: FnOnce() -> Vec<BridgeTopics>,
+{
     let desired = plan::desired_topics(req.spec);
     if desired.is_empty() {
         return TopicsReport {
@@ -74,9 +84,15 @@ pub async fn ensure(clients: &AdminClients, metrics: &Metrics, req: Request<'_>)
             )
         }
     };
-    let mut me = req.me;
-    me.cluster_id = Some(observation.cluster_id.clone());
-    let sharing = Sharing::new(me, req.others);
+    let me = BridgeTopics::with_topics(
+        req.key,
+        req.created_at,
+        false,
+        req.spec,
+        &desired,
+        Some(observation.cluster_id.clone()),
+    );
+    let sharing = Sharing::new(me, (req.others)());
     let mut results = Vec::with_capacity(desired.len());
     let mut to_create = Vec::new();
     for topic in &desired {
@@ -531,28 +547,14 @@ fn unavailable(
         "Kafka at {bootstrap} cannot be reached{}; the topics are checked again with backoff",
         cause(why)
     );
-    let topics = desired
-        .iter()
-        .map(|t| {
-            let before = previous.topics.iter().find(|p| p.name == t.name);
-            TopicStatus {
-                name: t.name.clone(),
-                state: TopicState::Pending,
-                partitions: before.and_then(|b| b.partitions),
-                replication_factor: before.and_then(|b| b.replication_factor),
-                created: before.is_some_and(|b| b.created),
-                message: Some("Kafka cannot be reached".to_owned()),
-            }
-        })
-        .collect();
-    TopicsReport {
-        topics,
-        cluster_id: previous.kafka_cluster_id.clone(),
-        ready: false,
-        reason: REASON_KAFKA_UNAVAILABLE,
+    not_asked(
+        desired,
+        previous,
+        TopicState::Pending,
+        "Kafka cannot be reached",
+        REASON_KAFKA_UNAVAILABLE,
         message,
-        changes: Vec::new(),
-    }
+    )
 }
 
 /// No admin client could be made (unreadable TLS material): every topic Failed with why.
@@ -561,12 +563,47 @@ fn failed_without_kafka(
     previous: &MqttKafkaBridgeStatus,
     message: String,
 ) -> TopicsReport {
-    let mut report = unavailable(desired, previous, "", None);
-    for t in &mut report.topics {
-        t.state = TopicState::Failed;
-        t.message = Some(message.clone());
+    let topic_message = message.clone();
+    not_asked(
+        desired,
+        previous,
+        TopicState::Failed,
+        &topic_message,
+        REASON_TOPIC_ERROR,
+        message,
+    )
+}
+
+/// A report for topics Kafka was not asked about: each in `state` with `topic_message`,
+/// keeping what the previous status knew of it.
+fn not_asked(
+    desired: &[DesiredTopic],
+    previous: &MqttKafkaBridgeStatus,
+    state: TopicState,
+    topic_message: &str,
+    reason: &'static str,
+    message: String,
+) -> TopicsReport {
+    let topics = desired
+        .iter()
+        .map(|t| {
+            let before = previous.topics.iter().find(|p| p.name == t.name);
+            TopicStatus {
+                name: t.name.clone(),
+                state,
+                partitions: before.and_then(|b| b.partitions),
+                replication_factor: before.and_then(|b| b.replication_factor),
+                created: before.is_some_and(|b| b.created),
+                message: Some(topic_message.to_owned()),
+            }
+        })
+        .collect();
+    TopicsReport {
+        topics,
+        cluster_id: previous.kafka_cluster_id.clone(),
+        ready: false,
+        reason,
+        message,
+        changes: Vec::new(),
     }
-    report.reason = REASON_TOPIC_ERROR;
-    report.message = message;
-    report
 }

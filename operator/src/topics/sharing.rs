@@ -9,7 +9,7 @@ use kube::api::DynamicObject;
 use kube::ResourceExt;
 use mkb_api::crd::{MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
 
-use super::plan::desired_topics;
+use super::plan::{desired_topics, DesiredTopic};
 
 /// What sharing decisions need of one bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,25 @@ impl BridgeTopics {
         spec: &MqttKafkaBridgeSpec,
         cluster_id: Option<String>,
     ) -> Self {
-        let desired = desired_topics(spec);
+        Self::with_topics(
+            key,
+            created_at,
+            deleting,
+            spec,
+            &desired_topics(spec),
+            cluster_id,
+        )
+    }
+
+    /// As `new`, from the bridge's desired topics computed already.
+    pub fn with_topics(
+        key: String,
+        created_at: String,
+        deleting: bool,
+        spec: &MqttKafkaBridgeSpec,
+        desired: &[DesiredTopic],
+        cluster_id: Option<String>,
+    ) -> Self {
         Self {
             key,
             created_at,

@@ -8,8 +8,8 @@ use serde_json::Value;
 use testbed::bridge::{free_port, Bridge};
 use testbed::kubectl::{kubectl, kubectl_err, kubectl_ok};
 use testbed::mqtt::{Publisher, Subscriber};
-use testbed::operator::{setup, RESYNC_SECONDS, WAIT};
-use testbed::{env, kafka, unique, wait_until};
+use testbed::operator::{bridge_head, setup, RESYNC_SECONDS, WAIT};
+use testbed::{kafka, unique, wait_until};
 
 /// A smart-lock bridge against the test bed's brokers. `extra_spec` is YAML at spec level.
 fn bridge_yaml(
@@ -19,19 +19,8 @@ fn bridge_yaml(
     filter: &str,
     extra_spec: &str,
 ) -> String {
-    let env = env();
     format!(
-        r#"apiVersion: mqttkafka.io/v1alpha1
-kind: MqttKafkaBridge
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  mqtt:
-    url: {mqtt}
-  kafka:
-    bootstrapServers: {kafka}
-  mqttToKafka:
+        r#"{}  mqttToKafka:
     - name: lock-state
       mqtt:
         topicFilters: ["{filter}"]
@@ -46,8 +35,7 @@ spec:
       mqtt:
         topic: "{name}/devices/${{.key}}/command"
 {extra_spec}"#,
-        mqtt = env.mqtt_url,
-        kafka = env.kafka_bootstrap,
+        bridge_head(name, replicas, "")
     )
 }
 

@@ -2,12 +2,12 @@
 //! statuses the operator really wrote (and two recorded ones), and server-side applies of every
 //! example that change nothing the second time.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use testbed::kubectl::kubectl_ok;
 use testbed::operator::{condition_of, setup, Setup, WAIT};
+use testbed::process::output_with_input;
 use testbed::{env, repo_root, wait_until};
 
 /// The ```lua block of docs/gitops.md.
@@ -46,20 +46,11 @@ fn health(obj: &Value) -> (String, String) {
         lua(obj),
         health_check()
     );
-    let mut child = Command::new("lua5.4")
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lua5.4 (tests/testbed/install.sh installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(program.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("lua output");
+    let out = output_with_input(
+        Command::new("lua5.4").arg("-"),
+        Some(&program),
+        "lua5.4 (tests/testbed/install.sh installs it)",
+    );
     assert!(
         out.status.success(),
         "lua: {}",

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::{json, Map, Value};
 use testbed::kubectl::{ensure_crd, get_json, kubectl, kubectl_ok, Namespace};
 use testbed::operator::{bridge_writing_to, Operator, Setup, RESYNC_SECONDS, WAIT};
-use testbed::process::test_log_dir;
+use testbed::process::{output_with_input, test_log_dir};
 use testbed::{env, repo_root, unique, wait_until};
 
 const RELEASE: &str = "mkb";
@@ -158,21 +158,9 @@ fn kubeconform(schemas: &Path, manifests: &str) -> Output {
         "{}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
         schemas.display()
     );
-    let mut child = Command::new(env().bin.join("kubeconform"))
-        .args(["-strict", "-summary", "-schema-location", &location, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubeconform");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifests.as_bytes())
-        .expect("write manifests");
-    child.wait_with_output().expect("kubeconform output")
+    let mut command = Command::new(env().bin.join("kubeconform"));
+    command.args(["-strict", "-summary", "-schema-location", &location, "-"]);
+    output_with_input(&mut command, Some(manifests), "kubeconform")
 }
 
 #[test]

@@ -75,18 +75,23 @@ pub async fn create_topic_with_config(name: &str, partitions: i32, topic_config:
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
+    wait_for_partitions(name, partitions as usize).await;
+}
+
+/// Waits until the topic's metadata shows `partitions` partitions.
+async fn wait_for_partitions(name: &str, partitions: usize) {
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config().create().expect("consumer");
         crate::wait_until(
-            &format!("topic {name} to have its partitions"),
+            &format!("topic {name} to have {partitions} partitions"),
             TIMEOUT,
             || {
                 let meta = consumer
                     .fetch_metadata(Some(&name), Duration::from_secs(1))
                     .ok()?;
                 let t = meta.topics().first()?;
-                (t.error().is_none() && t.partitions().len() == partitions as usize).then_some(())
+                (t.error().is_none() && t.partitions().len() == partitions).then_some(())
             },
         )
     })
@@ -347,14 +352,5 @@ pub async fn grow_partitions(name: &str, partitions: usize) {
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("grow {t}: {e}"));
     }
-    let name = name.to_owned();
-    tokio::task::spawn_blocking(move || {
-        crate::wait_until(
-            &format!("{name} to have {partitions} partitions"),
-            TIMEOUT,
-            || (describe_topic(&name).map(|t| t.0) == Some(partitions)).then_some(()),
-        )
-    })
-    .await
-    .expect("metadata task");
+    wait_for_partitions(name, partitions).await;
 }

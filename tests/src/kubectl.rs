@@ -1,30 +1,15 @@
 //! `kubectl` of the test bed's Kubernetes version, against its API server.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::env;
 
 /// Runs kubectl with `args` (and `stdin`, if any).
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     let env = env();
-    let mut child = Command::new(env.bin.join("kubectl"))
-        .env("KUBECONFIG", &env.kubeconfig)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .expect("write kubectl stdin");
-    }
-    child.wait_with_output().expect("kubectl output")
+    let mut command = Command::new(env.bin.join("kubectl"));
+    command.env("KUBECONFIG", &env.kubeconfig).args(args);
+    crate::process::output_with_input(&mut command, stdin, "kubectl")
 }
 
 /// Runs kubectl and returns its stdout; fails the test, with stderr, when kubectl fails.

@@ -83,10 +83,9 @@ impl Operator {
     }
 }
 
-/// A one-replica bridge against the test bed's brokers whose one MQTT → Kafka route writes
-/// `name/devices/+/state` to `topic`; `kafka_extra` is YAML under `spec.kafka`, indented by
-/// four spaces.
-pub fn bridge_writing_to(name: &str, topic: &str, kafka_extra: &str) -> String {
+/// The head of a bridge manifest against the test bed's brokers, up to `spec.kafka`
+/// (`kafka_extra` is YAML under it, indented by four spaces); the routes follow.
+pub fn bridge_head(name: &str, replicas: i32, kafka_extra: &str) -> String {
     let env = env();
     format!(
         r#"apiVersion: mqttkafka.io/v1alpha1
@@ -94,21 +93,31 @@ kind: MqttKafkaBridge
 metadata:
   name: {name}
 spec:
-  replicas: 1
+  replicas: {replicas}
   mqtt:
     url: {mqtt}
   kafka:
     bootstrapServers: {kafka}
 {kafka_extra}
-  mqttToKafka:
+"#,
+        mqtt = env.mqtt_url,
+        kafka = env.kafka_bootstrap,
+    )
+}
+
+/// A one-replica bridge against the test bed's brokers whose one MQTT → Kafka route writes
+/// `name/devices/+/state` to `topic`; `kafka_extra` is YAML under `spec.kafka`, indented by
+/// four spaces.
+pub fn bridge_writing_to(name: &str, topic: &str, kafka_extra: &str) -> String {
+    format!(
+        r#"{}  mqttToKafka:
     - name: state
       mqtt:
         topicFilters: ["{name}/devices/+/state"]
       kafka:
         topic: {topic}
 "#,
-        mqtt = env.mqtt_url,
-        kafka = env.kafka_bootstrap,
+        bridge_head(name, 1, kafka_extra)
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The path of a binary built from this workspace (next to the test executable's directory).
@@ -21,6 +21,29 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `command` to completion with `input` on its standard input (none: /dev/null) and
+/// returns what it wrote; panics, naming `what`, when it cannot be run.
+pub fn output_with_input(command: &mut Command, input: Option<&str>, what: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot write to {what}: {e}"));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what} did not finish: {e}"))
 }
 
 /// Where test processes write their logs.

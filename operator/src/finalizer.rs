@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::context::{backoff_after, Context};
-use crate::reconcile::{ar, publish, read_secrets, read_spec, secret_values, Bridge, Error};
+use crate::reconcile::{announce, ar, read_secrets, read_spec, secret_values, Bridge, Error};
 use crate::topics::{self, BridgeTopics, Sharing};
 
 /// Held by bridges whose topics are deleted with them.
@@ -72,24 +72,14 @@ pub async fn on_deletion(
         Ok((deleted, kept)) => {
             if !deleted.is_empty() {
                 let note = format!("Deleted Kafka topics {}", deleted.join(", "));
-                info!(bridge = %bridge.key(), "{note}");
-                publish(ctx, bridge, EventType::Normal, "DeletedTopics", note, None).await;
+                announce(ctx, bridge, EventType::Normal, "DeletedTopics", note).await;
             }
             if !kept.is_empty() {
                 let note = format!(
                     "Kept Kafka topics {}: other bridges still use them",
                     kept.join(", ")
                 );
-                info!(bridge = %bridge.key(), "{note}");
-                publish(
-                    ctx,
-                    bridge,
-                    EventType::Normal,
-                    "KeptSharedTopics",
-                    note,
-                    None,
-                )
-                .await;
+                announce(ctx, bridge, EventType::Normal, "KeptSharedTopics", note).await;
             }
         }
         Err(message) => {
@@ -110,16 +100,7 @@ pub async fn on_deletion(
                 "Gave up deleting Kafka topics {} after {attempts} attempts ({message}); they are left in Kafka",
                 left.join(", ")
             );
-            warn!(bridge = %bridge.key(), "{note}");
-            publish(
-                ctx,
-                bridge,
-                EventType::Warning,
-                "TopicsLeftBehind",
-                note,
-                None,
-            )
-            .await;
+            announce(ctx, bridge, EventType::Warning, "TopicsLeftBehind", note).await;
         }
     }
     set_finalizer(ctx, bridge, false).await?;

@@ -190,14 +190,12 @@ async fn reconcile_bridge(
     )
     .await;
     for change in &topics.changes {
-        info!(bridge = %bridge.key(), "{change}");
-        publish(
+        announce(
             ctx,
             &bridge,
             EventType::Normal,
             "TopicChanged",
             change.clone(),
-            None,
         )
         .await;
     }
@@ -529,6 +527,22 @@ async fn finish(
         .await?;
     }
     Ok(())
+}
+
+/// Logs `note` (info for Normal, warn for Warning) and publishes it as an Event about the
+/// bridge.
+pub(crate) async fn announce(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    match type_ {
+        EventType::Normal => info!(bridge = %bridge.key(), "{note}"),
+        EventType::Warning => warn!(bridge = %bridge.key(), "{note}"),
+    }
+    publish(ctx, bridge, type_, reason, note, None).await;
 }
 
 /// Publishes an Event about the bridge; failing to is logged, not fatal. Events about a child

@@ -47,6 +47,14 @@ pub struct ConnectionLabels {
     pub connection: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The MQTT 5 reason code, e.g. `0x87`, or `disconnect` when the broker cut the connection.
+    pub code: String,
+    /// `retry` (sent again later) or `give_up` (dead-lettered).
+    pub action: String,
+}
+
 /// Every metric of the runtime.
 pub struct Metrics {
     registry: Registry,
@@ -57,6 +65,7 @@ pub struct Metrics {
     dropped: Family<RouteLabels, Counter>,
     pub unrouted: Counter,
     pub acks_dropped: Counter,
+    publishes_refused: Family<RefusalLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     in_flight: Family<RouteLabels, Gauge>,
     connection_up: Family<ConnectionLabels, Gauge>,
@@ -106,6 +115,7 @@ impl Metrics {
         let dropped = Family::default();
         let unrouted = Counter::default();
         let acks_dropped = Counter::default();
+        let publishes_refused = Family::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to ~52 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 20))
@@ -140,8 +150,13 @@ impl Metrics {
         registry.register("messages_unrouted", "MQTT messages that matched no route (left-over subscriptions of a persistent session); acknowledged", unrouted.clone());
         registry.register(
             "mqtt_acks_dropped",
-            "Acknowledgements dropped because rumqttc's request queue was full; the broker redelivers those messages after a reconnect (duplicates)",
+            "Acknowledgements not sent because the connection their message arrived on ended; the broker sends those messages again (duplicates)",
             acks_dropped.clone(),
+        );
+        registry.register(
+            "mqtt_publishes_refused",
+            "Kafka -> MQTT publishes the broker refused (MQTT 5 reason code, or a connection cut while sending it), by what the bridge did next",
+            publishes_refused.clone(),
         );
         registry.register(
             "delivery_latency_seconds",
@@ -167,6 +182,7 @@ impl Metrics {
             dropped,
             unrouted,
             acks_dropped,
+            publishes_refused,
             latency,
             in_flight,
             connection_up,
@@ -188,6 +204,16 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             labels,
         }
+    }
+
+    /// Counts a publish the broker refused (`code`) and what the bridge did (`action`).
+    pub fn publish_refused(&self, code: &str, action: &str) {
+        self.publishes_refused
+            .get_or_create(&RefusalLabels {
+                code: code.to_owned(),
+                action: action.to_owned(),
+            })
+            .inc();
     }
 
     /// The gauge of one connection.

@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod env;
 pub mod kafka;
 pub mod kubectl;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod operator;
 pub mod process;

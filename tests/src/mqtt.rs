@@ -23,7 +23,11 @@ pub fn qos(level: u8) -> QoS {
 
 fn options(client_id: &str) -> MqttOptions {
     let env = env();
-    let mut options = MqttOptions::new(client_id, env.mqtt_host.clone(), env.mqtt_port);
+    options_at(client_id, &env.mqtt_host, env.mqtt_port)
+}
+
+fn options_at(client_id: &str, host: &str, port: u16) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(Some(16 * 1024 * 1024));
     options
@@ -135,6 +139,11 @@ impl Subscriber {
     /// granted them.
     pub async fn connect(client_id: &str, filters: &[&str], qos_level: u8) -> Self {
         Self::start(options(client_id), filters, qos_level).await
+    }
+
+    /// Like [`Subscriber::connect`], to the broker on 127.0.0.1:`port` (a private broker).
+    pub async fn connect_at(port: u16, client_id: &str, filters: &[&str], qos_level: u8) -> Self {
+        Self::start(options_at(client_id, "127.0.0.1", port), filters, qos_level).await
     }
 
     /// Like [`Subscriber::connect`] with a persistent session (one hour), so a broker restart

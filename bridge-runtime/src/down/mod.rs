@@ -44,7 +44,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         client,
         eventloop,
         client_id.clone(),
-        metrics.connection("mqtt", &client_id),
+        metrics.clone(),
         health.component(&format!("mqtt publisher {client_id} connected")),
     );
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));

@@ -7,6 +7,14 @@
 //! that order, so ids match records. After a connection loss the bridge drops rumqttc's own
 //! replay queue and queues every unconfirmed publish again itself, in the original order: the
 //! broker gets each at least once, and per-partition order holds.
+//!
+//! A publish the broker refuses never counts as confirmed. An MQTT 5 refusal that may pass
+//! later (quota exceeded, unspecified error) is sent again with backoff, a few times; any
+//! other refusal ends the publish with the reason, and the route dead-letters the record. A
+//! publish larger than the broker's Maximum Packet Size is refused before it is sent. A
+//! publish that the broker answers by cutting the connection (what Mosquitto does with an
+//! oversized packet on MQTT 3.1.1, or a reason code rumqttc cannot parse) would be sent again
+//! after every reconnect forever; after [`MAX_STRIKES`] such cuts it is refused too.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,7 +27,15 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::health::Readiness;
-use crate::mqtt::{self, Event};
+use crate::metrics::Metrics;
+use crate::mqtt::{self, Event, Refusal};
+
+/// Connections cut while a publish was the oldest one in flight, before it is refused.
+pub const MAX_STRIKES: u32 = 3;
+/// How long a publish may wait for the broker's answer on an open connection.
+const UNANSWERED_LIMIT: Duration = Duration::from_secs(60);
+/// Transient refusals of one publish before it is refused for good.
+const MAX_TRANSIENT_REFUSALS: u32 = 5;
 
 /// A message to publish.
 #[derive(Debug, Clone)]
@@ -31,9 +47,18 @@ pub struct Outbound {
     pub user_properties: Vec<(String, String)>,
 }
 
+/// How a publish ended: confirmed, or refused for good with the reason.
+pub type Delivery = Result<(), String>;
+
 struct Pending {
     msg: Outbound,
-    confirmed: Option<oneshot::Sender<()>>,
+    confirmed: Option<oneshot::Sender<Delivery>>,
+    /// Connections cut while this was the oldest publish in flight.
+    strikes: u32,
+    /// Transient refusals so far.
+    refusals: u32,
+    /// Waiting to be sent again after a transient refusal (not re-queued on reconnect).
+    retry_scheduled: bool,
 }
 
 #[derive(Default)]
@@ -43,17 +68,35 @@ struct State {
     unconfirmed: BTreeMap<u64, Pending>,
     /// Queued publishes whose packet id is not known yet, in queue order.
     awaiting_id: VecDeque<u64>,
-    /// Packet id of each publish on the wire.
-    in_flight: HashMap<u16, u64>,
+    /// Packet id of each publish on the wire, and when it left.
+    in_flight: HashMap<u16, (u64, Instant)>,
+    /// The broker's Maximum Packet Size, once announced (MQTT 5).
+    max_packet_size: Option<u32>,
+    v5: bool,
 }
 
 impl State {
-    fn confirm(&mut self, id: u64) {
+    fn finish(&mut self, id: u64, delivery: Delivery) {
         if let Some(p) = self.unconfirmed.remove(&id) {
             if let Some(tx) = p.confirmed {
-                let _ = tx.send(());
+                let _ = tx.send(delivery);
             }
         }
+    }
+
+    /// Why `msg` cannot be sent to this broker at all, if it cannot.
+    fn too_large(&self, msg: &Outbound) -> Option<String> {
+        let max = self.max_packet_size? as usize;
+        let size = mqtt::publish_packet_size(
+            self.v5,
+            &msg.topic,
+            msg.qos,
+            msg.payload.len(),
+            &msg.user_properties,
+        );
+        (size > max).then(|| {
+            format!("the publish takes {size} bytes, above the MQTT broker's maximum packet size of {max} bytes")
+        })
     }
 }
 
@@ -74,13 +117,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Queues a publish; the receiver completes when the broker has confirmed it. A dropped
-    /// sender means the publisher stopped first.
-    pub fn publish(&self, msg: Outbound) -> oneshot::Receiver<()> {
+    /// Queues a publish; the receiver completes when the broker has confirmed it, or with the
+    /// reason it is refused for good. A dropped sender means the publisher stopped first.
+    pub fn publish(&self, msg: Outbound) -> oneshot::Receiver<Delivery> {
         let (tx, rx) = oneshot::channel();
         let Ok(mut st) = self.state.lock() else {
             return rx;
         };
+        if let Some(reason) = st.too_large(&msg) {
+            let _ = tx.send(Err(reason));
+            return rx;
+        }
         let id = st.next_id;
         st.next_id += 1;
         match queue(&self.client, &msg) {
@@ -93,6 +140,9 @@ impl Publisher {
             Pending {
                 msg,
                 confirmed: Some(tx),
+                strikes: 0,
+                refusals: 0,
+                retry_scheduled: false,
             },
         );
         rx
@@ -106,91 +156,245 @@ impl Publisher {
     /// Creates the publisher and its poller task.
     pub fn start(
         client: mqtt::Client,
-        mut eventloop: mqtt::EventLoop,
+        eventloop: mqtt::EventLoop,
         client_id: String,
-        up: Gauge,
+        metrics: Arc<Metrics>,
         ready: Readiness,
     ) -> (Self, JoinHandle<()>) {
+        let state = State {
+            v5: matches!(client, mqtt::Client::V5(_)),
+            ..State::default()
+        };
         let publisher = Self {
             client: client.clone(),
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(state)),
         };
-        let state = publisher.state.clone();
-        let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            let mut down_since: Option<Instant> = None;
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Connected { .. }) => {
-                        backoff = Duration::from_millis(100);
-                        up.set(1);
-                        ready.set(true);
-                        match down_since.take() {
-                            Some(since) => {
-                                info!(%client_id, after = ?since.elapsed(), "publisher reconnected to the MQTT broker")
-                            }
-                            None => info!(%client_id, "publisher connected to the MQTT broker"),
-                        }
-                    }
-                    Ok(Event::PublishSent(pkid)) => {
-                        let Ok(mut st) = state.lock() else { continue };
-                        let Some(id) = st.awaiting_id.pop_front() else {
-                            continue;
-                        };
-                        match st.unconfirmed.get(&id).map(|p| p.msg.qos) {
-                            Some(0) => st.confirm(id),
-                            Some(_) => {
-                                st.in_flight.insert(pkid, id);
-                            }
-                            None => {}
-                        }
-                    }
-                    Ok(Event::PublishConfirmed(pkid)) => {
-                        let Ok(mut st) = state.lock() else { continue };
-                        if let Some(id) = st.in_flight.remove(&pkid) {
-                            st.confirm(id);
-                        }
-                    }
-                    Ok(Event::DisconnectSent) => return,
-                    Ok(_) => {}
-                    Err(e) => {
-                        up.set(0);
-                        ready.set(false);
-                        if down_since.is_none() {
-                            warn!(%client_id, error = %e, "publisher lost the MQTT connection; reconnecting with backoff");
-                            down_since = Some(Instant::now());
-                        } else {
-                            debug!(%client_id, error = %e, "publisher reconnect failed");
-                        }
-                        requeue_unconfirmed(&client, &mut eventloop, &state);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
-                }
-            }
-        });
-        (publisher, task)
+        let poller = Poller {
+            up: metrics.connection("mqtt", &client_id),
+            client,
+            state: publisher.state.clone(),
+            client_id,
+            metrics,
+            ready,
+        };
+        (publisher, tokio::spawn(poller.run(eventloop)))
     }
 }
 
-/// Drops rumqttc's replay queue and the request channel's contents, then queues every
-/// unconfirmed publish again in its original order (they leave once reconnected).
-fn requeue_unconfirmed(
-    client: &mqtt::Client,
-    eventloop: &mut mqtt::EventLoop,
-    state: &Mutex<State>,
-) {
-    let Ok(mut st) = state.lock() else { return };
-    eventloop.discard_pending();
-    st.awaiting_id.clear();
-    st.in_flight.clear();
-    let ids: Vec<u64> = st.unconfirmed.keys().copied().collect();
-    for id in ids {
-        let queued = st.unconfirmed.get(&id).map(|p| queue(client, &p.msg));
-        match queued {
-            Some(Ok(())) => st.awaiting_id.push_back(id),
-            Some(Err(e)) => error!(error = %e, "cannot queue a publish again"),
+/// Polls the publisher's connection and matches the broker's answers to publishes.
+struct Poller {
+    client: mqtt::Client,
+    state: Arc<Mutex<State>>,
+    client_id: String,
+    metrics: Arc<Metrics>,
+    up: Gauge,
+    ready: Readiness,
+}
+
+impl Poller {
+    /// Polls until the DISCONNECT is sent, reconnecting with capped exponential backoff.
+    async fn run(self, mut eventloop: mqtt::EventLoop) {
+        let client_id = &self.client_id;
+        let mut backoff = Duration::from_millis(100);
+        let mut down_since: Option<Instant> = None;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Connected {
+                    max_packet_size, ..
+                }) => {
+                    backoff = Duration::from_millis(100);
+                    if let Ok(mut st) = self.state.lock() {
+                        st.max_packet_size = max_packet_size;
+                    }
+                    self.up.set(1);
+                    self.ready.set(true);
+                    match down_since.take() {
+                        Some(since) => {
+                            info!(%client_id, after = ?since.elapsed(), "publisher reconnected to the MQTT broker")
+                        }
+                        None => info!(%client_id, "publisher connected to the MQTT broker"),
+                    }
+                }
+                Ok(Event::PublishSent(pkid)) => self.sent(pkid),
+                Ok(Event::PublishConfirmed(pkid)) => {
+                    let Ok(mut st) = self.state.lock() else {
+                        continue;
+                    };
+                    if let Some((id, _)) = st.in_flight.remove(&pkid) {
+                        st.finish(id, Ok(()));
+                    }
+                }
+                Ok(Event::PublishRefused {
+                    pkid,
+                    refusal,
+                    reset_connection,
+                }) => {
+                    self.refused(pkid, refusal);
+                    if reset_connection {
+                        // rumqttc keeps the slot of a refused QoS 2 publish; a new connection
+                        // frees them all.
+                        self.requeue_unconfirmed(&mut eventloop);
+                    }
+                }
+                Ok(Event::DisconnectSent) => return,
+                Ok(_) => {
+                    if self.stalled() {
+                        warn!(%client_id, after = ?UNANSWERED_LIMIT, "the MQTT broker has not answered a publish; renewing the connection and sending the unconfirmed ones again");
+                        self.requeue_unconfirmed(&mut eventloop);
+                    }
+                }
+                Err(e) => {
+                    self.up.set(0);
+                    self.ready.set(false);
+                    if down_since.is_none() {
+                        warn!(%client_id, error = %e, "publisher lost the MQTT connection; reconnecting with backoff");
+                        down_since = Some(Instant::now());
+                    } else {
+                        debug!(%client_id, error = %e, "publisher reconnect failed");
+                    }
+                    self.strike_largest_in_flight(&e);
+                    self.requeue_unconfirmed(&mut eventloop);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// A publish has waited for the broker's answer longer than [`UNANSWERED_LIMIT`]: its
+    /// acknowledgement was lost, and without a new connection it would never come. (Checked
+    /// on every event; keep-alive pings guarantee one at least every keep-alive interval.)
+    fn stalled(&self) -> bool {
+        self.state.lock().is_ok_and(|st| {
+            st.in_flight
+                .values()
+                .any(|(_, sent)| sent.elapsed() > UNANSWERED_LIMIT)
+        })
+    }
+
+    fn sent(&self, pkid: u16) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let Some(id) = st.awaiting_id.pop_front() else {
+            return;
+        };
+        match st.unconfirmed.get(&id).map(|p| p.msg.qos) {
+            Some(0) => st.finish(id, Ok(())),
+            Some(_) => {
+                st.in_flight.insert(pkid, (id, Instant::now()));
+            }
             None => {}
+        }
+    }
+
+    /// A refusal that may pass later is retried with backoff; any other ends the publish.
+    fn refused(&self, pkid: u16, refusal: Refusal) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let Some((id, _)) = st.in_flight.remove(&pkid) else {
+            return;
+        };
+        let Some(pending) = st.unconfirmed.get_mut(&id) else {
+            return;
+        };
+        pending.refusals += 1;
+        let topic = pending.msg.topic.clone();
+        if refusal.transient && pending.refusals < MAX_TRANSIENT_REFUSALS {
+            pending.retry_scheduled = true;
+            let delay = Duration::from_secs(1) * 2u32.pow(pending.refusals - 1);
+            warn!(%topic, reason = %refusal.reason, retry_in = ?delay, "the MQTT broker refused a publish; sending it again later");
+            self.metrics.publish_refused(&refusal.code, "retry");
+            self.retry_later(id, delay);
+            return;
+        }
+        let reason = if refusal.transient {
+            format!("{} ({} times)", refusal.reason, pending.refusals)
+        } else {
+            refusal.reason
+        };
+        warn!(%topic, %reason, "the MQTT broker refused a publish");
+        self.metrics.publish_refused(&refusal.code, "give_up");
+        st.finish(id, Err(reason));
+    }
+
+    /// Queues a refused publish again after `delay` (unless it ended meanwhile).
+    fn retry_later(&self, id: u64, delay: Duration) {
+        let (client, state) = (self.client.clone(), self.state.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Ok(mut st) = state.lock() else { return };
+            let Some(pending) = st.unconfirmed.get_mut(&id) else {
+                return;
+            };
+            pending.retry_scheduled = false;
+            match queue(&client, &pending.msg) {
+                Ok(()) => st.awaiting_id.push_back(id),
+                Err(e) => error!(error = %e, "cannot queue a publish again"),
+            }
+        });
+    }
+
+    /// The connection was cut: the largest publish in flight (the oldest of equals) may be
+    /// what the broker refuses by disconnecting. After [`MAX_STRIKES`] cuts it is refused for
+    /// good. (Which publish a cut answers cannot be known: acknowledgements of the ones before
+    /// it may still be unread. Brokers cut connections over a publish for its size.)
+    fn strike_largest_in_flight(&self, error: &str) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let suspect = st
+            .in_flight
+            .values()
+            .filter_map(|(id, _)| Some((st.unconfirmed.get(id)?.msg.payload.len(), *id)))
+            .max_by_key(|(size, id)| (*size, std::cmp::Reverse(*id)))
+            .map(|(_, id)| id);
+        let Some(pending) = suspect.and_then(|id| st.unconfirmed.get_mut(&id)) else {
+            return;
+        };
+        pending.strikes += 1;
+        if pending.strikes < MAX_STRIKES {
+            return;
+        }
+        let reason = format!(
+            "the MQTT broker cut the connection each of the {MAX_STRIKES} times this publish ({} payload bytes, the largest in flight) was sent, last with: {error}; it is probably larger than the broker accepts",
+            pending.msg.payload.len()
+        );
+        warn!(topic = %pending.msg.topic, %reason, "giving up on a publish");
+        self.metrics.publish_refused("disconnect", "give_up");
+        if let Some(id) = suspect {
+            st.finish(id, Err(reason));
+        }
+    }
+
+    /// Drops rumqttc's replay queue and the request channel's contents (and the connection,
+    /// if still open), then queues every unconfirmed publish again in its original order
+    /// (they leave once reconnected). Publishes above the broker's maximum packet size end.
+    fn requeue_unconfirmed(&self, eventloop: &mut mqtt::EventLoop) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        eventloop.discard_pending();
+        st.awaiting_id.clear();
+        st.in_flight.clear();
+        let ids: Vec<u64> = st.unconfirmed.keys().copied().collect();
+        for id in ids {
+            let Some(pending) = st.unconfirmed.get(&id) else {
+                continue;
+            };
+            if pending.retry_scheduled {
+                continue;
+            }
+            if let Some(reason) = st.too_large(&pending.msg) {
+                self.metrics.publish_refused("packet_too_large", "give_up");
+                st.finish(id, Err(reason));
+                continue;
+            }
+            match queue(&self.client, &pending.msg) {
+                Ok(()) => st.awaiting_id.push_back(id),
+                Err(e) => error!(error = %e, "cannot queue a publish again"),
+            }
         }
     }
 }

@@ -101,6 +101,37 @@ pub struct DownRoute {
     pub forward_headers: bool,
 }
 
+/// Where an undeliverable record came from, for the log.
+struct Place<'a> {
+    route: &'a str,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+/// Writes an undeliverable record to the dead-letter topic, or drops it (logged and counted)
+/// when the bridge has none.
+async fn dead_letter(
+    letter: Option<(Arc<DeadLetters>, DeadLetter)>,
+    place: Place<'_>,
+    reason: &str,
+) -> Outcome {
+    let Place {
+        route,
+        topic,
+        partition,
+        offset,
+    } = place;
+    let Some((dead_letters, letter)) = letter else {
+        warn!(%route, %topic, partition, offset, %reason,
+            "undeliverable record dropped: no dead-letter topic is configured");
+        return Outcome::Dropped;
+    };
+    warn!(%route, %topic, partition, offset, %reason, "record goes to the dead-letter topic");
+    dead_letters.write(&letter).await;
+    Outcome::DeadLettered
+}
+
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 impl DownRoute {
@@ -178,16 +209,64 @@ impl DownRoute {
         };
         match self.render(&record) {
             Ok(outbound) => {
+                // Kept until the broker answers: a refused publish goes to the dead-letter topic.
+                let spare = self
+                    .dead_letters
+                    .clone()
+                    .map(|dl| (dl, self.letter(&record, String::new())));
                 let confirmed = self.publisher.publish(outbound);
+                let (route, topic, partition) = (
+                    self.route.name.clone(),
+                    record.topic.to_owned(),
+                    record.partition,
+                );
                 async move {
                     match confirmed.await {
-                        Ok(()) => done(Outcome::Published),
+                        Ok(Ok(())) => done(Outcome::Published),
+                        Ok(Err(reason)) => {
+                            let place = Place {
+                                route: &route,
+                                topic: &topic,
+                                partition,
+                                offset,
+                            };
+                            let spare = spare.map(|(dl, letter)| {
+                                (
+                                    dl,
+                                    DeadLetter {
+                                        reason: reason.clone(),
+                                        ..letter
+                                    },
+                                )
+                            });
+                            done(dead_letter(spare, place, &reason).await)
+                        }
                         Err(_) => done(Outcome::Abandoned),
                     }
                 }
                 .boxed()
             }
-            Err(reason) => self.dead_letter(&record, reason, done),
+            Err(reason) => {
+                let letter = self
+                    .dead_letters
+                    .clone()
+                    .map(|dl| (dl, self.letter(&record, reason.clone())));
+                let (route, topic, partition) = (
+                    self.route.name.clone(),
+                    record.topic.to_owned(),
+                    record.partition,
+                );
+                async move {
+                    let place = Place {
+                        route: &route,
+                        topic: &topic,
+                        partition,
+                        offset,
+                    };
+                    done(dead_letter(letter, place, &reason).await)
+                }
+                .boxed()
+            }
         }
     }
 
@@ -227,19 +306,8 @@ impl DownRoute {
         })
     }
 
-    fn dead_letter(
-        &self,
-        record: &KafkaRecord<'_>,
-        reason: String,
-        done: impl FnOnce(Outcome) -> Done + Send + 'static,
-    ) -> BoxFuture<'static, Done> {
-        let Some(dead_letters) = self.dead_letters.clone() else {
-            warn!(route = %self.route.name, topic = record.topic, partition = record.partition, offset = record.offset,
-                %reason, "undeliverable record dropped: no dead-letter topic is configured");
-            return futures::future::ready(done(Outcome::Dropped)).boxed();
-        };
-        warn!(route = %self.route.name, topic = record.topic, partition = record.partition, offset = record.offset,
-            %reason, "record goes to the dead-letter topic");
+    /// The dead letter of `record`, with its coordinates and original headers.
+    fn letter(&self, record: &KafkaRecord<'_>, reason: String) -> DeadLetter {
         let mut extra_headers = vec![
             (
                 "mkb.source.partition".to_owned(),
@@ -256,7 +324,7 @@ impl DownRoute {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.unwrap_or_default().to_vec())),
         );
-        let letter = DeadLetter {
+        DeadLetter {
             route: self.route.name.clone(),
             direction: "kafka_to_mqtt",
             reason,
@@ -264,12 +332,7 @@ impl DownRoute {
             key: record.key.map(<[u8]>::to_vec),
             payload: record.value.unwrap_or_default().to_vec(),
             extra_headers,
-        };
-        async move {
-            dead_letters.write(&letter).await;
-            done(Outcome::DeadLettered)
         }
-        .boxed()
     }
 
     fn finish(&self, done: Done) {

@@ -49,17 +49,37 @@ pub struct Inbound {
     pub ack: AckToken,
 }
 
+/// Why the broker refused a publish (an MQTT 5 reason code), and whether trying again later
+/// can succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason code as `0x..`.
+    pub code: String,
+    pub reason: String,
+    pub transient: bool,
+}
+
 /// A normalised event of the connection.
 #[derive(Debug)]
 pub enum Event {
     Connected {
         session_present: bool,
+        /// The broker's Maximum Packet Size (MQTT 5 CONNACK), if it announced one.
+        max_packet_size: Option<u32>,
     },
     Message(Box<Inbound>),
     /// A publish left for the network with this packet id (0 for QoS 0).
     PublishSent(u16),
     /// The broker confirmed a QoS 1 publish (PUBACK) or a QoS 2 publish (PUBCOMP).
     PublishConfirmed(u16),
+    /// The broker refused a publish with an MQTT 5 reason code in its PUBACK or PUBREC.
+    /// `reset_connection`: rumqttc keeps a refused QoS 2 publish's in-flight slot taken, so
+    /// the connection must be renewed before the slots run out.
+    PublishRefused {
+        pkid: u16,
+        refusal: Refusal,
+        reset_connection: bool,
+    },
     /// The broker answered a subscription; `rejected` lists refused filters by position.
     SubscribeAnswered {
         rejected: Vec<usize>,
@@ -188,8 +208,10 @@ impl EventLoop {
         }
     }
 
-    /// Forgets every request not yet confirmed: rumqttc's replay queue and whatever is still in
-    /// the request channel. The publisher replays unconfirmed messages itself, in order.
+    /// Drops the connection (the next poll reconnects) and forgets every request not yet
+    /// confirmed: rumqttc's replay queue, whatever is still in the request channel, and the
+    /// events of the old connection not yet returned (a stale "publish sent" would match a
+    /// packet id to the wrong message). The publisher replays unconfirmed messages itself.
     pub fn discard_pending(&mut self) {
         match self {
             EventLoop::V4(e) => {
@@ -201,6 +223,18 @@ impl EventLoop {
                 e.pending.clear();
             }
         }
+        self.drop_stale_events();
+    }
+
+    /// Forgets events read on a connection that has since failed. rumqttc would return them
+    /// after the next CONNACK, where a stale publish would be acknowledged with a packet id
+    /// the broker may by then have given to another message. The broker sends again whatever
+    /// was not acknowledged.
+    pub fn drop_stale_events(&mut self) {
+        match self {
+            EventLoop::V4(e) => e.state.events.clear(),
+            EventLoop::V5(e) => e.state.events.clear(),
+        }
     }
 }
 
@@ -209,6 +243,7 @@ fn v4_event(event: rumqttc::Event) -> Event {
     match event {
         E::Incoming(Packet::ConnAck(ack)) => Event::Connected {
             session_present: ack.session_present,
+            max_packet_size: None,
         },
         E::Incoming(Packet::Publish(p)) => Event::Message(Box::new(Inbound {
             topic: p.topic.clone(),
@@ -246,6 +281,7 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
     match event {
         E::Incoming(Packet::ConnAck(ack)) => Event::Connected {
             session_present: ack.session_present,
+            max_packet_size: ack.properties.as_ref().and_then(|p| p.max_packet_size),
         },
         E::Incoming(Packet::Publish(p)) => {
             let (user_properties, subscription_ids) = match &p.properties {
@@ -269,7 +305,22 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
                 }),
             }))
         }
-        E::Incoming(Packet::PubAck(a)) => Event::PublishConfirmed(a.pkid),
+        E::Incoming(Packet::PubAck(a)) => match puback_refusal(&a.reason) {
+            None => Event::PublishConfirmed(a.pkid),
+            Some(refusal) => Event::PublishRefused {
+                pkid: a.pkid,
+                refusal,
+                reset_connection: false,
+            },
+        },
+        E::Incoming(Packet::PubRec(r)) => match pubrec_refusal(&r.reason) {
+            None => Event::Other,
+            Some(refusal) => Event::PublishRefused {
+                pkid: r.pkid,
+                refusal,
+                reset_connection: true,
+            },
+        },
         E::Incoming(Packet::PubComp(c)) => Event::PublishConfirmed(c.pkid),
         E::Incoming(Packet::SubAck(s)) => Event::SubscribeAnswered {
             rejected: s
@@ -283,5 +334,116 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
         _ => Event::Other,
+    }
+}
+
+/// A refusal from an MQTT 5 reason code; `None` for success. Quota and unspecified or
+/// implementation-specific errors may pass later; the others will not.
+fn refusal(code: u8, name: &str, transient: bool) -> Option<Refusal> {
+    Some(Refusal {
+        code: format!("0x{code:02x}"),
+        reason: format!("the MQTT broker refused the publish: reason code 0x{code:02x} ({name})"),
+        transient,
+    })
+}
+
+/// The refusal in a PUBACK's or PUBREC's reason (rumqttc has one identical enum for each).
+macro_rules! refusal_of {
+    ($reason:expr, $kind:ident) => {{
+        use v5b::$kind as R;
+        match $reason {
+            R::Success | R::NoMatchingSubscribers => None,
+            R::UnspecifiedError => refusal(0x80, "unspecified error", true),
+            R::ImplementationSpecificError => refusal(0x83, "implementation specific error", true),
+            R::NotAuthorized => refusal(0x87, "not authorized", false),
+            R::TopicNameInvalid => refusal(0x90, "topic name invalid", false),
+            R::PacketIdentifierInUse => refusal(0x91, "packet identifier in use", true),
+            R::QuotaExceeded => refusal(0x97, "quota exceeded", true),
+            R::PayloadFormatInvalid => refusal(0x99, "payload format invalid", false),
+        }
+    }};
+}
+
+fn puback_refusal(reason: &v5b::PubAckReason) -> Option<Refusal> {
+    refusal_of!(reason, PubAckReason)
+}
+
+fn pubrec_refusal(reason: &v5b::PubRecReason) -> Option<Refusal> {
+    refusal_of!(reason, PubRecReason)
+}
+
+/// Bytes a PUBLISH packet takes on the wire, to compare with the broker's Maximum Packet Size.
+pub fn publish_packet_size(
+    v5: bool,
+    topic: &str,
+    qos: u8,
+    payload: usize,
+    user_properties: &[(String, String)],
+) -> usize {
+    fn varint_len(n: usize) -> usize {
+        match n {
+            0..=127 => 1,
+            128..=16_383 => 2,
+            16_384..=2_097_151 => 3,
+            _ => 4,
+        }
+    }
+    let mut remaining = 2 + topic.len() + payload;
+    if qos > 0 {
+        remaining += 2;
+    }
+    if v5 {
+        let properties: usize = user_properties
+            .iter()
+            .map(|(k, v)| 1 + 2 + k.len() + 2 + v.len())
+            .sum();
+        remaining += varint_len(properties) + properties;
+    }
+    1 + varint_len(remaining) + remaining
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_and_no_subscribers_are_confirmations() {
+        assert_eq!(puback_refusal(&v5b::PubAckReason::Success), None);
+        assert_eq!(
+            puback_refusal(&v5b::PubAckReason::NoMatchingSubscribers),
+            None
+        );
+        assert_eq!(
+            pubrec_refusal(&v5b::PubRecReason::NoMatchingSubscribers),
+            None
+        );
+    }
+
+    #[test]
+    fn refusals_say_the_code_and_whether_to_retry() {
+        let denied = puback_refusal(&v5b::PubAckReason::NotAuthorized).expect("a refusal");
+        assert!(!denied.transient);
+        assert!(
+            denied.reason.contains("0x87 (not authorized)"),
+            "{}",
+            denied.reason
+        );
+        let quota = pubrec_refusal(&v5b::PubRecReason::QuotaExceeded).expect("a refusal");
+        assert!(quota.transient);
+        assert!(quota.reason.contains("0x97"));
+    }
+
+    #[test]
+    fn packet_sizes_match_the_encoding() {
+        // 1 fixed header + 1 remaining length + (2 + 3 topic + 2 pkid + 5 payload).
+        assert_eq!(publish_packet_size(false, "a/b", 1, 5, &[]), 14);
+        // MQTT 5 adds the property length (1) and each user property (1 + 2+1 + 2+1).
+        let props = [("k".to_owned(), "v".to_owned())];
+        assert_eq!(publish_packet_size(true, "a/b", 1, 5, &props), 14 + 1 + 7);
+        // A 200-byte payload needs a two-byte remaining length.
+        assert_eq!(
+            publish_packet_size(false, "t", 0, 200, &[]),
+            1 + 2 + 2 + 1 + 200
+        );
     }
 }

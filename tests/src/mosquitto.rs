@@ -1,0 +1,56 @@
+//! A private Mosquitto for one test, on its own port, for broker behaviour the shared test-bed
+//! broker must not have: ACLs that refuse topics, packet-size limits.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::bridge::free_port;
+use crate::process::{test_log_dir, ChildProcess};
+use crate::wait_until;
+
+/// A Mosquitto process on 127.0.0.1 that lives as long as this value.
+pub struct Broker {
+    pub port: u16,
+    _process: ChildProcess,
+}
+
+impl Broker {
+    /// Starts Mosquitto (installed by the test bed) with anonymous access, `settings` added to
+    /// its configuration, and `acl` (Mosquitto's acl_file syntax) when given.
+    pub fn start(name: &str, settings: &str, acl: Option<&str>) -> Self {
+        let port = free_port();
+        let dir = test_log_dir().join(format!("{name}-mosquitto"));
+        std::fs::create_dir_all(&dir).expect("create the broker's directory");
+        let acl_line = match acl {
+            Some(rules) => {
+                let path = dir.join("acl");
+                std::fs::write(&path, rules).expect("write the ACL file");
+                format!("acl_file {}\n", path.display())
+            }
+            None => String::new(),
+        };
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+        let config = format!(
+            "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\n{acl_line}{settings}\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
+        );
+        let config_path = dir.join("mosquitto.conf");
+        std::fs::write(&config_path, config).expect("write the broker's configuration");
+        let mut command = Command::new("mosquitto");
+        command.arg("-c").arg(&config_path);
+        let process = ChildProcess::spawn(&format!("{name}-mosquitto"), command);
+        wait_until(
+            &format!("private Mosquitto on port {port}"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+        Self {
+            port,
+            _process: process,
+        }
+    }
+
+    /// The broker's URL for a bridge configuration.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}

@@ -2,13 +2,17 @@
 //! the bridge may acknowledge a message only when every route that took it has Kafka's
 //! confirmation. Entries complete in any order; acknowledgements leave in arrival order.
 //!
-//! A message frees its slot of the in-flight window when its acknowledgement is queued in
-//! rumqttc, not when it is sent: the task that sends it is the one that reads new messages,
-//! so waiting for the send could deadlock a full window. rumqttc sends one queued request per
-//! poll while reading packets ten at a time, so during a flood (a broker that ignores the
-//! receive maximum, as Mosquitto 2.0.11 does for queued messages) acknowledgements can pile up
-//! beyond the request channel; those are dropped and counted, and the broker redelivers their
-//! messages after the next reconnect: duplicates, never loss.
+//! A message frees its slot of the in-flight window when its acknowledgement is ready to go,
+//! not when it is sent: the task that sends it is the one that reads new messages, so waiting
+//! for the send could deadlock a full window. rumqttc sends one queued request per poll while
+//! reading packets ten at a time, so during a flood (a broker that ignores the receive
+//! maximum, as Mosquitto 2.0.11 does for queued messages) acknowledgements can pile up beyond
+//! rumqttc's request channel. They are never dropped while their connection lives: those that
+//! do not fit wait here, in order, and are queued as the channel drains ([`AckTracker::flush`]).
+//! A dropped acknowledgement would leave its message in the broker's in-flight window until
+//! the next reconnect; enough of them and the broker stops sending — a stall.
+//! Acknowledgements of an earlier connection are dropped (and counted): the broker sends those
+//! messages again on the new one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::debug;
+use tracing::trace;
 
 use crate::mqtt::{AckToken, Client};
 
@@ -35,6 +39,8 @@ struct Queue {
     /// Sequence number of `entries[0]`.
     head: u64,
     entries: VecDeque<Entry>,
+    /// Acknowledgements due, in order, that did not fit in rumqttc's request channel yet.
+    unsent: VecDeque<(u64, AckToken)>,
 }
 
 /// Tracks messages from arrival to acknowledgement.
@@ -125,19 +131,42 @@ impl AckTracker {
 
     /// Acknowledges the completed prefix of the queue, in order.
     fn release_completed(&self) {
-        let current = self.connection.load(Ordering::SeqCst);
         let Ok(mut q) = self.queue.lock() else { return };
         while q.entries.front().is_some_and(|e| e.remaining == 0) {
             let Some(entry) = q.entries.pop_front() else {
                 break;
             };
             q.head += 1;
-            if let (Some(token), true) = (&entry.token, entry.connection == current) {
-                if let Err(e) = self.client.try_ack(token) {
-                    self.dropped.inc();
-                    debug!(error = %e, "acknowledgement dropped; the broker will redeliver the message");
-                }
+            if let Some(token) = entry.token {
+                q.unsent.push_back((entry.connection, token));
             }
+        }
+        self.send_due(&mut q);
+    }
+
+    /// Acknowledgements waiting for room in rumqttc's request channel.
+    pub fn unsent(&self) -> usize {
+        self.queue.lock().map(|q| q.unsent.len()).unwrap_or(0)
+    }
+
+    /// Queues the acknowledgements that are waiting, as far as the channel has room.
+    pub fn flush(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            self.send_due(&mut q);
+        }
+    }
+
+    fn send_due(&self, q: &mut Queue) {
+        let current = self.connection.load(Ordering::SeqCst);
+        while let Some((connection, token)) = q.unsent.front() {
+            if *connection != current {
+                self.dropped.inc();
+                trace!("acknowledgement of an earlier connection dropped; the broker sends the message again");
+            } else if let Err(e) = self.client.try_ack(token) {
+                trace!(error = %e, waiting = q.unsent.len(), "rumqttc's request channel is full; acknowledgements wait");
+                return;
+            }
+            q.unsent.pop_front();
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct Subscriber {
 
 type Events = mpsc::Receiver<Result<Event, String>>;
 
+/// How often acknowledgements that did not fit in rumqttc's request channel are tried again.
+const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
 /// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
 /// DISCONNECT is sent, or when nobody listens any more.
@@ -46,6 +49,9 @@ pub fn spawn_poller(
         loop {
             let event = eventloop.poll().await;
             let failed = event.is_err();
+            if failed {
+                eventloop.drop_stale_events();
+            }
             let disconnected = matches!(event, Ok(Event::DisconnectSent));
             if matches!(event, Ok(Event::Connected { .. })) {
                 backoff = Duration::from_millis(100);
@@ -84,14 +90,22 @@ impl Subscriber {
         let mut awaiting_subacks = 0usize;
         let mut failed_subscriptions = false;
         let mut down_since: Option<Instant> = None;
+        let mut flush_tick = tokio::time::interval(ACK_FLUSH_INTERVAL);
         loop {
+            let acks_waiting = self.tracker.unsent() > 0;
             let event = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
+                _ = flush_tick.tick(), if acks_waiting => {
+                    self.tracker.flush();
+                    continue;
+                }
                 event = events.recv() => match event { Some(e) => e, None => return },
             };
             match event {
-                Ok(Event::Connected { session_present }) => {
+                Ok(Event::Connected {
+                    session_present, ..
+                }) => {
                     self.tracker.new_connection();
                     self.up.set(1);
                     if let Some(since) = down_since.take() {
@@ -229,7 +243,8 @@ impl Subscriber {
         if remaining > 0 {
             info!(client_id = %client_id, messages = remaining, "finishing in-flight messages");
         }
-        while tracker.len() > 0 {
+        while tracker.len() > 0 || tracker.unsent() > 0 {
+            tracker.flush();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     warn!(client_id = %client_id, messages = tracker.len(),

@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use mkb_api::ValidConfig;
 use rdkafka::producer::FutureProducer;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::health::Health;
 use crate::kafka::{self, BridgeContext, DeadLetters};
@@ -25,8 +27,23 @@ pub struct StartContext<'a> {
     pub stop: CancellationToken,
 }
 
-/// Runs the bridge until SIGTERM/SIGINT, then drains. `Err` is a start-up failure.
-pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), String> {
+/// Why the bridge stopped other than by a signal.
+#[derive(Debug)]
+pub enum RunError {
+    /// It could not start (a setting that cannot work here: a port, a client).
+    Start(String),
+    /// A part of it failed while running.
+    Failed(String),
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> Self {
+        RunError::Start(message)
+    }
+}
+
+/// Runs the bridge until SIGTERM/SIGINT, then drains; or until a part of it fails.
+pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
     let settings = &config.config;
     let metrics = Metrics::new(&settings.bridge_name);
     let health = Arc::new(Health::default());
@@ -51,9 +68,14 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), String> {
 
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let dead_letters = match &settings.kafka.dead_letter_topic {
-        Some(topic) => Some(Arc::new(dead_letter_writer(
-            &config, topic, &client_id, &metrics, &health,
-        )?)),
+        Some(topic) => {
+            let writer = Arc::new(dead_letter_writer(
+                &config, topic, &client_id, &metrics, &health,
+            )?);
+            let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
+            tokio::spawn(writer.clone().watch(ready, stop.clone()));
+            Some(writer)
+        }
         None => None,
     };
     let ctx = StartContext {
@@ -80,18 +102,68 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), String> {
         "bridge-runtime started"
     );
 
-    stop.cancelled().await;
     // Each direction drains within the grace period; this bound only guards against a stuck one.
     let grace =
         Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds) + 10);
-    let drained = tokio::time::timeout(grace, futures::future::join_all(directions)).await;
-    if drained.is_err() {
-        tracing::warn!("draining did not finish in time; exiting anyway (unacknowledged messages will be redelivered)");
-    }
+    let failure = supervise(directions, stop, &health, grace).await;
     http_stop.cancel();
     let _ = server.await;
-    info!("bridge-runtime stopped");
-    Ok(())
+    match failure {
+        None => {
+            info!("bridge-runtime stopped");
+            Ok(())
+        }
+        Some(failure) => Err(RunError::Failed(failure)),
+    }
+}
+
+/// Runs until `stop` (a signal) or until a direction fails. A failure is recorded in `health`
+/// (so `/healthz` reports it) and cancels `stop`: the other direction drains, and the process
+/// exits non-zero for its supervisor (Kubernetes) to restart it, rather than running half-dead.
+/// Returns the failure, if any.
+pub async fn supervise(
+    directions: Vec<JoinHandle<Result<(), String>>>,
+    stop: CancellationToken,
+    health: &Health,
+    grace: Duration,
+) -> Option<String> {
+    let mut running: FuturesUnordered<_> = directions.into_iter().collect();
+    let mut failure: Option<String> = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let ended = tokio::select! {
+            ended = running.next() => ended,
+            _ = stop.cancelled(), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + grace);
+                continue;
+            }
+            _ = sleep_until_deadline(deadline), if deadline.is_some() => {
+                warn!("draining did not finish in time; exiting anyway (unacknowledged messages will be redelivered)");
+                break;
+            }
+        };
+        let reason = match ended {
+            None => break,
+            Some(Ok(Ok(()))) if stop.is_cancelled() => continue,
+            Some(Ok(Ok(()))) => "a direction of the bridge ended unexpectedly".to_owned(),
+            Some(Ok(Err(reason))) => reason,
+            Some(Err(e)) => format!("a direction of the bridge panicked: {e}"),
+        };
+        if failure.is_none() {
+            error!(%reason, "the bridge failed; draining what still runs, then exiting");
+            health.fail(&reason);
+            failure = Some(reason);
+            stop.cancel();
+        }
+    }
+    failure
+}
+
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn dead_letter_writer(
@@ -108,7 +180,9 @@ fn dead_letter_writer(
         .set("linger.ms", "5")
         // As large as Kafka allows: the dead-letter topic's max.message.bytes decides.
         .set("message.max.bytes", "1000000000")
-        .set("message.timeout.ms", "0");
+        .set("message.timeout.ms", "0")
+        // A dead-letter topic is created on purpose (retention, size); see dead_letter.rs.
+        .set("allow.auto.create.topics", "false");
     let context = BridgeContext {
         up: metrics.connection("kafka", "dead-letters"),
         ready: health.component("kafka dead-letter producer connected"),
@@ -117,4 +191,76 @@ fn dead_letter_writer(
         .create_with_context(context)
         .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
     Ok(DeadLetters::new(producer, topic.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(5);
+
+    /// A direction that drains when `stop` is cancelled, the way the real ones do.
+    fn healthy(stop: &CancellationToken) -> JoinHandle<Result<(), String>> {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_signal_drains_every_direction_without_a_failure() {
+        let (stop, health) = (CancellationToken::new(), Health::default());
+        let directions = vec![healthy(&stop), healthy(&stop)];
+        stop.cancel();
+        assert_eq!(supervise(directions, stop, &health, GRACE).await, None);
+        assert_eq!(health.liveness(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_direction_stops_the_other_and_is_reported() {
+        let (stop, health) = (CancellationToken::new(), Health::default());
+        let failing = tokio::spawn(async {
+            Err("Kafka → MQTT route commands ended unexpectedly".to_owned())
+        });
+        let directions = vec![healthy(&stop), failing];
+        let failure = supervise(directions, stop.clone(), &health, GRACE).await;
+        assert_eq!(
+            failure.as_deref(),
+            Some("Kafka → MQTT route commands ended unexpectedly")
+        );
+        assert!(
+            stop.is_cancelled(),
+            "the healthy direction was asked to drain"
+        );
+        assert_eq!(
+            health.liveness().map_err(|e| e.contains("commands")),
+            Err(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_direction_is_a_failure() {
+        let (stop, health) = (CancellationToken::new(), Health::default());
+        let panicking = tokio::spawn(async { panic!("injected") });
+        let failure = supervise(vec![healthy(&stop), panicking], stop, &health, GRACE).await;
+        assert!(failure.is_some_and(|f| f.contains("panicked")));
+    }
+
+    #[tokio::test]
+    async fn a_direction_that_ends_without_being_asked_is_a_failure() {
+        let (stop, health) = (CancellationToken::new(), Health::default());
+        let quitting = tokio::spawn(async { Ok(()) });
+        let failure = supervise(vec![quitting], stop, &health, GRACE).await;
+        assert!(failure.is_some_and(|f| f.contains("ended unexpectedly")));
+    }
+
+    #[tokio::test]
+    async fn a_direction_stuck_in_its_drain_is_given_up_after_the_grace_period() {
+        let (stop, health) = (CancellationToken::new(), Health::default());
+        let stuck = tokio::spawn(std::future::pending::<Result<(), String>>());
+        stop.cancel();
+        let grace = Duration::from_millis(50);
+        assert_eq!(supervise(vec![stuck], stop, &health, grace).await, None);
+    }
 }

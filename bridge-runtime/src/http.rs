@@ -1,5 +1,6 @@
-//! The HTTP endpoint: `/metrics` (Prometheus), `/healthz` (liveness), `/readyz` (both sides
-//! connected and subscribed).
+//! The HTTP endpoint: `/metrics` (Prometheus), `/healthz` (liveness: no part of the process
+//! has failed for good), `/readyz` (every connection up, every subscription granted, the
+//! dead-letter topic usable; otherwise the list of what is not, with reasons).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub async fn serve(
         app = app.route("/metrics", get(metrics_handler));
     }
     let app = app
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(live_handler))
         .route("/readyz", get(ready_handler))
         .with_state(AppState { metrics, health });
     Ok(tokio::spawn(async move {
@@ -53,6 +54,16 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+async fn live_handler(State(state): State<AppState>) -> impl IntoResponse {
+    match state.health.liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(failure) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("failed: {failure}\n"),
+        ),
+    }
 }
 
 async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {

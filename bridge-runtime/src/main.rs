@@ -60,10 +60,14 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(app::run(config, ordinal)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(app::RunError::Start(message)) => {
             tracing::error!("{message}");
             eprintln!("bridge-runtime: {message}");
             ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(app::RunError::Failed(message)) => {
+            eprintln!("bridge-runtime: stopped after a failure: {message}");
+            ExitCode::FAILURE
         }
     }
 }

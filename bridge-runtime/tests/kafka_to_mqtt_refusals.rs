@@ -25,22 +25,6 @@ fn reason(letter: &Record) -> String {
     String::from_utf8_lossy(letter.header("mkb.reason").unwrap_or_default()).into_owned()
 }
 
-/// Waits until the route's consumer group has committed every record of `topic`.
-async fn wait_all_committed(group: &str, topic: &str) {
-    testbed::wait_until_async(
-        &format!("{group} to commit every record of {topic}"),
-        SHORT,
-        || async {
-            let offsets = kafka::committed_and_end(group, topic).await;
-            offsets
-                .iter()
-                .all(|(_, committed, end)| *committed == Some(*end))
-                .then_some(())
-        },
-    )
-    .await;
-}
-
 /// Commands for lock-0, lock-denied and lock-1 in turn; the ACL denies lock-denied's topic.
 /// MQTT 5: Mosquitto answers PUBACK (QoS 1) or PUBREC (QoS 2) with 0x87. The other commands
 /// arrive, the denied ones are dead-lettered with the reason code, and every offset is

@@ -7,10 +7,12 @@ mod route;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use mkb_api::compiled::KafkaSubscription;
 use mkb_api::connection::MqttVersion;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::StartContext;
 use crate::kafka::{self, BridgeContext};
@@ -18,8 +20,8 @@ use crate::metrics::Direction;
 use crate::mqtt::{self, ConnectionOptions};
 
 /// Starts the Kafka → MQTT direction; the handle finishes once every route has drained and
-/// the publisher has disconnected.
-pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
+/// the publisher has disconnected, or with the reason a part of it failed.
+pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, String> {
     let StartContext {
         config,
         ordinal,
@@ -48,6 +50,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         health.component(&format!("mqtt publisher {client_id} connected")),
     );
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
+    // Cancelled with `stop`, or when a part of this direction fails: the other routes drain.
+    let routes_stop = stop.child_token();
     let mut routes = Vec::new();
     for compiled in &config.kafka_to_mqtt {
         let offsets = Arc::new(Mutex::new(offsets::OffsetTracker::default()));
@@ -98,18 +102,65 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
             forward_headers: compiled.forward_headers
                 && settings.mqtt.protocol_version == MqttVersion::V5,
         };
-        routes.push(tokio::spawn(route.run(stop.clone(), grace)));
+        routes.push((
+            compiled.name.clone(),
+            tokio::spawn(route.run(routes_stop.clone(), grace)),
+        ));
     }
-    Ok(tokio::spawn(async move {
-        for r in routes {
-            let _ = r.await;
+    Ok(tokio::spawn(supervise(
+        routes,
+        routes_stop,
+        stop,
+        publisher,
+        poller,
+    )))
+}
+
+/// Waits for the routes to finish after `stop`, then disconnects the publisher. A route or the
+/// publisher's connection task that ends before `stop` is a failure: the other routes drain,
+/// and the direction ends with the reason.
+async fn supervise(
+    routes: Vec<(String, JoinHandle<()>)>,
+    routes_stop: CancellationToken,
+    stop: CancellationToken,
+    publisher: publisher::Publisher,
+    mut poller: JoinHandle<()>,
+) -> Result<(), String> {
+    let mut running: FuturesUnordered<_> = routes
+        .into_iter()
+        .map(|(name, handle)| async move { (name, handle.await) })
+        .collect();
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            ended = running.next() => match ended {
+                None => break,
+                Some((name, result)) => {
+                    if failure.is_none() && !stop.is_cancelled() {
+                        let how = match result {
+                            Err(e) if e.is_panic() => "panicked",
+                            _ => "ended",
+                        };
+                        failure = Some(format!("Kafka → MQTT route {name} {how} unexpectedly"));
+                        routes_stop.cancel();
+                    }
+                }
+            },
+            _ = &mut poller, if failure.is_none() => {
+                failure = Some("the Kafka → MQTT publisher's MQTT connection task ended unexpectedly".to_owned());
+                routes_stop.cancel();
+            }
         }
-        publisher.disconnect().await;
-        if tokio::time::timeout(Duration::from_secs(5), poller)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the publisher did not disconnect within 5s");
-        }
-    }))
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    publisher.disconnect().await;
+    if tokio::time::timeout(Duration::from_secs(5), poller)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the publisher did not disconnect within 5s");
+    }
+    Ok(())
 }

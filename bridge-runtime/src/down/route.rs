@@ -128,8 +128,20 @@ async fn dead_letter(
         return Outcome::Dropped;
     };
     warn!(%route, %topic, partition, offset, %reason, "record goes to the dead-letter topic");
-    dead_letters.write(&letter).await;
-    Outcome::DeadLettered
+    // Until the topic takes it, the record stays uncommitted (its partition's commits wait);
+    // other partitions and routes go on.
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match dead_letters.write(&letter).await {
+            Ok(_) => return Outcome::DeadLettered,
+            Err(problem) => {
+                warn!(%route, %topic, partition, offset, %problem, retry_in = ?backoff,
+                    "the dead-letter topic cannot take the record; it stays uncommitted");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);

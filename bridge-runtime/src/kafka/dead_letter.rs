@@ -1,13 +1,27 @@
 //! The dead-letter topic: where a message goes when it can never be delivered, with the
 //! reason in its headers, so that one bad message never blocks a route.
+//!
+//! The topic is checked at start and every [`CHECK_INTERVAL`]: when it is missing or not
+//! writable, the bridge is not ready (the reason is in `/readyz`) and writes fail at once
+//! instead of waiting, so a message that needs the topic is held back without blocking the
+//! healthy ones. The producer never creates the topic: a dead-letter topic is created on
+//! purpose, with the retention and size it needs (the operator does, from spec.kafka.topics).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tracing::{error, warn};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use super::{is_permanent, BridgeContext};
+use crate::health::Readiness;
+
+/// How often the dead-letter topic is checked.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Header names of a dead letter.
 pub mod headers {
@@ -33,6 +47,28 @@ pub struct DeadLetter {
     pub extra_headers: Vec<(String, Vec<u8>)>,
 }
 
+/// How one attempt to send a letter ended.
+enum Sent {
+    Written,
+    /// Kafka refused this record for good (e.g. too large for the topic).
+    Refused(String),
+    /// The topic takes no records at all (missing, not authorised).
+    Unusable(String),
+}
+
+/// Errors that are about the topic, not the record.
+fn is_unusable(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
+}
+
 /// What happened to a dead letter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -46,29 +82,116 @@ pub enum Outcome {
 pub struct DeadLetters {
     producer: FutureProducer<BridgeContext>,
     topic: String,
+    /// `false` while the last check found the topic missing or not writable.
+    usable: AtomicBool,
+    /// Why it is not usable.
+    problem: Mutex<Option<String>>,
 }
 
 impl DeadLetters {
     pub fn new(producer: FutureProducer<BridgeContext>, topic: String) -> Self {
-        Self { producer, topic }
+        Self {
+            producer,
+            topic,
+            usable: AtomicBool::new(true),
+            problem: Mutex::new(None),
+        }
     }
 
     /// Writes `letter`, retrying while Kafka is unavailable. When the topic refuses the
     /// payload, writes the letter without it (its size in a header) rather than lose the trace.
-    pub async fn write(&self, letter: &DeadLetter) -> Outcome {
-        if self.send_until_done(letter, true).await {
-            return Outcome::Written;
+    /// `Err` when the topic cannot take letters at all (missing, not authorised): the caller
+    /// must keep the message, not acknowledge it.
+    pub async fn write(&self, letter: &DeadLetter) -> Result<Outcome, String> {
+        self.check_usable()?;
+        match self.send_until_done(letter, true).await {
+            Sent::Written => return Ok(Outcome::Written),
+            Sent::Refused(_) => {}
+            Sent::Unusable(reason) => return Err(reason),
         }
         error!(route = %letter.route, topic = %self.topic, size = letter.payload.len(),
             "the dead-letter topic refused the message; writing it without its payload");
-        self.send_until_done(letter, false).await;
-        Outcome::WrittenWithoutPayload
+        match self.send_until_done(letter, false).await {
+            Sent::Written => Ok(Outcome::WrittenWithoutPayload),
+            Sent::Refused(reason) | Sent::Unusable(reason) => Err(reason),
+        }
     }
 
-    /// `true` when written; `false` when Kafka refused it permanently.
-    async fn send_until_done(&self, letter: &DeadLetter, with_payload: bool) -> bool {
+    /// Whether the last check found the topic usable.
+    pub fn usable(&self) -> bool {
+        self.usable.load(Ordering::Relaxed)
+    }
+
+    fn check_usable(&self) -> Result<(), String> {
+        if self.usable.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let problem = self.problem.lock().ok().and_then(|p| p.clone());
+        Err(problem.unwrap_or_else(|| format!("dead-letter topic {} is not usable", self.topic)))
+    }
+
+    /// Checks the topic now and then every [`CHECK_INTERVAL`] until `stop`, reporting the
+    /// result in `ready`.
+    pub async fn watch(self: Arc<Self>, ready: Readiness, stop: CancellationToken) {
+        loop {
+            match self.probe().await {
+                Some(Ok(())) => {
+                    if !self.usable.swap(true, Ordering::Relaxed) {
+                        info!(topic = %self.topic, "the dead-letter topic is usable again");
+                    }
+                    ready.set(true);
+                }
+                Some(Err(problem)) => {
+                    if self.usable.swap(false, Ordering::Relaxed) {
+                        error!(topic = %self.topic, %problem, "the dead-letter topic is not usable; messages that need it are held back");
+                    }
+                    if let Ok(mut p) = self.problem.lock() {
+                        *p = Some(problem.clone());
+                    }
+                    ready.not_ready(problem);
+                }
+                // Kafka unreachable: the connection's own readiness says so.
+                None => {}
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// `None` when Kafka cannot be asked; else whether the topic exists and may be written.
+    async fn probe(&self) -> Option<Result<(), String>> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let meta = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()?;
+            let t = meta.topics().iter().find(|t| t.name() == topic)?;
+            Some(match t.error().map(RDKafkaErrorCode::from) {
+                None if !t.partitions().is_empty() => Ok(()),
+                None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(format!(
+                    "dead-letter topic {topic} does not exist; create it (the operator does when it is in spec.kafka.topics)"
+                )),
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(format!(
+                    "not authorised to write to dead-letter topic {topic}"
+                )),
+                Some(code) => Err(format!("dead-letter topic {topic}: {code}")),
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn send_until_done(&self, letter: &DeadLetter, with_payload: bool) -> Sent {
         let mut backoff = Duration::from_millis(200);
         loop {
+            if let Err(reason) = self.check_usable() {
+                return Sent::Unusable(reason);
+            }
             let size = letter.payload.len().to_string();
             let mut headers = OwnedHeaders::new()
                 .insert(Header {
@@ -115,18 +238,15 @@ impl DeadLetters {
                     },
                     Err((e, _)) => Err(e),
                 };
-            if result.is_ok() {
-                return true;
-            }
-            if let Err(e) = result {
-                if is_permanent(&e) {
-                    if !with_payload {
-                        error!(route = %letter.route, topic = %self.topic, error = %e,
-                            "the dead-letter topic refused even the payload-less letter; retrying");
-                    } else {
-                        return false;
-                    }
-                } else {
+            match result {
+                Ok(()) => return Sent::Written,
+                Err(e) if is_unusable(&e) => {
+                    return Sent::Unusable(format!("dead-letter topic {}: {e}", self.topic))
+                }
+                Err(e) if is_permanent(&e) => {
+                    return Sent::Refused(format!("dead-letter topic {}: {e}", self.topic))
+                }
+                Err(e) => {
                     warn!(route = %letter.route, topic = %self.topic, error = %e, "dead-letter write failed; retrying");
                 }
             }

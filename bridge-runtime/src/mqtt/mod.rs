@@ -80,9 +80,10 @@ pub enum Event {
         refusal: Refusal,
         reset_connection: bool,
     },
-    /// The broker answered a subscription; `rejected` lists refused filters by position.
+    /// The broker answered a SUBSCRIBE; `rejected` lists refused filters by position, with
+    /// the broker's reason.
     SubscribeAnswered {
-        rejected: Vec<usize>,
+        rejected: Vec<(usize, String)>,
     },
     DisconnectSent,
     Other,
@@ -265,7 +266,7 @@ fn v4_event(event: rumqttc::Event) -> Event {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                .map(|(i, _)| i)
+                .map(|(i, _)| (i, "failure (MQTT 3.1.1 gives no reason)".to_owned()))
                 .collect(),
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
@@ -328,7 +329,7 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !matches!(c, v5b::SubscribeReasonCode::Success(_)))
-                .map(|(i, _)| i)
+                .map(|(i, c)| (i, format!("{c:?}")))
                 .collect(),
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),

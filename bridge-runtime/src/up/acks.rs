@@ -15,7 +15,7 @@
 //! messages again on the new one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -49,6 +49,7 @@ pub struct AckTracker {
     dropped: Counter,
     queue: Mutex<Queue>,
     connection: AtomicU64,
+    held: AtomicUsize,
 }
 
 /// A route's hold on a message: complete it once Kafka has the record (or the dead-letter
@@ -61,7 +62,13 @@ pub struct Ticket {
 
 impl Ticket {
     pub fn complete(self) {
-        self.tracker.complete(self.seq);
+        self.tracker.complete(self.seq, false);
+    }
+
+    /// Completes without an acknowledgement: the message stays with the broker, which sends
+    /// it again on the next connection.
+    pub fn hold(self) {
+        self.tracker.complete(self.seq, true);
     }
 }
 
@@ -72,11 +79,14 @@ impl AckTracker {
             dropped,
             queue: Mutex::new(Queue::default()),
             connection: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
         })
     }
 
-    /// A new connection to the broker began; messages of earlier ones are no longer acknowledged.
+    /// A new connection to the broker began; messages of earlier ones are no longer
+    /// acknowledged, and those held back are sent again by the broker.
     pub fn new_connection(&self) -> u64 {
+        self.held.store(0, Ordering::SeqCst);
         self.connection.fetch_add(1, Ordering::SeqCst) + 1
     }
 
@@ -116,7 +126,7 @@ impl AckTracker {
         self.queue.lock().map(|q| q.entries.len()).unwrap_or(0)
     }
 
-    fn complete(&self, seq: u64) {
+    fn complete(&self, seq: u64, hold: bool) {
         if let Ok(mut q) = self.queue.lock() {
             let head = q.head;
             if let Some(entry) = seq
@@ -124,9 +134,17 @@ impl AckTracker {
                 .and_then(|i| q.entries.get_mut(i as usize))
             {
                 entry.remaining = entry.remaining.saturating_sub(1);
+                if hold && entry.token.take().is_some() {
+                    self.held.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
         self.release_completed();
+    }
+
+    /// Messages held back unacknowledged on the current connection.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Acknowledges the completed prefix of the queue, in order.

@@ -6,6 +6,7 @@ mod record;
 mod route;
 mod subscriber;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +21,9 @@ use crate::kafka::{self, BridgeContext};
 use crate::metrics::{Direction, Metrics};
 use crate::mqtt::{self, ConnectionOptions};
 
-/// Starts the MQTT → Kafka direction; the handle finishes once it has drained after `stop`.
-pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
+/// Starts the MQTT → Kafka direction; the handle finishes once it has drained after `stop`,
+/// or with the reason a part of it failed.
+pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, String> {
     let StartContext {
         config,
         ordinal,
@@ -45,7 +47,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
     let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
     let routes: Vec<_> = config.mqtt_to_kafka.iter().cloned().map(Arc::new).collect();
     let mut inputs = Vec::new();
-    let mut workers = Vec::new();
+    let mut workers: Vec<(String, JoinHandle<()>)> = Vec::new();
     for route in &routes {
         let (tx, rx) = mpsc::channel(window);
         inputs.push(tx);
@@ -55,8 +57,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
             dead_letters.clone(),
             metrics.route(&route.name, Direction::MqttToKafka),
         );
-        workers.push(tokio::spawn(worker.run(rx)));
+        workers.push((route.name.clone(), tokio::spawn(worker.run(rx))));
     }
+    let renew = Arc::new(AtomicBool::new(false));
     let subscriber = subscriber::Subscriber {
         client_id: client_id.clone(),
         tracker: acks::AckTracker::new(client.clone(), metrics.acks_dropped.clone()),
@@ -69,16 +72,57 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<()>, String> {
         )),
         up: metrics.connection("mqtt", &client_id),
         unrouted: metrics.unrouted.clone(),
+        renew: renew.clone(),
+        dead_letters: dead_letters.clone(),
     };
-    let (events, poller) = subscriber::spawn_poller(eventloop, window.min(4096) + 16);
+    let (events, mut poller) = subscriber::spawn_poller(eventloop, window.min(4096) + 16, renew);
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     Ok(tokio::spawn(async move {
-        subscriber.run(events, stop, grace).await;
+        // Cancelled with `stop`, or when a part of this direction fails: the subscriber drains.
+        let sub_stop = stop.child_token();
+        let run = subscriber.run(events, sub_stop.clone(), grace);
+        tokio::pin!(run);
+        let mut failure = None;
+        tokio::select! {
+            _ = &mut run => {}
+            ended = first_to_end(&mut poller, &mut workers) => {
+                // While draining, the connection task and the workers end as they should.
+                if !sub_stop.is_cancelled() {
+                    failure = Some(ended);
+                    sub_stop.cancel();
+                }
+                run.await;
+            }
+        }
+        if failure.is_none() && !stop.is_cancelled() {
+            failure = Some("the MQTT subscriber stopped unexpectedly".to_owned());
+        }
         poller.abort();
-        for worker in workers {
+        for (_, worker) in workers {
             worker.abort();
         }
+        failure.map_or(Ok(()), Err)
     }))
+}
+
+/// Which of the subscriber's tasks ended first (none should before the drain).
+async fn first_to_end(
+    poller: &mut JoinHandle<()>,
+    workers: &mut [(String, JoinHandle<()>)],
+) -> String {
+    let worker_ends = futures::future::select_all(workers.iter_mut().map(|(name, handle)| {
+        Box::pin(async move {
+            let result = handle.await;
+            (name.clone(), result.is_err())
+        })
+    }));
+    tokio::select! {
+        _ = poller => "the MQTT subscriber's connection task ended unexpectedly".to_owned(),
+        ((name, panicked), _, _) = worker_ends => {
+            let how = if panicked { "panicked" } else { "ended" };
+            format!("MQTT → Kafka route {name} {how} unexpectedly")
+        }
+    }
 }
 
 fn producer(

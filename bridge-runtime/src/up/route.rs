@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::acks::Ticket;
 use super::record::{self, RecordParts};
@@ -36,6 +36,8 @@ enum Step {
     Failed(Job, RecordParts, KafkaError),
     Retry(Job, RecordParts),
     DeadLettered(Job),
+    /// The dead-letter topic cannot take the message: it is left unacknowledged.
+    Held(Job, String),
 }
 
 pub struct RouteWorker {
@@ -159,6 +161,16 @@ impl RouteWorker {
                 self.finish(job);
                 self.metrics.dead_lettered.inc();
             }
+            Step::Held(job, problem) => {
+                // Frees its slot of the window without an acknowledgement: the broker keeps
+                // the message and sends it again on the next connection, which the subscriber
+                // opens once the dead-letter topic is usable. Healthy messages go on.
+                error!(route = %self.route.name, topic = %job.msg.topic, %problem,
+                    "undeliverable message held back unacknowledged: the dead-letter topic cannot take it");
+                self.metrics.failed("dead_letter_topic_unusable");
+                self.metrics.in_flight.dec();
+                job.ticket.hold();
+            }
             Step::Failed(job, _, e) if is_permanent(&e) => {
                 self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
             }
@@ -209,8 +221,10 @@ impl RouteWorker {
         };
         pending.push(
             async move {
-                dead_letters.write(&letter).await;
-                Step::DeadLettered(job)
+                match dead_letters.write(&letter).await {
+                    Ok(_) => Step::DeadLettered(job),
+                    Err(problem) => Step::Held(job, problem),
+                }
             }
             .boxed(),
         );

@@ -3,6 +3,8 @@
 //! this loop dispatches messages to routes within the in-flight window and acknowledges them
 //! in order once Kafka has them.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +19,7 @@ use super::acks::AckTracker;
 use super::dispatch::Dispatcher;
 use super::route::Job;
 use crate::health::Readiness;
+use crate::kafka::DeadLetters;
 use crate::mqtt::{self, Event, Inbound};
 
 pub struct Subscriber {
@@ -29,19 +32,28 @@ pub struct Subscriber {
     pub ready: Readiness,
     pub up: Gauge,
     pub unrouted: Counter,
+    /// Asks the connection task to renew the connection (see [`spawn_poller`]).
+    pub renew: Arc<AtomicBool>,
+    pub dead_letters: Option<Arc<DeadLetters>>,
 }
 
 type Events = mpsc::Receiver<Result<Event, String>>;
+
+/// How often held-back messages are looked at (see `renew_for_held_messages`).
+const HELD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often acknowledgements that did not fit in rumqttc's request channel are tried again.
 const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
 /// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
-/// DISCONNECT is sent, or when nobody listens any more.
+/// DISCONNECT is sent, or when nobody listens any more. When `renew` is set, drops the
+/// connection after the next event (keep-alive pings guarantee one) and connects again, so
+/// the broker sends every unacknowledged message again.
 pub fn spawn_poller(
     mut eventloop: mqtt::EventLoop,
     capacity: usize,
+    renew: Arc<AtomicBool>,
 ) -> (Events, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity);
     let task = tokio::spawn(async move {
@@ -58,6 +70,9 @@ pub fn spawn_poller(
             }
             if tx.send(event).await.is_err() || disconnected {
                 return;
+            }
+            if renew.swap(false, Ordering::SeqCst) {
+                eventloop.discard_pending();
             }
             if failed {
                 tokio::time::sleep(backoff).await;
@@ -87,10 +102,13 @@ impl Subscriber {
         );
         let subscriptions = self.subscriptions();
         let mut first_connection = true;
-        let mut awaiting_subacks = 0usize;
-        let mut failed_subscriptions = false;
+        // The filters of each SUBSCRIBE not answered yet, in order; the refused ones.
+        let mut awaiting_subacks: VecDeque<Vec<String>> = VecDeque::new();
+        let mut refused: Vec<String> = Vec::new();
         let mut down_since: Option<Instant> = None;
         let mut flush_tick = tokio::time::interval(ACK_FLUSH_INTERVAL);
+        let mut held_tick = tokio::time::interval(HELD_CHECK_INTERVAL);
+        let mut renew_requested = false;
         loop {
             let acks_waiting = self.tracker.unsent() > 0;
             let event = tokio::select! {
@@ -100,6 +118,10 @@ impl Subscriber {
                     self.tracker.flush();
                     continue;
                 }
+                _ = held_tick.tick(), if !renew_requested => {
+                    renew_requested = self.renew_for_held_messages();
+                    continue;
+                }
                 event = events.recv() => match event { Some(e) => e, None => return },
             };
             match event {
@@ -107,6 +129,7 @@ impl Subscriber {
                     session_present, ..
                 }) => {
                     self.tracker.new_connection();
+                    renew_requested = false;
                     self.up.set(1);
                     if let Some(since) = down_since.take() {
                         info!(client_id = %self.client_id, after = ?since.elapsed(), "reconnected to the MQTT broker");
@@ -116,11 +139,11 @@ impl Subscriber {
                     // Subscribe on start (the configuration may have changed) and whenever the
                     // broker lost the session; a resumed session keeps its subscriptions.
                     if first_connection || !session_present {
-                        awaiting_subacks = 0;
-                        failed_subscriptions = false;
+                        awaiting_subacks.clear();
+                        refused.clear();
                         for (qos, filters) in &subscriptions {
                             match self.client.subscribe(filters, *qos).await {
-                                Ok(()) => awaiting_subacks += self.subscribe_packets(filters.len()),
+                                Ok(()) => awaiting_subacks.extend(self.subscribe_packets(filters)),
                                 Err(e) => error!(error = %e, "cannot queue a SUBSCRIBE"),
                             }
                         }
@@ -130,14 +153,22 @@ impl Subscriber {
                     first_connection = false;
                 }
                 Ok(Event::SubscribeAnswered { rejected }) => {
-                    if !rejected.is_empty() {
-                        failed_subscriptions = true;
-                        error!(client_id = %self.client_id, "the broker refused a subscription (check its ACLs and shared-subscription support)");
+                    let filters = awaiting_subacks.pop_front().unwrap_or_default();
+                    for (position, reason) in rejected {
+                        let filter = filters.get(position).map_or("?", String::as_str);
+                        error!(client_id = %self.client_id, %filter, %reason, "the broker refused a subscription (check its ACLs and shared-subscription support)");
+                        refused.push(format!("{filter}: {reason}"));
                     }
-                    awaiting_subacks = awaiting_subacks.saturating_sub(1);
-                    if awaiting_subacks == 0 && !failed_subscriptions {
-                        info!(client_id = %self.client_id, "subscribed");
-                        self.ready.set(true);
+                    if awaiting_subacks.is_empty() {
+                        if refused.is_empty() {
+                            info!(client_id = %self.client_id, "subscribed");
+                            self.ready.set(true);
+                        } else {
+                            self.ready.not_ready(format!(
+                                "the broker refused the subscription to {}",
+                                refused.join(", ")
+                            ));
+                        }
                     }
                 }
                 Ok(Event::Message(msg)) => {
@@ -161,6 +192,19 @@ impl Subscriber {
         self.drain(events, grace).await;
     }
 
+    /// Once the dead-letter topic is usable again, asks for a new connection if messages were
+    /// held back on this one: the broker sends them again. `true` when asked.
+    fn renew_for_held_messages(&self) -> bool {
+        let held = self.tracker.held();
+        let usable = self.dead_letters.as_ref().is_some_and(|d| d.usable());
+        if held == 0 || !usable {
+            return false;
+        }
+        info!(client_id = %self.client_id, held, "the dead-letter topic is usable again; renewing the MQTT connection so the broker sends the held-back messages again");
+        self.renew.store(true, Ordering::SeqCst);
+        true
+    }
+
     /// Route filters grouped per route, as (QoS, [(subscription, identifier)]).
     fn subscriptions(&self) -> Vec<(u8, Vec<(String, usize)>)> {
         self.routes
@@ -178,11 +222,13 @@ impl Subscriber {
             .collect()
     }
 
-    /// MQTT 5 sends one SUBSCRIBE per filter (each has its identifier); 3.1.1 one per route.
-    fn subscribe_packets(&self, filters: usize) -> usize {
+    /// The filters of each SUBSCRIBE sent for one route: MQTT 5 sends one per filter (each
+    /// has its identifier); 3.1.1 one per route.
+    fn subscribe_packets(&self, filters: &[(String, usize)]) -> Vec<Vec<String>> {
+        let names = filters.iter().map(|(f, _)| f.clone());
         match self.client {
-            mqtt::Client::V5(_) => filters,
-            mqtt::Client::V4(_) => 1,
+            mqtt::Client::V5(_) => names.map(|f| vec![f]).collect(),
+            mqtt::Client::V4(_) => vec![names.collect()],
         }
     }
 

@@ -173,3 +173,19 @@ pub async fn wait_for_distinct_commands(
     )
     .await
 }
+
+/// Waits until the consumer group `group` has committed every record of `topic`.
+pub async fn wait_all_committed(group: &str, topic: &str) {
+    testbed::wait_until_async(
+        &format!("{group} to commit every record of {topic}"),
+        LONG,
+        || async {
+            let offsets = kafka::committed_and_end(group, topic).await;
+            offsets
+                .iter()
+                .all(|(_, committed, end)| *committed == Some(*end))
+                .then_some(())
+        },
+    )
+    .await;
+}

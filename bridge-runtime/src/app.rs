@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::health::Health;
+use crate::health::{Failure, Health};
 use crate::kafka::{self, BridgeContext, DeadLetters};
 use crate::metrics::Metrics;
 use crate::{down, http, shutdown, up};
@@ -23,8 +23,9 @@ pub struct StartContext<'a> {
     pub metrics: &'a Arc<Metrics>,
     pub health: &'a Health,
     pub dead_letters: Option<Arc<DeadLetters>>,
-    /// Cancelled on SIGTERM/SIGINT: stop taking messages and drain.
+    /// Cancelled on SIGTERM/SIGINT (or a failure): stop taking messages and drain.
     pub stop: CancellationToken,
+    pub failure: Failure,
 }
 
 /// Why the bridge stopped other than by a signal.
@@ -67,10 +68,11 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
     .map_err(|e| format!("http.listen: cannot listen on {listen}: {e}"))?;
 
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
+    let failure = Failure::new(health.clone(), stop.clone());
     let dead_letters = match &settings.kafka.dead_letter_topic {
         Some(topic) => {
             let writer = Arc::new(dead_letter_writer(
-                &config, topic, &client_id, &metrics, &health,
+                &config, topic, &client_id, &metrics, &health, &failure,
             )?);
             let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
             tokio::spawn(writer.clone().watch(ready, stop.clone()));
@@ -85,6 +87,7 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
         health: &health,
         dead_letters,
         stop: stop.clone(),
+        failure: failure.clone(),
     };
     let mut directions = Vec::new();
     if !config.mqtt_to_kafka.is_empty() {
@@ -156,7 +159,8 @@ pub async fn supervise(
             stop.cancel();
         }
     }
-    failure
+    // A failure reported by a client (see `Failure`) rather than by a direction's end.
+    failure.or_else(|| health.liveness().err())
 }
 
 async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
@@ -172,6 +176,7 @@ fn dead_letter_writer(
     client_id: &str,
     metrics: &Metrics,
     health: &Health,
+    failure: &Failure,
 ) -> Result<DeadLetters, String> {
     let kafka_settings = &config.config.kafka;
     let mut c = kafka::client_config(kafka_settings, &format!("{client_id}-dead-letters"))?;
@@ -186,6 +191,7 @@ fn dead_letter_writer(
     let context = BridgeContext {
         up: metrics.connection("kafka", "dead-letters"),
         ready: health.component("kafka dead-letter producer connected"),
+        failure: failure.clone(),
     };
     let producer: FutureProducer<BridgeContext> = c
         .create_with_context(context)

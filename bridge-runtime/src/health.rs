@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
+
 struct Component {
     name: String,
     ready: AtomicBool,
@@ -93,6 +95,26 @@ impl Health {
             Ok(f) => f.clone().map_or(Ok(()), Err),
             Err(_) => Err("health state poisoned".to_owned()),
         }
+    }
+}
+
+/// Ends the process over a failure no retry can fix: recorded for `/healthz`, and the stop
+/// token cancelled so that everything drains; the process then exits 1.
+#[derive(Clone)]
+pub struct Failure {
+    health: Arc<Health>,
+    stop: CancellationToken,
+}
+
+impl Failure {
+    pub fn new(health: Arc<Health>, stop: CancellationToken) -> Self {
+        Self { health, stop }
+    }
+
+    pub fn fail(&self, reason: &str) {
+        tracing::error!(%reason, "the bridge failed; draining what still runs, then exiting");
+        self.health.fail(reason);
+        self.stop.cancel();
     }
 }
 

@@ -63,6 +63,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                     "kafka consumer of route {} connected",
                     compiled.name
                 )),
+                failure: ctx.failure.clone(),
             },
             offsets: offsets.clone(),
             route: compiled.name.clone(),

@@ -35,6 +35,10 @@ impl ClientContext for RouteContext {
     fn stats_raw(&self, statistics: &[u8]) {
         self.base.stats_raw(statistics);
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.base.error(error, reason);
+    }
 }
 
 impl ConsumerContext for RouteContext {

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::app::StartContext;
-use crate::health::Health;
+use crate::health::{Failure, Health};
 use crate::kafka::{self, BridgeContext};
 use crate::metrics::{Direction, Metrics};
 use crate::mqtt::{self, ConnectionOptions};
@@ -35,7 +35,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let settings = &config.config;
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let window = settings.delivery.max_in_flight as usize;
-    let producer = producer(config, &client_id, metrics, health)?;
+    let producer = producer(config, &client_id, metrics, health, &ctx.failure)?;
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: settings.mqtt.clean_session,
@@ -56,6 +56,10 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             producer.clone(),
             dead_letters.clone(),
             metrics.route(&route.name, Direction::MqttToKafka),
+            route::RouteHealth {
+                producing: health.component(&format!("route {} producing to Kafka", route.name)),
+                failure: ctx.failure.clone(),
+            },
         );
         workers.push((route.name.clone(), tokio::spawn(worker.run(rx))));
     }
@@ -130,6 +134,7 @@ fn producer(
     client_id: &str,
     metrics: &Metrics,
     health: &Health,
+    failure: &Failure,
 ) -> Result<FutureProducer<BridgeContext>, String> {
     let kafka = &config.config.kafka;
     let p = &kafka.producer;
@@ -148,6 +153,7 @@ fn producer(
     let context = BridgeContext {
         up: metrics.connection("kafka", "producer"),
         ready: health.component("kafka producer connected"),
+        failure: failure.clone(),
     };
     c.create_with_context(context)
         .map_err(|e| format!("cannot create the Kafka producer: {e}"))

@@ -19,7 +19,8 @@ use tracing::{debug, error, warn};
 
 use super::acks::Ticket;
 use super::record::{self, RecordParts};
-use crate::kafka::{is_permanent, BridgeContext, DeadLetter, DeadLetters};
+use crate::health::{Failure, Readiness};
+use crate::kafka::{classify, is_permanent, BridgeContext, DeadLetter, DeadLetters, ErrorClass};
 use crate::metrics::RouteMetrics;
 use crate::mqtt::Inbound;
 
@@ -46,6 +47,16 @@ pub struct RouteWorker {
     pub dead_letters: Option<Arc<DeadLetters>>,
     pub metrics: RouteMetrics,
     partitions: PartitionChooser,
+    /// Not ready while Kafka refuses the route's topic (`blocked`).
+    producing: Readiness,
+    blocked: bool,
+    failure: Failure,
+}
+
+/// What a route worker reports to, besides its metrics.
+pub struct RouteHealth {
+    pub producing: Readiness,
+    pub failure: Failure,
 }
 
 type Pending = FuturesUnordered<BoxFuture<'static, Step>>;
@@ -58,14 +69,19 @@ impl RouteWorker {
         producer: FutureProducer<BridgeContext>,
         dead_letters: Option<Arc<DeadLetters>>,
         metrics: RouteMetrics,
+        health: RouteHealth,
     ) -> Self {
         let partitions = PartitionChooser::new(route.partitioner, producer.clone());
+        health.producing.set(true);
         Self {
             route,
             producer,
             dead_letters,
             metrics,
             partitions,
+            producing: health.producing,
+            blocked: false,
+            failure: health.failure,
         }
     }
 
@@ -144,6 +160,7 @@ impl RouteWorker {
                 }
                 e => {
                     self.metrics.failed(&reason_label(&e));
+                    self.not_delivered(&e, &parts.topic);
                     debug!(route = %self.route.name, error = %e, "produce failed; retrying");
                     tokio::time::sleep(RETRY_BACKOFF).await;
                 }
@@ -156,6 +173,10 @@ impl RouteWorker {
             Step::Delivered(job) => {
                 self.finish(job);
                 self.metrics.delivered.inc();
+                if self.blocked {
+                    self.blocked = false;
+                    self.producing.set(true);
+                }
             }
             Step::DeadLettered(job) => {
                 self.finish(job);
@@ -176,6 +197,7 @@ impl RouteWorker {
             }
             Step::Failed(job, parts, e) => {
                 self.metrics.failed(&reason_label(&e));
+                self.not_delivered(&e, &parts.topic);
                 warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
                 pending.push(
                     async move {
@@ -186,6 +208,25 @@ impl RouteWorker {
                 );
             }
             Step::Retry(job, parts) => Box::pin(self.produce(job, parts, pending)).await,
+        }
+    }
+
+    /// A failure that is retried: a blocked topic makes the route not ready with the reason; a
+    /// fatal one ends the process (see `ErrorClass`).
+    fn not_delivered(&mut self, e: &KafkaError, topic: &str) {
+        match classify(e) {
+            ErrorClass::Blocked => {
+                if !self.blocked {
+                    error!(route = %self.route.name, %topic, error = %e, "Kafka refuses every record for this topic; retrying until it is fixed");
+                }
+                self.blocked = true;
+                self.producing
+                    .not_ready(format!("Kafka refuses records for topic {topic}: {e}"));
+            }
+            ErrorClass::Fatal => self
+                .failure
+                .fail(&format!("MQTT → Kafka route {}: {e}", self.route.name)),
+            ErrorClass::Transient | ErrorClass::Poison => {}
         }
     }
 

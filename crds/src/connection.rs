@@ -311,6 +311,13 @@ pub struct DeliverySettings {
     #[serde(default = "default_window")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_in_flight: u32,
+    /// Most payload bytes, in MiB, received but not yet confirmed by the other side: by the
+    /// MQTT subscriber (MQTT → Kafka) and by each Kafka → MQTT route, whose consumer also
+    /// prefetches at most half of it. Whichever of this and maxInFlight is reached first
+    /// stops reading. A single larger message is still taken, alone.
+    #[serde(default = "default_window_mib", rename = "maxInFlightMiB")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_in_flight_mib: u32,
     /// On SIGTERM, how long to finish in-flight messages before exiting anyway.
     #[serde(default = "default_grace")]
     #[schemars(range(min = 1, max = 3600))]
@@ -320,6 +327,9 @@ pub struct DeliverySettings {
 fn default_window() -> u32 {
     10_000
 }
+fn default_window_mib() -> u32 {
+    32
+}
 fn default_grace() -> u32 {
     30
 }
@@ -328,6 +338,7 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             max_in_flight: default_window(),
+            max_in_flight_mib: default_window_mib(),
             shutdown_grace_period_seconds: default_grace(),
         }
     }

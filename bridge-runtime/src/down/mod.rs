@@ -33,6 +33,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let settings = &config.config;
     let client_id = format!("{}-{ordinal}-pub", config.client_id_prefix);
     let window = settings.delivery.max_in_flight as usize;
+    let window_kib = settings.delivery.max_in_flight_mib as usize * 1024;
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: true,
@@ -76,6 +77,11 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                 "auto.offset.reset",
                 compiled.auto_offset_reset.as_kafka_str(),
             )
+            // The consumer's prefetch is part of the route's memory: half of its budget.
+            .set(
+                "queued.max.messages.kbytes",
+                (window_kib / 2).clamp(1024, 2_097_151).to_string(),
+            )
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000");
         let consumer: StreamConsumer<route::RouteContext> =
@@ -100,6 +106,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             dead_letters: dead_letters.clone(),
             metrics: metrics.route(&compiled.name, Direction::KafkaToMqtt),
             window,
+            window_bytes: window_kib * 1024,
+            bytes_in_flight: 0,
             forward_headers: compiled.forward_headers
                 && settings.mqtt.protocol_version == MqttVersion::V5,
         };

@@ -82,6 +82,8 @@ struct Done {
     offset: i64,
     epoch: u64,
     started: Instant,
+    /// Payload bytes the record holds while in flight.
+    bytes: usize,
     outcome: Outcome,
 }
 
@@ -101,6 +103,9 @@ pub struct DownRoute {
     pub dead_letters: Option<Arc<DeadLetters>>,
     pub metrics: RouteMetrics,
     pub window: usize,
+    /// Payload bytes in flight before the route stops taking records.
+    pub window_bytes: usize,
+    pub bytes_in_flight: usize,
     /// Forward Kafka headers as MQTT 5 user properties.
     pub forward_headers: bool,
 }
@@ -153,17 +158,34 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 impl DownRoute {
     /// Consumes until `stop`, then finishes in-flight records within `grace`, commits, and
     /// leaves the group.
-    pub async fn run(self, stop: CancellationToken, grace: Duration) {
+    pub async fn run(mut self, stop: CancellationToken, grace: Duration) {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        let mut paused = false;
         loop {
+            // A full window pauses the partitions but keeps polling the consumer: a consumer
+            // not polled for max.poll.interval.ms would be put out of its group.
+            let full = in_flight.len() >= self.window || self.bytes_in_flight >= self.window_bytes;
+            if full != paused {
+                self.pause_all(full);
+                paused = full;
+            }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finish(done),
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
-                message = self.consumer.recv(), if in_flight.len() < self.window => match message {
-                    Ok(m) => in_flight.push(self.start(&m)),
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        // Fetched before the pause took effect (or newly assigned): taken,
+                        // and its partition paused too.
+                        if paused {
+                            self.pause_partition(m.topic(), m.partition());
+                        }
+                        let (record, bytes) = self.start(&m);
+                        self.bytes_in_flight += bytes;
+                        in_flight.push(record);
+                    }
                     Err(e) => {
                         warn!(route = %self.route.name, error = %e, "Kafka consumer error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -187,7 +209,32 @@ impl DownRoute {
         info!(route = %self.route.name, "consumer stopped");
     }
 
-    fn start(&self, m: &BorrowedMessage<'_>) -> BoxFuture<'static, Done> {
+    /// Pauses (or resumes) every assigned partition. Paused partitions' prefetched records
+    /// are dropped by librdkafka and fetched again after the resume, from the last one taken.
+    fn pause_all(&self, pause: bool) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            warn!(route = %self.route.name, error = %e, pause, "cannot pause or resume partitions");
+        }
+    }
+
+    fn pause_partition(&self, topic: &str, partition: i32) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        if let Err(e) = self.consumer.pause(&list) {
+            warn!(route = %self.route.name, error = %e, "cannot pause a partition");
+        }
+    }
+
+    /// Starts a record on its way; returns it and the payload bytes it holds.
+    fn start(&self, m: &BorrowedMessage<'_>) -> (BoxFuture<'static, Done>, usize) {
         let tp = (m.topic().to_owned(), m.partition());
         let offset = m.offset();
         let epoch = self
@@ -197,6 +244,7 @@ impl DownRoute {
             .unwrap_or_default();
         self.metrics.received.inc();
         self.metrics.in_flight.inc();
+        let bytes = m.payload_len() + m.key().map_or(0, <[u8]>::len);
         let started = Instant::now();
         let headers: Vec<(&str, Option<&[u8]>)> = m
             .headers()
@@ -221,9 +269,10 @@ impl DownRoute {
             offset,
             epoch,
             started,
+            bytes,
             outcome,
         };
-        match self.render(&record) {
+        let record = match self.render(&record) {
             Ok(outbound) => {
                 // Kept until the broker answers: a refused publish goes to the dead-letter topic.
                 let spare = self
@@ -283,7 +332,8 @@ impl DownRoute {
                 }
                 .boxed()
             }
-        }
+        };
+        (record, bytes)
     }
 
     fn render(&self, record: &KafkaRecord<'_>) -> Result<Outbound, String> {
@@ -351,7 +401,8 @@ impl DownRoute {
         }
     }
 
-    fn finish(&self, done: Done) {
+    fn finish(&mut self, done: Done) {
+        self.bytes_in_flight -= done.bytes;
         if let Ok(mut offsets) = self.offsets.lock() {
             if !matches!(done.outcome, Outcome::Abandoned) {
                 offsets.confirmed(&done.tp, done.offset, done.epoch);

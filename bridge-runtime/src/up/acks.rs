@@ -30,8 +30,24 @@ struct Entry {
     connection: u64,
     token: Option<AckToken>,
     remaining: usize,
-    /// Frees a slot of the in-flight window when the entry leaves.
-    _permit: OwnedSemaphorePermit,
+    /// Frees its room in the in-flight window when the entry leaves.
+    _room: Room,
+}
+
+/// A message's room in the in-flight window: one message, and its payload's KiB. Held, not
+/// read: dropping it gives the room back.
+pub struct Room {
+    _message: OwnedSemaphorePermit,
+    _kib: OwnedSemaphorePermit,
+}
+
+impl Room {
+    pub fn new(message: OwnedSemaphorePermit, kib: OwnedSemaphorePermit) -> Self {
+        Self {
+            _message: message,
+            _kib: kib,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,7 +111,7 @@ impl AckTracker {
         self: &Arc<Self>,
         token: Option<AckToken>,
         routes: usize,
-        permit: OwnedSemaphorePermit,
+        room: Room,
     ) -> Vec<Ticket> {
         let connection = self.connection.load(Ordering::SeqCst);
         let seq = {
@@ -106,7 +122,7 @@ impl AckTracker {
                 connection,
                 token,
                 remaining: routes,
-                _permit: permit,
+                _room: room,
             });
             q.head + q.entries.len() as u64 - 1
         };

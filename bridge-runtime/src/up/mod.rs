@@ -35,6 +35,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let settings = &config.config;
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let window = settings.delivery.max_in_flight as usize;
+    let window_kib = settings.delivery.max_in_flight_mib.saturating_mul(1024);
     let producer = producer(config, &client_id, metrics, health, &ctx.failure)?;
     let options = ConnectionOptions {
         client_id: client_id.clone(),
@@ -71,6 +72,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         routes,
         inputs,
         window: Arc::new(Semaphore::new(window)),
+        window_bytes: Arc::new(Semaphore::new(window_kib as usize)),
+        window_kib,
         ready: health.component(&format!(
             "mqtt subscriber {client_id} connected and subscribed"
         )),
@@ -79,7 +82,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         renew: renew.clone(),
         dead_letters: dead_letters.clone(),
     };
-    let (events, mut poller) = subscriber::spawn_poller(eventloop, window.min(4096) + 16, renew);
+    // A short hand-off: the poller stops reading the socket (TCP pushes back on the broker)
+    // when it is full, so what waits here is bounded by messages, not only by the window.
+    let (events, mut poller) = subscriber::spawn_poller(eventloop, window.min(64) + 16, renew);
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     Ok(tokio::spawn(async move {
         // Cancelled with `stop`, or when a part of this direction fails: the subscriber drains.

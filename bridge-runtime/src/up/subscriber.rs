@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::acks::AckTracker;
+use super::acks::{AckTracker, Room};
 use super::dispatch::Dispatcher;
 use super::route::Job;
 use crate::health::Readiness;
@@ -29,6 +29,9 @@ pub struct Subscriber {
     pub inputs: Vec<mpsc::Sender<Job>>,
     pub tracker: Arc<AckTracker>,
     pub window: Arc<Semaphore>,
+    /// The window's payload budget, in KiB (`window_kib` permits).
+    pub window_bytes: Arc<Semaphore>,
+    pub window_kib: u32,
     pub ready: Readiness,
     pub up: Gauge,
     pub unrouted: Counter,
@@ -245,15 +248,11 @@ impl Subscriber {
             self.unrouted.inc();
             debug!(topic = %msg.topic, "message matches no route (a subscription left in the session); acknowledging it");
         }
-        let permit = tokio::select! {
-            permit = self.window.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return false,
-            },
-            _ = stop.cancelled() => return false,
+        let Some(room) = self.room_for(msg.payload.len(), stop).await else {
+            return false;
         };
         let token = (msg.qos > 0).then(|| msg.ack.clone());
-        let tickets = self.tracker.track(token, routes.len(), permit);
+        let tickets = self.tracker.track(token, routes.len(), room);
         let msg = Arc::new(*msg);
         let received_at = Instant::now();
         let received_ms = now_ms();
@@ -269,6 +268,25 @@ impl Subscriber {
             }
         }
         true
+    }
+
+    /// Waits for room in the window for one message of `bytes`; `None` when stopping.
+    async fn room_for(&self, bytes: usize, stop: &CancellationToken) -> Option<Room> {
+        let kib = bytes.div_ceil(1024).min(self.window_kib as usize) as u32;
+        let room = async {
+            let message = self.window.clone().acquire_owned().await.ok()?;
+            let kib = self
+                .window_bytes
+                .clone()
+                .acquire_many_owned(kib)
+                .await
+                .ok()?;
+            Some(Room::new(message, kib))
+        };
+        tokio::select! {
+            room = room => room,
+            _ = stop.cancelled() => None,
+        }
     }
 
     /// Lets the routes finish what they took, keeps the connection polled so acknowledgements

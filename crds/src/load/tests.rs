@@ -515,3 +515,19 @@ fn qos_2_subscriptions_are_refused_with_the_reason() {
         "QoS 2 subscriptions are not supported",
     );
 }
+
+#[test]
+fn the_byte_window_defaults_to_32_mib_and_must_be_1_to_4096() {
+    let valid = load_runtime_config(VALID).expect("valid");
+    assert_eq!(valid.config.delivery.max_in_flight_mib, 32);
+    assert_rejected(
+        &format!("{VALID}delivery:\n  maxInFlightMiB: 0\n"),
+        "delivery.maxInFlightMiB",
+        "0 is outside 1 to 4096",
+    );
+    assert_rejected(
+        &format!("{VALID}delivery:\n  maxInFlightMiB: 5000\n"),
+        "delivery.maxInFlightMiB",
+        "5000 is outside 1 to 4096",
+    );
+}

@@ -243,6 +243,12 @@ pub fn check_delivery(delivery: &DeliverySettings, path: &str, errors: &mut Vali
     if delivery.max_in_flight == 0 {
         errors.push(join(path, "maxInFlight"), "must be at least 1");
     }
+    if !(1..=4096).contains(&delivery.max_in_flight_mib) {
+        errors.push(
+            join(path, "maxInFlightMiB"),
+            format!("{} is outside 1 to 4096", delivery.max_in_flight_mib),
+        );
+    }
     if delivery.shutdown_grace_period_seconds == 0 {
         errors.push(
             join(path, "shutdownGracePeriodSeconds"),

@@ -115,6 +115,8 @@ pub async fn produce(
     let producer: FutureProducer = config()
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        // Tests produce records up to what a topic's max.message.bytes allows.
+        .set("message.max.bytes", "20000000")
         .create()
         .expect("producer");
     let mut deliveries = Vec::new();

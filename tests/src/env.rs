@@ -10,6 +10,8 @@ pub struct TestbedEnv {
     pub kubeconfig: PathBuf,
     pub kubernetes_version: String,
     pub kafka_bootstrap: String,
+    /// The Kafka distribution (its `libs/` has the broker's command-line tools).
+    pub kafka_home: PathBuf,
     pub mqtt_url: String,
     pub mqtt_host: String,
     pub mqtt_port: u16,
@@ -60,6 +62,7 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
         kubeconfig: get("KUBECONFIG")?.into(),
         kubernetes_version: get("KUBERNETES_VERSION")?,
         kafka_bootstrap: get("KAFKA_BOOTSTRAP")?,
+        kafka_home: get("KAFKA_HOME")?.into(),
         mqtt_url: get("MQTT_URL")?,
         mqtt_host: get("MQTT_HOST")?,
         mqtt_port: get("MQTT_PORT")?

@@ -356,3 +356,60 @@ pub async fn grow_partitions(name: &str, partitions: usize) {
     }
     wait_for_partitions(name, partitions).await;
 }
+
+/// Denies the test bed's clients (principal `User:ANONYMOUS`) writes to `topic` until the
+/// guard is dropped. The test bed's broker runs an authorizer that allows everything no ACL
+/// mentions, so no other topic is affected.
+pub struct DeniedWrites {
+    topic: String,
+}
+
+/// Runs Kafka's ACL tool on the test bed's broker.
+fn acl_command(args: &[&str]) {
+    let env = env();
+    let output = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(env.kafka_home.join("libs/*"))
+        .arg("org.apache.kafka.tools.AclCommand")
+        .args(["--bootstrap-server", &env.kafka_bootstrap])
+        .args(args)
+        .output()
+        .expect("run Kafka's AclCommand");
+    assert!(
+        output.status.success(),
+        "AclCommand {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl DeniedWrites {
+    pub fn on(topic: &str) -> Self {
+        acl_command(&[
+            "--add",
+            "--deny-principal",
+            "User:ANONYMOUS",
+            "--operation",
+            "Write",
+            "--topic",
+            topic,
+        ]);
+        Self {
+            topic: topic.to_owned(),
+        }
+    }
+}
+
+impl Drop for DeniedWrites {
+    fn drop(&mut self) {
+        acl_command(&[
+            "--remove",
+            "--force",
+            "--deny-principal",
+            "User:ANONYMOUS",
+            "--operation",
+            "Write",
+            "--topic",
+            &self.topic,
+        ]);
+    }
+}

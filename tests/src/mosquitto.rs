@@ -18,7 +18,11 @@ impl Broker {
     /// Starts Mosquitto (installed by the test bed) with anonymous access, `settings` added to
     /// its configuration, and `acl` (Mosquitto's acl_file syntax) when given.
     pub fn start(name: &str, settings: &str, acl: Option<&str>) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), name, settings, acl)
+    }
+
+    /// Like [`Broker::start`], on a given port (to bring a stopped broker back).
+    pub fn start_on(port: u16, name: &str, settings: &str, acl: Option<&str>) -> Self {
         let dir = test_log_dir().join(format!("{name}-mosquitto"));
         std::fs::create_dir_all(&dir).expect("create the broker's directory");
         let acl_line = match acl {

@@ -26,6 +26,8 @@ pub struct StartContext<'a> {
     /// Cancelled on SIGTERM/SIGINT (or a failure): stop taking messages and drain.
     pub stop: CancellationToken,
     pub failure: Failure,
+    /// Retire the MQTT session instead of running (see `crate::retire`).
+    pub retire: bool,
 }
 
 /// Why the bridge stopped other than by a signal.
@@ -69,17 +71,7 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
 
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let failure = Failure::new(health.clone(), stop.clone());
-    let dead_letters = match &settings.kafka.dead_letter_topic {
-        Some(topic) => {
-            let writer = Arc::new(dead_letter_writer(
-                &config, topic, &client_id, &metrics, &health, &failure,
-            )?);
-            let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
-            tokio::spawn(writer.clone().watch(ready, stop.clone()));
-            Some(writer)
-        }
-        None => None,
-    };
+    let dead_letters = dead_letters(&config, &client_id, &metrics, &health, &failure, &stop)?;
     let ctx = StartContext {
         config: &config,
         ordinal,
@@ -88,6 +80,7 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
         dead_letters,
         stop: stop.clone(),
         failure: failure.clone(),
+        retire: false,
     };
     let mut directions = Vec::new();
     if !config.mqtt_to_kafka.is_empty() {
@@ -168,6 +161,27 @@ async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// The dead-letter writer, if the bridge has a dead-letter topic, with its topic check running
+/// until `stop`.
+pub fn dead_letters(
+    config: &ValidConfig,
+    client_id: &str,
+    metrics: &Metrics,
+    health: &Health,
+    failure: &Failure,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<DeadLetters>>, String> {
+    let Some(topic) = &config.config.kafka.dead_letter_topic else {
+        return Ok(None);
+    };
+    let writer = Arc::new(dead_letter_writer(
+        config, topic, client_id, metrics, health, failure,
+    )?);
+    let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
+    tokio::spawn(writer.clone().watch(ready, stop.clone()));
+    Ok(Some(writer))
 }
 
 fn dead_letter_writer(

@@ -14,8 +14,13 @@ pub struct Args {
     #[arg(long, short, env = "BRIDGE_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
     /// Validate the configuration, print every problem found, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "retire_ordinal")]
     pub check: bool,
+    /// Retire the MQTT session of replica N instead of running: unsubscribe its route
+    /// filters, deliver what the broker queued for it to Kafka, end the session, and exit.
+    /// For replicas removed by a scale-down; see docs/runtime.md.
+    #[arg(long, value_name = "N")]
+    pub retire_ordinal: Option<u32>,
 }
 
 /// Reads and validates the configuration file; the error is the text to print, one problem

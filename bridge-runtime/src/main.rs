@@ -9,6 +9,7 @@ mod kafka;
 mod logging;
 mod metrics;
 mod mqtt;
+mod retire;
 mod secrets;
 mod shutdown;
 mod up;
@@ -42,6 +43,9 @@ fn main() -> ExitCode {
         eprintln!("bridge-runtime: {message}");
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
+    if let Some(ordinal) = args.retire_ordinal {
+        return run_retirement(config, ordinal);
+    }
     let ordinal = match cli::ordinal(config.config.ordinal) {
         Ok(n) => n,
         Err(message) => {
@@ -49,14 +53,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    // rustls needs one process-wide crypto provider; ring is the one the workspace builds.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match async_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bridge-runtime: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(app::run(config, ordinal)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +66,40 @@ fn main() -> ExitCode {
         }
         Err(app::RunError::Failed(message)) => {
             eprintln!("bridge-runtime: stopped after a failure: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The async runtime, with the process-wide TLS crypto provider installed.
+fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // rustls needs one process-wide crypto provider; ring is the one the workspace builds.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("bridge-runtime: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run_retirement(config: mkb_api::ValidConfig, ordinal: u32) -> ExitCode {
+    let runtime = match async_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(retire::retire(config, ordinal)) {
+        Ok(retired) => {
+            println!(
+                "retired the MQTT session {}: {} message(s) delivered to Kafka",
+                retired.client_id, retired.drained
+            );
+            ExitCode::SUCCESS
+        }
+        Err(app::RunError::Start(message)) => {
+            eprintln!("bridge-runtime: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(app::RunError::Failed(message)) => {
+            eprintln!("bridge-runtime: the retirement failed: {message}");
             ExitCode::FAILURE
         }
     }

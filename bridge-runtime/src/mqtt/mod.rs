@@ -157,6 +157,23 @@ impl Client {
         }
     }
 
+    /// Unsubscribes from `filters`, one UNSUBSCRIBE each.
+    pub async fn unsubscribe(&self, filters: &[String]) -> Result<(), String> {
+        for filter in filters {
+            match self {
+                Client::V4(c) => c
+                    .unsubscribe(filter.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Client::V5(c) => c
+                    .unsubscribe(filter.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
+        }
+        Ok(())
+    }
+
     /// Queues a publish without waiting.
     pub fn try_publish(
         &self,

@@ -81,14 +81,17 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         unrouted: metrics.unrouted.clone(),
         renew: renew.clone(),
         dead_letters: dead_letters.clone(),
+        retire: ctx.retire,
     };
     // A short hand-off: the poller stops reading the socket (TCP pushes back on the broker)
     // when it is full, so what waits here is bounded by messages, not only by the window.
     let (events, mut poller) = subscriber::spawn_poller(eventloop, window.min(64) + 16, renew);
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
+    let retire = ctx.retire;
     Ok(tokio::spawn(async move {
         // Cancelled with `stop`, or when a part of this direction fails: the subscriber drains.
         let sub_stop = stop.child_token();
+        let tracker = subscriber.tracker.clone();
         let run = subscriber.run(events, sub_stop.clone(), grace);
         tokio::pin!(run);
         let mut failure = None;
@@ -103,7 +106,14 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                 run.await;
             }
         }
-        if failure.is_none() && !stop.is_cancelled() {
+        if retire && failure.is_none() && tracker.len() > 0 {
+            failure = Some(format!(
+                "{} messages were not confirmed by Kafka in time; the session is kept",
+                tracker.len()
+            ));
+        }
+        // A retiring session ends by itself once drained.
+        if failure.is_none() && !stop.is_cancelled() && !retire {
             failure = Some("the MQTT subscriber stopped unexpectedly".to_owned());
         }
         poller.abort();

@@ -38,9 +38,15 @@ pub struct Subscriber {
     /// Asks the connection task to renew the connection (see [`spawn_poller`]).
     pub renew: Arc<AtomicBool>,
     pub dead_letters: Option<Arc<DeadLetters>>,
+    /// Retiring the session (see `crate::retire`): unsubscribe instead of subscribing, take
+    /// what the broker still sends, and end once it has been quiet for [`RETIRE_QUIET`].
+    pub retire: bool,
 }
 
 type Events = mpsc::Receiver<Result<Event, String>>;
+
+/// A retiring session is drained once nothing arrived for this long and nothing is in flight.
+pub const RETIRE_QUIET: Duration = Duration::from_secs(3);
 
 /// How often held-back messages are looked at (see `renew_for_held_messages`).
 const HELD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -112,11 +118,23 @@ impl Subscriber {
         let mut flush_tick = tokio::time::interval(ACK_FLUSH_INTERVAL);
         let mut held_tick = tokio::time::interval(HELD_CHECK_INTERVAL);
         let mut renew_requested = false;
+        let mut quiet_tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_activity: Option<Instant> = None;
         loop {
             let acks_waiting = self.tracker.unsent() > 0;
             let event = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
+                _ = quiet_tick.tick(), if self.retire => {
+                    let drained = last_activity.is_some_and(|t| t.elapsed() >= RETIRE_QUIET)
+                        && self.tracker.len() == 0;
+                    if drained {
+                        // Ending is expected from here on: the connection task stops too.
+                        stop.cancel();
+                        break;
+                    }
+                    continue;
+                }
                 _ = flush_tick.tick(), if acks_waiting => {
                     self.tracker.flush();
                     continue;
@@ -139,9 +157,22 @@ impl Subscriber {
                     } else {
                         info!(client_id = %self.client_id, session_present, "connected to the MQTT broker");
                     }
-                    // Subscribe on start (the configuration may have changed) and whenever the
-                    // broker lost the session; a resumed session keeps its subscriptions.
-                    if first_connection || !session_present {
+                    last_activity = Some(Instant::now());
+                    if self.retire {
+                        // Nothing new is routed to the session once it has no subscriptions;
+                        // what the broker queued for it still comes.
+                        let filters: Vec<String> = subscriptions
+                            .iter()
+                            .flat_map(|(_, fs)| fs.iter().map(|(f, _)| f.clone()))
+                            .collect();
+                        if let Err(e) = self.client.unsubscribe(&filters).await {
+                            error!(error = %e, "cannot queue an UNSUBSCRIBE");
+                        }
+                        info!(client_id = %self.client_id, session_present, "retiring the session: unsubscribed, draining what the broker queued");
+                        self.ready.set(true);
+                    } else if first_connection || !session_present {
+                        // Subscribe on start (the configuration may have changed) and whenever
+                        // the broker lost the session; a resumed session keeps its subscriptions.
                         awaiting_subacks.clear();
                         refused.clear();
                         for (qos, filters) in &subscriptions {
@@ -175,6 +206,7 @@ impl Subscriber {
                     }
                 }
                 Ok(Event::Message(msg)) => {
+                    last_activity = Some(Instant::now());
                     if !self.dispatch(&dispatcher, msg, &stop).await {
                         break;
                     }

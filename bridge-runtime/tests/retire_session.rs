@@ -1,0 +1,102 @@
+//! Scale-down without stranded messages: Mosquitto keeps routing `$share` messages to the
+//! persistent session of a replica that is gone, and they wait there. `bridge-runtime
+//! --retire-ordinal N` unsubscribes that session, delivers what it holds to Kafka and ends it.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use testbed::bridge::Bridge;
+use testbed::kafka;
+use testbed::mqtt::Publisher;
+use testbed::process::workspace_binary;
+use testbed::unique;
+
+/// Runs `bridge-runtime --config <config> --retire-ordinal <ordinal>`; returns its stdout.
+fn retire(config: &std::path::Path, ordinal: u32) -> String {
+    let output = Command::new(workspace_binary("bridge-runtime"))
+        .arg("--config")
+        .arg(config)
+        .args(["--retire-ordinal", &ordinal.to_string()])
+        .output()
+        .expect("run bridge-runtime --retire-ordinal");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The count in "retired the MQTT session <id>: <n> message(s) delivered to Kafka".
+fn drained(stdout: &str) -> u64 {
+    stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
+    let ns = unique("retire");
+    let topic = format!("{ns}-state");
+    kafka::create_topic(&topic, 3).await;
+    let config = device_state_config(&ns, &topic, "5");
+    let mut replica0 = Bridge::start(&format!("{ns}-0"), &format!("{config}ordinal: 0\n"));
+    let mut replica1 = Bridge::start(&format!("{ns}-1"), &format!("{config}ordinal: 1\n"));
+    replica0.wait_ready(SHORT);
+    replica1.wait_ready(SHORT);
+    // Replica 1 is scaled away; its persistent session stays in the shared group.
+    assert!(replica1.terminate(Duration::from_secs(20)).success());
+
+    let publisher = Publisher::connect(&unique("retire-pub")).await;
+    publish_lock_states(&publisher, &ns, 10, 1_000).await;
+    publisher.wait_acked(1_000, LONG).await;
+    testbed::wait_until("replica 0 to deliver its share", LONG, || {
+        kafka::record_count(&topic).filter(|n| *n >= 300)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (before, _) = distinct_and_duplicates(&kafka::read_all(&topic).await);
+    assert!(
+        before < 1_000,
+        "Mosquitto routed part of the messages to the removed replica's session ({before} of 1000 arrived)"
+    );
+
+    let stdout = retire(&replica1.config, 1);
+    assert!(
+        stdout.contains(&format!("retired the MQTT session {ns}-1: ")),
+        "{stdout}"
+    );
+    let records = wait_for_distinct(&topic, 1_000, LONG).await;
+    let (distinct, _) = distinct_and_duplicates(&records);
+    assert_eq!(
+        distinct, 1_000,
+        "the retired session's messages reached Kafka"
+    );
+    assert!(drained(&stdout) >= (1_000 - before) as u64, "{stdout}");
+
+    // Nothing is routed to the retired client id any more: everything new arrives.
+    let more = 1_000u32;
+    for i in 0..more {
+        let device = format!("lock-{}", i % 10);
+        publisher
+            .publish(
+                &format!("{ns}/devices/{device}/state"),
+                1,
+                lock_state(&device, 100 + i / 10),
+            )
+            .await;
+    }
+    let records = wait_for_distinct(&topic, 2_000, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records).0, 2_000);
+    // Repeating it is safe: the session is empty.
+    let again = retire(&replica1.config, 1);
+    assert_eq!(drained(&again), 0, "{again}");
+    replica0.wait_ready(SHORT);
+}

@@ -4,43 +4,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use testbed::bridge::Bridge;
 use testbed::kafka;
 use testbed::mqtt::Publisher;
-use testbed::process::workspace_binary;
 use testbed::unique;
-
-/// Runs `bridge-runtime --config <config> --retire-ordinal <ordinal>`; returns its stdout.
-fn retire(config: &std::path::Path, ordinal: u32) -> String {
-    let output = Command::new(workspace_binary("bridge-runtime"))
-        .arg("--config")
-        .arg(config)
-        .args(["--retire-ordinal", &ordinal.to_string()])
-        .output()
-        .expect("run bridge-runtime --retire-ordinal");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// The count in "retired the MQTT session <id>: <n> message(s) delivered to Kafka".
-fn drained(stdout: &str) -> u64 {
-    stdout
-        .split(": ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in {stdout:?}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
@@ -68,7 +38,7 @@ async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
         "Mosquitto routed part of the messages to the removed replica's session ({before} of 1000 arrived)"
     );
 
-    let stdout = retire(&replica1.config, 1);
+    let stdout = retire_ordinal(&replica1.config, 1);
     assert!(
         stdout.contains(&format!("retired the MQTT session {ns}-1: ")),
         "{stdout}"
@@ -96,7 +66,7 @@ async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
     let records = wait_for_distinct(&topic, 2_000, LONG).await;
     assert_eq!(distinct_and_duplicates(&records).0, 2_000);
     // Repeating it is safe: the session is empty.
-    let again = retire(&replica1.config, 1);
+    let again = retire_ordinal(&replica1.config, 1);
     assert_eq!(drained(&again), 0, "{again}");
     replica0.wait_ready(SHORT);
 }

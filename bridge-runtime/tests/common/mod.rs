@@ -189,3 +189,31 @@ pub async fn wait_all_committed(group: &str, topic: &str) {
     )
     .await;
 }
+
+/// Runs `bridge-runtime --config <config> --retire-ordinal <ordinal>`; returns its stdout.
+pub fn retire_ordinal(config: &std::path::Path, ordinal: u32) -> String {
+    let output = std::process::Command::new(testbed::process::workspace_binary("bridge-runtime"))
+        .arg("--config")
+        .arg(config)
+        .args(["--retire-ordinal", &ordinal.to_string()])
+        .output()
+        .expect("run bridge-runtime --retire-ordinal");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The count in "retired the MQTT session <id>: <n> message(s) delivered to Kafka".
+pub fn drained(stdout: &str) -> u64 {
+    stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout:?}"))
+}

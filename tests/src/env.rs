@@ -16,6 +16,9 @@ pub struct TestbedEnv {
     pub mqtt_host: String,
     pub mqtt_port: u16,
     pub toxiproxy_url: String,
+    /// The test CA, server and client certificates (`ca.crt`, `server.*`, `client.*`) and an
+    /// untrusted CA (`other/ca.crt`).
+    pub tls_dir: PathBuf,
     /// The test bed's state directory (data, logs, pids).
     pub dir: PathBuf,
     pub logs: PathBuf,
@@ -69,6 +72,7 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
             .parse()
             .map_err(|_| "a numeric MQTT_PORT".to_owned())?,
         toxiproxy_url: get("TOXIPROXY_URL")?,
+        tls_dir: get("TESTBED_TLS_DIR")?.into(),
         dir: get("TESTBED_DIR")?.into(),
         logs: get("TESTBED_LOGS")?.into(),
         service_script: get("TESTBED_SERVICE")?.into(),
@@ -105,7 +109,7 @@ impl TestbedEnv {
 mod tests {
     #[test]
     fn parses_the_env_file() {
-        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
         let env = super::parse(text).expect("parses");
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");

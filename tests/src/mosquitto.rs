@@ -10,8 +10,17 @@ use crate::wait_until;
 
 /// A Mosquitto process on 127.0.0.1 that lives as long as this value.
 pub struct Broker {
+    /// The plain listener (for the tests' own clients).
     pub port: u16,
+    /// The TLS listener, when started with [`Broker::start_tls`].
+    pub tls_port: Option<u16>,
     _process: ChildProcess,
+}
+
+/// A TLS listener with the test bed's server certificate.
+pub struct TlsListener {
+    /// Refuse clients without a certificate signed by the test CA.
+    pub require_client_certificate: bool,
 }
 
 impl Broker {
@@ -19,6 +28,27 @@ impl Broker {
     /// its configuration, and `acl` (Mosquitto's acl_file syntax) when given.
     pub fn start(name: &str, settings: &str, acl: Option<&str>) -> Self {
         Self::start_on(free_port(), name, settings, acl)
+    }
+
+    /// A broker with a plain listener and a TLS listener (`tls_port`).
+    pub fn start_tls(name: &str, tls: TlsListener) -> Self {
+        let tls_port = free_port();
+        let dir = crate::env().tls_dir.clone();
+        let listener = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nrequire_certificate {require}\n",
+            ca = dir.join("ca.crt").display(),
+            cert = dir.join("server.crt").display(),
+            key = dir.join("server.key").display(),
+            require = tls.require_client_certificate,
+        );
+        let mut broker = Self::start_on(free_port(), name, &listener, None);
+        wait_until(
+            &format!("private Mosquitto's TLS listener on port {tls_port}"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok(),
+        );
+        broker.tls_port = Some(tls_port);
+        broker
     }
 
     /// Like [`Broker::start`], on a given port (to bring a stopped broker back).
@@ -49,6 +79,7 @@ impl Broker {
         );
         Self {
             port,
+            tls_port: None,
             _process: process,
         }
     }

@@ -42,7 +42,15 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn connect(client_id: &str) -> Self {
-        let mut opts = options(client_id);
+        Self::start(options(client_id)).await
+    }
+
+    /// Like [`Publisher::connect`], to the broker on 127.0.0.1:`port` (a private broker).
+    pub async fn connect_at(port: u16, client_id: &str) -> Self {
+        Self::start(options_at(client_id, "127.0.0.1", port)).await
+    }
+
+    async fn start(mut opts: MqttOptions) -> Self {
         opts.set_outgoing_inflight_upper_limit(500);
         let (client, mut eventloop) = AsyncClient::new(opts, 1000);
         let (tx, acked) = watch::channel(0u64);

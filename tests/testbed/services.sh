@@ -265,6 +265,43 @@ start_toxiproxy() {
 
 stop_toxiproxy() { stop_process toxiproxy "bin/toxiproxy-server"; }
 
+# --- TLS material for the security tests --------------------------------------------------
+# A test CA, a server certificate for 127.0.0.1 / localhost / tls.testbed.local, a client
+# certificate, and a second CA nobody trusts (for wrong-CA tests). Regenerated when missing or
+# within a day of expiring; generated offline with openssl.
+
+TLS_DIR=$STATE_DIR/tls
+
+tls_cert() { # name cn extfile-lines
+  local name=$1 cn=$2 ext=$3
+  openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$cn" 2>/dev/null
+  printf '%b' "$ext" >"$name.ext"
+  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+    -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+  rm -f "$name.csr" "$name.ext"
+}
+
+make_tls_material() {
+  if [ -f "$TLS_DIR/client.crt" ] && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/ca.crt" >/dev/null 2>&1 \
+    && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.crt" >/dev/null 2>&1 \
+    && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/client.crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR/other"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=testbed-tls-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    tls_cert server tls.testbed.local \
+      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:tls.testbed.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
+    tls_cert client bridge-client \
+      'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+    cd other
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=untrusted-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  )
+}
+
 # --- the env file -----------------------------------------------------------------------
 
 write_env() {
@@ -283,6 +320,7 @@ MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
 MQTT_HOST=127.0.0.1
 MQTT_PORT=$MQTT_PORT
 TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
+TESTBED_TLS_DIR=$TLS_DIR
 ENV
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }

@@ -17,5 +17,6 @@ for s in "${services[@]}"; do
     *) die "unknown service $s (mosquitto, kafka, toxiproxy, kubernetes)" ;;
   esac
 done
+make_tls_material
 write_env
 log "ready in $((SECONDS - started))s: $ENV_FILE"

@@ -47,6 +47,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         client,
         eventloop,
         client_id.clone(),
+        &config.mqtt_endpoint,
         metrics.clone(),
         health.component(&format!("mqtt publisher {client_id} connected")),
     );

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mkb_api::compiled::MqttEndpoint;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
@@ -158,6 +159,7 @@ impl Publisher {
         client: mqtt::Client,
         eventloop: mqtt::EventLoop,
         client_id: String,
+        endpoint: &MqttEndpoint,
         metrics: Arc<Metrics>,
         ready: Readiness,
     ) -> (Self, JoinHandle<()>) {
@@ -174,6 +176,7 @@ impl Publisher {
             client,
             state: publisher.state.clone(),
             client_id,
+            endpoint: endpoint.clone(),
             metrics,
             ready,
         };
@@ -186,6 +189,7 @@ struct Poller {
     client: mqtt::Client,
     state: Arc<Mutex<State>>,
     client_id: String,
+    endpoint: MqttEndpoint,
     metrics: Arc<Metrics>,
     up: Gauge,
     ready: Readiness,
@@ -196,7 +200,12 @@ impl Poller {
     async fn run(self, mut eventloop: mqtt::EventLoop) {
         let client_id = &self.client_id;
         let mut backoff = Duration::from_millis(100);
-        let mut down_since: Option<Instant> = None;
+        let mut status = mqtt::ConnectionStatus::new(
+            "publisher",
+            &self.client_id,
+            &self.endpoint,
+            self.ready.clone(),
+        );
         loop {
             match eventloop.poll().await {
                 Ok(Event::Connected {
@@ -207,13 +216,8 @@ impl Poller {
                         st.max_packet_size = max_packet_size;
                     }
                     self.up.set(1);
+                    status.connected(false);
                     self.ready.set(true);
-                    match down_since.take() {
-                        Some(since) => {
-                            info!(%client_id, after = ?since.elapsed(), "publisher reconnected to the MQTT broker")
-                        }
-                        None => info!(%client_id, "publisher connected to the MQTT broker"),
-                    }
                 }
                 Ok(Event::PublishSent(pkid)) => self.sent(pkid),
                 Ok(Event::PublishConfirmed(pkid)) => {
@@ -245,13 +249,7 @@ impl Poller {
                 }
                 Err(e) => {
                     self.up.set(0);
-                    self.ready.set(false);
-                    if down_since.is_none() {
-                        warn!(%client_id, error = %e, "publisher lost the MQTT connection; reconnecting with backoff");
-                        down_since = Some(Instant::now());
-                    } else {
-                        debug!(%client_id, error = %e, "publisher reconnect failed");
-                    }
+                    status.failed(&e);
                     self.strike_largest_in_flight(&e);
                     self.requeue_unconfirmed(&mut eventloop);
                     tokio::time::sleep(backoff).await;

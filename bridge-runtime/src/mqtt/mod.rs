@@ -3,6 +3,7 @@
 
 mod options;
 mod publish;
+mod status;
 mod tls;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use rumqttc::v5::mqttbytes::QoS as QoS5;
 pub use options::ConnectionOptions;
 use publish::{puback_refusal, pubrec_refusal};
 pub use publish::{publish_packet_size, Refusal};
+pub use status::ConnectionStatus;
 
 fn qos4(level: u8) -> rumqttc::QoS {
     match level {

@@ -77,6 +77,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         ready: health.component(&format!(
             "mqtt subscriber {client_id} connected and subscribed"
         )),
+        endpoint: config.mqtt_endpoint.clone(),
         up: metrics.connection("mqtt", &client_id),
         unrouted: metrics.unrouted.clone(),
         renew: renew.clone(),

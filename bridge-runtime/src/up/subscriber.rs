@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mkb_api::compiled::CompiledMqttToKafka;
+use mkb_api::compiled::{CompiledMqttToKafka, MqttEndpoint};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, Semaphore};
@@ -33,6 +33,7 @@ pub struct Subscriber {
     pub window_bytes: Arc<Semaphore>,
     pub window_kib: u32,
     pub ready: Readiness,
+    pub endpoint: MqttEndpoint,
     pub up: Gauge,
     pub unrouted: Counter,
     /// Asks the connection task to renew the connection (see [`spawn_poller`]).
@@ -114,7 +115,12 @@ impl Subscriber {
         // The filters of each SUBSCRIBE not answered yet, in order; the refused ones.
         let mut awaiting_subacks: VecDeque<Vec<String>> = VecDeque::new();
         let mut refused: Vec<String> = Vec::new();
-        let mut down_since: Option<Instant> = None;
+        let mut status = mqtt::ConnectionStatus::new(
+            "subscriber",
+            &self.client_id,
+            &self.endpoint,
+            self.ready.clone(),
+        );
         let mut flush_tick = tokio::time::interval(ACK_FLUSH_INTERVAL);
         let mut held_tick = tokio::time::interval(HELD_CHECK_INTERVAL);
         let mut renew_requested = false;
@@ -152,11 +158,7 @@ impl Subscriber {
                     self.tracker.new_connection();
                     renew_requested = false;
                     self.up.set(1);
-                    if let Some(since) = down_since.take() {
-                        info!(client_id = %self.client_id, after = ?since.elapsed(), "reconnected to the MQTT broker");
-                    } else {
-                        info!(client_id = %self.client_id, session_present, "connected to the MQTT broker");
-                    }
+                    status.connected(session_present);
                     last_activity = Some(Instant::now());
                     if self.retire {
                         // Nothing new is routed to the session once it has no subscriptions;
@@ -214,13 +216,7 @@ impl Subscriber {
                 Ok(_) => {}
                 Err(e) => {
                     self.up.set(0);
-                    self.ready.set(false);
-                    if down_since.is_none() {
-                        warn!(client_id = %self.client_id, error = %e, "MQTT connection lost; reconnecting with backoff");
-                        down_since = Some(Instant::now());
-                    } else {
-                        debug!(client_id = %self.client_id, error = %e, "MQTT reconnect failed");
-                    }
+                    status.failed(&e);
                 }
             }
         }

@@ -43,8 +43,5 @@ async fn mosquitto_restart_mid_stream_misses_no_command() {
     );
     bridge.wait_ready(SHORT);
     let log = bridge.process.log_text();
-    assert!(
-        log.contains("MQTT publisher reconnected"),
-        "{log}"
-    );
+    assert!(log.contains("MQTT publisher reconnected"), "{log}");
 }

@@ -14,7 +14,16 @@ pub struct Broker {
     pub port: u16,
     /// The TLS listener, when started with [`Broker::start_tls`].
     pub tls_port: Option<u16>,
+    /// The listener that requires a password ([`Broker::start_with_password`]).
+    pub auth_port: Option<u16>,
     _process: ChildProcess,
+}
+
+const LOGGING: &str = "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n";
+
+/// Started as root, Mosquitto would switch to the 'mosquitto' user; keep the current one.
+fn run_as() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
 }
 
 /// A TLS listener with the test bed's server certificate.
@@ -63,10 +72,39 @@ impl Broker {
             }
             None => String::new(),
         };
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
         let config = format!(
-            "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\n{acl_line}{settings}\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n"
+            "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\n{acl_line}{settings}\n{LOGGING}",
+            user = run_as()
         );
+        Self::launch(name, port, &dir, &config)
+    }
+
+    /// A broker with a plain anonymous listener (`port`, for the tests' clients) and one that
+    /// requires `username` / `password` (`auth_port`).
+    pub fn start_with_password(name: &str, username: &str, password: &str) -> Self {
+        let (port, auth_port) = (free_port(), free_port());
+        let dir = test_log_dir().join(format!("{name}-mosquitto"));
+        std::fs::create_dir_all(&dir).expect("create the broker's directory");
+        let passwd = dir.join("passwd");
+        let status = Command::new("mosquitto_passwd")
+            .arg("-c")
+            .arg("-b")
+            .arg(&passwd)
+            .args([username, password])
+            .status()
+            .expect("run mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed: {status}");
+        let config = format!(
+            "per_listener_settings true\nuser {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\nlistener {auth_port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n{LOGGING}",
+            user = run_as(),
+            passwd = passwd.display()
+        );
+        let mut broker = Self::launch(name, port, &dir, &config);
+        broker.auth_port = Some(auth_port);
+        broker
+    }
+
+    fn launch(name: &str, port: u16, dir: &std::path::Path, config: &str) -> Self {
         let config_path = dir.join("mosquitto.conf");
         std::fs::write(&config_path, config).expect("write the broker's configuration");
         let mut command = Command::new("mosquitto");
@@ -80,6 +118,7 @@ impl Broker {
         Self {
             port,
             tls_port: None,
+            auth_port: None,
             _process: process,
         }
     }

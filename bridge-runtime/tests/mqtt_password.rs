@@ -1,0 +1,79 @@
+//! MQTT username / password against a Mosquitto listener that requires them: the right
+//! password moves messages; a wrong one keeps the bridge not ready with the broker's answer,
+//! and the password is in no log line (debug level included).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testbed::bridge::{http_get, Bridge};
+use testbed::kafka;
+use testbed::mosquitto::Broker;
+use testbed::mqtt::Publisher;
+use testbed::unique;
+
+const PASSWORD: &str = "s3cret-Pa55word-7f2e";
+
+/// A bridge with one route up through the password listener, reading the password from a file.
+fn password_config(ns: &str, port: u16, password: &str) -> String {
+    let file = testbed::process::test_log_dir().join(format!("{ns}.password"));
+    std::fs::write(&file, password).expect("write the password file");
+    format!(
+        "bridgeName: {ns}\nmqtt:\n  url: mqtt://127.0.0.1:{port}\n  auth:\n    username: bridge\n    password: {{file: {}}}\nkafka:\n  bootstrapServers: {}\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n",
+        file.display(),
+        testbed::env().kafka_bootstrap
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_right_password_moves_messages_and_is_never_logged() {
+    let ns = unique("mqtt-pass");
+    kafka::create_topic(&format!("{ns}-state"), 1).await;
+    let broker = Broker::start_with_password(&ns, "bridge", PASSWORD);
+    let port = broker.auth_port.unwrap_or_default();
+    let mut bridge = Bridge::start(&ns, &password_config(&ns, port, PASSWORD));
+    bridge.wait_ready(SHORT);
+    let publisher = Publisher::connect_at(broker.port, &unique("mqtt-pass-pub")).await;
+    publish_lock_states(&publisher, &ns, 5, 200).await;
+    let records = wait_for_distinct(&format!("{ns}-state"), 200, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records), (200, 0));
+    let log = bridge.process.log_text();
+    assert!(!log.contains(PASSWORD), "the password is in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_keeps_the_bridge_not_ready_with_the_brokers_answer() {
+    let ns = unique("mqtt-badpass");
+    let broker = Broker::start_with_password(&ns, "bridge", PASSWORD);
+    let port = broker.auth_port.unwrap_or_default();
+    let wrong = "wrong-Pa55word-19ab";
+    let mut bridge = Bridge::start(&ns, &password_config(&ns, port, wrong));
+    let endpoint = format!("mqtt://127.0.0.1:{port}");
+    let line = testbed::wait_until("the bridge to log the refusal", SHORT, || {
+        let log = bridge.process.log_text();
+        log.lines()
+            .find(|l| l.contains("cannot connect to") && l.contains(&endpoint))
+            .map(str::to_owned)
+    });
+    assert!(
+        line.contains("NotAuthorized") || line.contains("BadUserNamePassword"),
+        "{line}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, body) = http_get(bridge.http, "/readyz").expect("/readyz answers");
+    assert_eq!(code, 503);
+    assert!(
+        body.contains(&format!("cannot connect to {endpoint}")),
+        "{body}"
+    );
+    assert!(
+        bridge.process.exit_status().is_none(),
+        "retrying, not exiting"
+    );
+    let log = bridge.process.log_text();
+    assert!(
+        !log.contains(wrong) && !log.contains(PASSWORD),
+        "a password is in the log"
+    );
+}

@@ -17,7 +17,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::publisher::{Outbound, Publisher};
@@ -162,6 +162,7 @@ impl DownRoute {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
         let mut paused = false;
+        let mut consumer_failing: Option<String> = None;
         loop {
             // A full window pauses the partitions but keeps polling the consumer: a consumer
             // not polled for max.poll.interval.ms would be put out of its group.
@@ -177,6 +178,7 @@ impl DownRoute {
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
+                        consumer_failing = None;
                         // Fetched before the pause took effect (or newly assigned): taken,
                         // and its partition paused too.
                         if paused {
@@ -187,7 +189,14 @@ impl DownRoute {
                         in_flight.push(record);
                     }
                     Err(e) => {
-                        warn!(route = %self.route.name, error = %e, "Kafka consumer error");
+                        // Once per kind of error until a record arrives; the repeats at debug.
+                        let text = e.to_string();
+                        if consumer_failing.as_deref() == Some(text.as_str()) {
+                            debug!(route = %self.route.name, error = %e, "Kafka consumer error (again)");
+                        } else {
+                            warn!(route = %self.route.name, error = %e, "Kafka consumer error; retrying");
+                            consumer_failing = Some(text);
+                        }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },

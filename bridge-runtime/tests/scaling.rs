@@ -70,6 +70,17 @@ async fn two_replicas_share_the_work_both_ways_without_duplicates() {
     for r in &mut replicas {
         r.wait_ready(SHORT);
     }
+    // The consumer group has settled: each replica holds 2 of the 4 partitions.
+    testbed::wait_until("the two replicas to split the partitions", LONG, || {
+        replicas
+            .iter()
+            .all(|r| {
+                r.process
+                    .log_text()
+                    .contains("partitions assigned route=commands partitions=2")
+            })
+            .then_some(())
+    });
     let publisher = Publisher::connect(&unique("scale2-pub")).await;
     publish_lock_states(&publisher, &ns, 20, 5_000).await;
     produce_commands(&format!("{ns}-cmd"), 20, 0, 5_000).await;

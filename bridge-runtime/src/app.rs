@@ -30,6 +30,77 @@ pub struct StartContext<'a> {
     pub retire: bool,
 }
 
+/// What every mode of the process (running, retiring a session) shares: metrics, health, the
+/// stop token that SIGTERM/SIGINT cancel, and the failure handle that cancels it too.
+pub struct Process {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub stop: CancellationToken,
+    pub failure: Failure,
+}
+
+impl Process {
+    /// Sets up metrics and health and installs the signal handlers.
+    pub fn new(config: &ValidConfig) -> Result<Self, String> {
+        let metrics = Metrics::new(&config.config.bridge_name);
+        let health = Arc::new(Health::default());
+        let stop = CancellationToken::new();
+        shutdown::on_signal(stop.clone())
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let failure = Failure::new(health.clone(), stop.clone());
+        Ok(Self {
+            metrics,
+            health,
+            stop,
+            failure,
+        })
+    }
+
+    /// What the directions of replica `ordinal` start from, with the dead-letter writer (and
+    /// its topic check) when the bridge has a dead-letter topic.
+    pub fn start_context<'a>(
+        &'a self,
+        config: &'a ValidConfig,
+        ordinal: u32,
+        retire: bool,
+    ) -> Result<StartContext<'a>, String> {
+        let client_id = format!("{}-{ordinal}", config.client_id_prefix);
+        Ok(StartContext {
+            config,
+            ordinal,
+            metrics: &self.metrics,
+            health: &self.health,
+            dead_letters: self.dead_letters(config, &client_id)?,
+            stop: self.stop.clone(),
+            failure: self.failure.clone(),
+            retire,
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        config: &ValidConfig,
+        client_id: &str,
+    ) -> Result<Option<Arc<DeadLetters>>, String> {
+        let Some(topic) = &config.config.kafka.dead_letter_topic else {
+            return Ok(None);
+        };
+        let writer = Arc::new(dead_letter_writer(
+            config,
+            topic,
+            client_id,
+            &self.metrics,
+            &self.health,
+            &self.failure,
+        )?);
+        let ready = self
+            .health
+            .component(&format!("kafka dead-letter topic {topic} usable"));
+        tokio::spawn(writer.clone().watch(ready, self.stop.clone()));
+        Ok(Some(writer))
+    }
+}
+
 /// Why the bridge stopped other than by a signal.
 #[derive(Debug)]
 pub enum RunError {
@@ -48,11 +119,7 @@ impl From<String> for RunError {
 /// Runs the bridge until SIGTERM/SIGINT, then drains; or until a part of it fails.
 pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
     let settings = &config.config;
-    let metrics = Metrics::new(&settings.bridge_name);
-    let health = Arc::new(Health::default());
-    let stop = CancellationToken::new();
-    shutdown::on_signal(stop.clone())
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let process = Process::new(&config)?;
     let listen: SocketAddr = settings
         .http
         .listen
@@ -62,26 +129,14 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
     let server = http::serve(
         listen,
         settings.http.metrics,
-        metrics.clone(),
-        health.clone(),
+        process.metrics.clone(),
+        process.health.clone(),
         http_stop.clone(),
     )
     .await
     .map_err(|e| format!("http.listen: cannot listen on {listen}: {e}"))?;
 
-    let client_id = format!("{}-{ordinal}", config.client_id_prefix);
-    let failure = Failure::new(health.clone(), stop.clone());
-    let dead_letters = dead_letters(&config, &client_id, &metrics, &health, &failure, &stop)?;
-    let ctx = StartContext {
-        config: &config,
-        ordinal,
-        metrics: &metrics,
-        health: &health,
-        dead_letters,
-        stop: stop.clone(),
-        failure: failure.clone(),
-        retire: false,
-    };
+    let ctx = process.start_context(&config, ordinal, false)?;
     let mut directions = Vec::new();
     if !config.mqtt_to_kafka.is_empty() {
         directions.push(up::start(&ctx)?);
@@ -101,7 +156,7 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
     // Each direction drains within the grace period; this bound only guards against a stuck one.
     let grace =
         Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds) + 10);
-    let failure = supervise(directions, stop, &health, grace).await;
+    let failure = supervise(directions, process.stop.clone(), &process.health, grace).await;
     http_stop.cancel();
     let _ = server.await;
     match failure {
@@ -161,27 +216,6 @@ async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// The dead-letter writer, if the bridge has a dead-letter topic, with its topic check running
-/// until `stop`.
-pub fn dead_letters(
-    config: &ValidConfig,
-    client_id: &str,
-    metrics: &Metrics,
-    health: &Health,
-    failure: &Failure,
-    stop: &CancellationToken,
-) -> Result<Option<Arc<DeadLetters>>, String> {
-    let Some(topic) = &config.config.kafka.dead_letter_topic else {
-        return Ok(None);
-    };
-    let writer = Arc::new(dead_letter_writer(
-        config, topic, client_id, metrics, health, failure,
-    )?);
-    let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
-    tokio::spawn(writer.clone().watch(ready, stop.clone()));
-    Ok(Some(writer))
 }
 
 fn dead_letter_writer(

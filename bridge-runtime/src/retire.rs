@@ -10,18 +10,15 @@
 //! flight, end the session (a clean-session connection). Safe to repeat: a second run finds
 //! an empty session, or none, and ends it again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mkb_api::ValidConfig;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::app::{self, RunError, StartContext};
-use crate::health::{Failure, Health};
-use crate::metrics::{Direction, Metrics};
+use crate::app::{Process, RunError};
+use crate::metrics::Direction;
 use crate::mqtt::{self, ConnectionOptions, Event};
-use crate::{shutdown, up};
+use crate::up;
 
 /// What a retirement did.
 pub struct Retired {
@@ -33,36 +30,20 @@ pub struct Retired {
 /// Drains and ends the MQTT session of replica `ordinal`.
 pub async fn retire(config: ValidConfig, ordinal: u32) -> Result<Retired, RunError> {
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
-    let metrics = Metrics::new(&config.config.bridge_name);
-    let health = Arc::new(Health::default());
-    let stop = CancellationToken::new();
-    shutdown::on_signal(stop.clone())
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let failure = Failure::new(health.clone(), stop.clone());
+    let process = Process::new(&config)?;
     // Only the subscriber's session is persistent; the publisher's is clean.
     if !config.mqtt_to_kafka.is_empty() {
-        let dead_letters =
-            app::dead_letters(&config, &client_id, &metrics, &health, &failure, &stop)?;
-        let ctx = StartContext {
-            config: &config,
-            ordinal,
-            metrics: &metrics,
-            health: &health,
-            dead_letters,
-            stop: stop.clone(),
-            failure,
-            retire: true,
-        };
+        let ctx = process.start_context(&config, ordinal, true)?;
         let outcome = up::start(&ctx)?.await;
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(RunError::Failed(reason)),
             Err(e) => return Err(RunError::Failed(format!("the drain panicked: {e}"))),
         }
-        if let Err(reason) = health.liveness() {
+        if let Err(reason) = process.health.liveness() {
             return Err(RunError::Failed(reason));
         }
-        if stop.is_cancelled() {
+        if process.stop.is_cancelled() {
             return Err(RunError::Failed(format!(
                 "interrupted before the session {client_id} was drained; it is kept, run the retirement again"
             )));
@@ -72,7 +53,8 @@ pub async fn retire(config: ValidConfig, ordinal: u32) -> Result<Retired, RunErr
         .mqtt_to_kafka
         .iter()
         .map(|r| {
-            metrics
+            process
+                .metrics
                 .route(&r.name, Direction::MqttToKafka)
                 .received
                 .get()

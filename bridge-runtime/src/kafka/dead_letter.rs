@@ -7,7 +7,6 @@
 //! healthy ones. The producer never creates the topic: a dead-letter topic is created on
 //! purpose, with the retention and size it needs (the operator does, from spec.kafka.topics).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,9 +81,7 @@ pub enum Outcome {
 pub struct DeadLetters {
     producer: FutureProducer<BridgeContext>,
     topic: String,
-    /// `false` while the last check found the topic missing or not writable.
-    usable: AtomicBool,
-    /// Why it is not usable.
+    /// Why the last check found the topic missing or not writable; `None` while usable.
     problem: Mutex<Option<String>>,
 }
 
@@ -93,7 +90,6 @@ impl DeadLetters {
         Self {
             producer,
             topic,
-            usable: AtomicBool::new(true),
             problem: Mutex::new(None),
         }
     }
@@ -119,15 +115,22 @@ impl DeadLetters {
 
     /// Whether the last check found the topic usable.
     pub fn usable(&self) -> bool {
-        self.usable.load(Ordering::Relaxed)
+        self.check_usable().is_ok()
     }
 
     fn check_usable(&self) -> Result<(), String> {
-        if self.usable.load(Ordering::Relaxed) {
-            return Ok(());
+        match self.problem.lock() {
+            Ok(problem) => problem.clone().map_or(Ok(()), Err),
+            Err(_) => Err(format!("dead-letter topic {}: state poisoned", self.topic)),
         }
-        let problem = self.problem.lock().ok().and_then(|p| p.clone());
-        Err(problem.unwrap_or_else(|| format!("dead-letter topic {} is not usable", self.topic)))
+    }
+
+    /// Records the last check's result; the previous problem, if there was one.
+    fn set_problem(&self, problem: Option<String>) -> Option<String> {
+        self.problem
+            .lock()
+            .map(|mut p| std::mem::replace(&mut *p, problem))
+            .unwrap_or_default()
     }
 
     /// Checks the topic now and then every [`CHECK_INTERVAL`] until `stop`, reporting the
@@ -136,17 +139,14 @@ impl DeadLetters {
         loop {
             match self.probe().await {
                 Some(Ok(())) => {
-                    if !self.usable.swap(true, Ordering::Relaxed) {
+                    if self.set_problem(None).is_some() {
                         info!(topic = %self.topic, "the dead-letter topic is usable again");
                     }
                     ready.set(true);
                 }
                 Some(Err(problem)) => {
-                    if self.usable.swap(false, Ordering::Relaxed) {
+                    if self.set_problem(Some(problem.clone())).is_none() {
                         error!(topic = %self.topic, %problem, "the dead-letter topic is not usable; messages that need it are held back");
-                    }
-                    if let Ok(mut p) = self.problem.lock() {
-                        *p = Some(problem.clone());
                     }
                     ready.not_ready(problem);
                 }

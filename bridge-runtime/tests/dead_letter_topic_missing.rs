@@ -5,24 +5,10 @@
 mod common;
 
 use common::*;
-use testbed::bridge::{http_get, Bridge};
+use testbed::bridge::Bridge;
 use testbed::kafka;
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::unique;
-
-/// Waits until `/readyz` answers `code` with a body containing `text`.
-fn wait_readyz(bridge: &Bridge, code: u16, text: &str) -> String {
-    testbed::wait_until(
-        &format!("/readyz to answer {code} with {text:?}"),
-        SHORT,
-        || http_get(bridge.http, "/readyz").filter(|(c, body)| *c == code && body.contains(text)),
-    )
-    .1
-}
-
-fn letter_reason(letter: &kafka::Record) -> String {
-    String::from_utf8_lossy(letter.header("mkb.reason").unwrap_or_default()).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mqtt_to_kafka_holds_back_what_needs_a_missing_dead_letter_topic() {
@@ -64,9 +50,11 @@ async fn mqtt_to_kafka_holds_back_what_needs_a_missing_dead_letter_topic() {
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].value_str(), "twenty degrees");
     assert!(
-        letter_reason(&letters[0]).contains("needs a JSON payload"),
+        letters[0]
+            .header_str("mkb.reason")
+            .contains("needs a JSON payload"),
         "{}",
-        letter_reason(&letters[0])
+        letters[0].header_str("mkb.reason")
     );
     wait_readyz(&bridge, 200, "ready");
     assert_eq!(

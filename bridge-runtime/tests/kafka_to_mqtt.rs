@@ -249,8 +249,7 @@ async fn unrenderable_topic_goes_to_the_dead_letter_topic() {
         Some(topic.as_bytes())
     );
     assert_eq!(letters[0].header("mkb.source.offset"), Some(&b"0"[..]));
-    let reason =
-        String::from_utf8_lossy(letters[0].header("mkb.reason").unwrap_or_default()).into_owned();
+    let reason = letters[0].header_str("mkb.reason");
     assert_eq!(
         reason,
         "mqtt.topic: ${.headers.device} has no value for this message"

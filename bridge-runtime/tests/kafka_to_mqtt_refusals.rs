@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use testbed::bridge::Bridge;
-use testbed::kafka::{self, Outgoing, Record};
+use testbed::kafka::{self, Outgoing};
 use testbed::mosquitto::Broker;
 use testbed::mqtt::Subscriber;
 use testbed::unique;
@@ -19,10 +19,6 @@ fn refusing_broker_config(ns: &str, url: &str, topic: &str, protocol: &str, qos:
         "bridgeName: {ns}\nmqtt:\n  url: {url}\n  protocolVersion: \"{protocol}\"\nkafka:\n  bootstrapServers: {kafka}\n  deadLetterTopic: {ns}-dead-letters\ndelivery:\n  shutdownGracePeriodSeconds: 10\nkafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{topic}], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: {qos}}}\n",
         kafka = testbed::env().kafka_bootstrap
     )
-}
-
-fn reason(letter: &Record) -> String {
-    String::from_utf8_lossy(letter.header("mkb.reason").unwrap_or_default()).into_owned()
 }
 
 /// Commands for lock-0, lock-denied and lock-1 in turn; the ACL denies lock-denied's topic.
@@ -79,9 +75,11 @@ async fn acl_refusals_are_dead_lettered(qos: u8) {
     for letter in &letters {
         assert_eq!(letter.key_str(), "lock-denied");
         assert!(
-            reason(letter).contains("reason code 0x87 (not authorized)"),
+            letter
+                .header_str("mkb.reason")
+                .contains("reason code 0x87 (not authorized)"),
             "{}",
-            reason(letter)
+            letter.header_str("mkb.reason")
         );
     }
     let got = wait_for_distinct_commands(&subscriber, 40, SHORT).await;
@@ -158,9 +156,11 @@ async fn oversized_records_are_dead_lettered(protocol: &str, expected_reason: &s
     assert_eq!(letters[0].key_str(), "lock-big");
     assert_eq!(letters[0].value.as_deref().map(<[u8]>::len), Some(50_000));
     assert!(
-        reason(&letters[0]).contains(expected_reason),
+        letters[0]
+            .header_str("mkb.reason")
+            .contains(expected_reason),
         "{}",
-        reason(&letters[0])
+        letters[0].header_str("mkb.reason")
     );
     let got = wait_for_distinct_commands(&subscriber, 10, SHORT).await;
     assert!(got.iter().all(|m| m.payload.len() < 100));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use testbed::bridge::{http_get, Bridge};
+use testbed::bridge::Bridge;
 use testbed::kafka::{self, DeniedWrites};
 use testbed::mqtt::Publisher;
 use testbed::unique;
@@ -27,10 +27,7 @@ async fn an_unauthorised_topic_is_retried_and_reported_never_dead_lettered() {
     let publisher = Publisher::connect(&unique("denied-pub")).await;
     publish_lock_states(&publisher, &ns, 5, 50).await;
 
-    let (_, body) = testbed::wait_until("/readyz to report the refused topic", SHORT, || {
-        http_get(bridge.http, "/readyz")
-            .filter(|(code, body)| *code == 503 && body.contains("route state producing to Kafka"))
-    });
+    let body = wait_readyz(&bridge, 503, "route state producing to Kafka");
     assert!(
         body.contains(&format!("Kafka refuses records for topic {topic}"))
             && body.contains("uthoriz"),

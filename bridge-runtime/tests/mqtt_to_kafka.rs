@@ -256,8 +256,7 @@ async fn undeliverable_messages_go_to_the_dead_letter_topic_and_later_ones_flow(
         Some(&big[..]),
         "the payload is kept"
     );
-    let reason =
-        String::from_utf8_lossy(big_letter.header("mkb.reason").unwrap_or_default()).into_owned();
+    let reason = big_letter.header_str("mkb.reason");
     assert!(
         reason.contains("Message size too large") || reason.contains("MessageSizeTooLarge"),
         "{reason}"
@@ -271,8 +270,7 @@ async fn undeliverable_messages_go_to_the_dead_letter_topic_and_later_ones_flow(
         .find(|r| r.header("mkb.route") == Some(&b"celsius"[..]))
         .expect("the text message");
     assert_eq!(json_letter.value_str(), "twenty degrees");
-    let reason =
-        String::from_utf8_lossy(json_letter.header("mkb.reason").unwrap_or_default()).into_owned();
+    let reason = json_letter.header_str("mkb.reason");
     assert_eq!(reason, "kafka.value.template: ${payload.celsius} needs a JSON payload, but the payload is not valid JSON");
 
     assert_eq!(bridge.wait_counter("dead_lettered", "raw", 1, SHORT), 1);

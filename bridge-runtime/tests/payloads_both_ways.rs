@@ -74,8 +74,7 @@ async fn mqtt_to_kafka_delivers_or_dead_letters_every_payload_size() {
         value(&letters[0]) == &too_big[..],
         "the letter keeps the payload"
     );
-    let reason =
-        String::from_utf8_lossy(letters[0].header("mkb.reason").unwrap_or_default()).into_owned();
+    let reason = letters[0].header_str("mkb.reason");
     assert!(
         reason.contains("Message size too large") || reason.contains("MessageSizeTooLarge"),
         "{reason}"

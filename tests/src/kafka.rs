@@ -39,6 +39,12 @@ impl Record {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
     }
+    /// A header's value as text ("" when absent or not UTF-8).
+    pub fn header_str(&self, name: &str) -> &str {
+        self.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
     pub fn key_str(&self) -> &str {
         self.key
             .as_deref()

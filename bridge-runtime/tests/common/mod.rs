@@ -217,3 +217,16 @@ pub fn drained(stdout: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in {stdout:?}"))
 }
+
+/// Waits until `/readyz` answers `code` with a body containing `text`.
+pub fn wait_readyz(bridge: &testbed::bridge::Bridge, code: u16, text: &str) -> String {
+    testbed::wait_until(
+        &format!("/readyz to answer {code} with {text:?}"),
+        SHORT,
+        || {
+            testbed::bridge::http_get(bridge.http, "/readyz")
+                .filter(|(c, body)| *c == code && body.contains(text))
+        },
+    )
+    .1
+}

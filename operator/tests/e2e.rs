@@ -283,10 +283,7 @@ fn invalid_specs_are_rejected_and_leave_the_running_bridge_alone() {
         "guarded/devices/+/state",
         "",
     ));
-    let ready = wait_until("InvalidSpec for the bad template", WAIT, || {
-        let c = s.condition("guarded", "Ready");
-        (c["reason"] == "InvalidSpec").then_some(c)
-    });
+    let ready = s.wait_condition("guarded", "Ready", |c| c["reason"] == "InvalidSpec");
     assert_eq!(ready["status"], "False");
     let message = ready["message"].as_str().unwrap_or_default();
     assert!(
@@ -482,10 +479,7 @@ fn refused_applies_and_foreign_objects_are_reported_not_forced() {
         None,
     );
     s.apply(&smart_locks("quota"));
-    let ready = wait_until("ApplyFailed", WAIT, || {
-        let c = s.condition("quota", "Ready");
-        (c["reason"] == "ApplyFailed").then_some(c)
-    });
+    let ready = s.wait_condition("quota", "Ready", |c| c["reason"] == "ApplyFailed");
     let message = ready["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("the API server refused StatefulSet quota: ")
@@ -524,10 +518,7 @@ fn refused_applies_and_foreign_objects_are_reported_not_forced() {
         &["scale", "mkb/foreign", "-n", &s.ns.0, "--replicas=2"],
         None,
     );
-    let ready = wait_until("ApplyFailed for the foreign PDB", WAIT, || {
-        let c = s.condition("foreign", "Ready");
-        (c["reason"] == "ApplyFailed").then_some(c)
-    });
+    let ready = s.wait_condition("foreign", "Ready", |c| c["reason"] == "ApplyFailed");
     assert_eq!(
         ready["message"],
         "PodDisruptionBudget foreign exists and does not belong to this bridge; the operator leaves it alone (rename the bridge, or delete that PodDisruptionBudget)"

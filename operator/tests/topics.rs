@@ -186,10 +186,7 @@ async fn kafka_refusals_and_bad_topics_are_reported_with_their_field() {
         &format!("{id}-state2"),
         "    topics:\n      - name: \"bad/topic\"",
     ));
-    let invalid = wait_until("InvalidSpec", WAIT, || {
-        let c = s.condition("badname", "Ready");
-        (c["reason"] == "InvalidSpec").then_some(c)
-    });
+    let invalid = s.wait_condition("badname", "Ready", |c| c["reason"] == "InvalidSpec");
     assert!(
         invalid["message"]
             .as_str()

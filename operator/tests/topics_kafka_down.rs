@@ -37,16 +37,13 @@ fn kafka_down_delays_topics_but_not_the_rollout_and_they_appear_when_it_returns(
     let id = unique("t");
     let (leaving_topic, waiting_topic) = (format!("{id}-leaving"), format!("{id}-waiting"));
     s.apply(&bridge_yaml("leaving", &leaving_topic, "Delete"));
-    wait_until("the first topic", WAIT, || {
-        (s.condition("leaving", "TopicsReady")["status"] == "True").then_some(())
-    });
+    s.wait_condition("leaving", "TopicsReady", |c| c["status"] == "True");
     assert_eq!(describe_topic(&leaving_topic).map(|t| t.0), Some(3));
 
     let kafka = KafkaStopped::stop();
     s.apply(&bridge_yaml("waiting", &waiting_topic, "Retain"));
-    let unavailable = wait_until("TopicsReady=False/KafkaUnavailable", WAIT, || {
-        let c = s.condition("waiting", "TopicsReady");
-        (c["reason"] == "KafkaUnavailable").then_some(c)
+    let unavailable = s.wait_condition("waiting", "TopicsReady", |c| {
+        c["reason"] == "KafkaUnavailable"
     });
     assert_eq!(unavailable["status"], "False");
     let message = unavailable["message"].as_str().unwrap_or_default();
@@ -87,9 +84,7 @@ fn kafka_down_delays_topics_but_not_the_rollout_and_they_appear_when_it_returns(
     );
 
     drop(kafka);
-    wait_until("TopicsReady=True after Kafka returned", WAIT, || {
-        (s.condition("waiting", "TopicsReady")["status"] == "True").then_some(())
-    });
+    s.wait_condition("waiting", "TopicsReady", |c| c["status"] == "True");
     // Just after a restart the new topic's leader may not be known to a fresh client yet.
     wait_until("the topic with 3 partitions in Kafka", WAIT, || {
         (describe_topic(&waiting_topic).map(|t| t.0) == Some(3)).then_some(())

@@ -16,7 +16,7 @@ pub mod process;
 pub mod wait;
 
 pub use env::{env, TestbedEnv};
-pub use wait::{wait_until, wait_until_async};
+pub use wait::{wait_until, wait_until_async, wait_until_seen};
 
 use std::path::{Path, PathBuf};
 

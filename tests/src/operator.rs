@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::bridge::{free_port, http_get, MetricsText};
 use crate::kubectl::{ensure_crd, get_json, kubectl_ok, Namespace};
 use crate::process::{workspace_binary, ChildProcess};
-use crate::{env, wait_until};
+use crate::{env, wait_until, wait_until_seen};
 
 /// How long end-to-end tests wait for the operator and Kubernetes.
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -155,6 +155,19 @@ impl Setup {
 
     pub fn condition(&self, name: &str, type_: &str) -> Value {
         condition_of(&self.bridge(name), type_)
+    }
+
+    /// Waits until the bridge's condition `type_` satisfies `holds`; returns it. On timeout
+    /// the failure shows the condition as last seen.
+    pub fn wait_condition(&self, name: &str, type_: &str, holds: impl Fn(&Value) -> bool) -> Value {
+        wait_until_seen(&format!("bridge {name}: condition {type_}"), WAIT, || {
+            let c = self.condition(name, type_);
+            if holds(&c) {
+                Ok(c)
+            } else {
+                Err(c.to_string())
+            }
+        })
     }
 
     /// Waits until the bridge is Ready=True for its current generation; returns the bridge,

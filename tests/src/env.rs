@@ -10,14 +10,24 @@ pub struct TestbedEnv {
     pub kubeconfig: PathBuf,
     pub kubernetes_version: String,
     pub kafka_bootstrap: String,
+    /// Kafka's secured listeners (see `tests/testbed/services.sh`): SSL with required client
+    /// certificates; SASL_SSL with PLAIN and SCRAM-SHA-256/512; SASL_SSL with SCRAM-SHA-512
+    /// only. All with the server certificate of `tls_dir`.
+    pub kafka_ssl_bootstrap: String,
+    pub kafka_sasl_bootstrap: String,
+    pub kafka_scram512_bootstrap: String,
+    /// The SASL user the test bed made (PLAIN and both SCRAMs), and its password.
+    pub kafka_sasl_username: String,
+    pub kafka_sasl_password: String,
     /// The Kafka distribution (its `libs/` has the broker's command-line tools).
     pub kafka_home: PathBuf,
     pub mqtt_url: String,
     pub mqtt_host: String,
     pub mqtt_port: u16,
     pub toxiproxy_url: String,
-    /// The test CA, server and client certificates (`ca.crt`, `server.*`, `client.*`) and an
-    /// untrusted CA (`other/ca.crt`).
+    /// The test CA, server and client certificates (`ca.crt`, `server.*`, `client.*`), an
+    /// untrusted CA (`other/ca.crt`), and an expired server and client certificate from the
+    /// test CA (`expired/server.*`, `expired/client.*`).
     pub tls_dir: PathBuf,
     /// The test bed's state directory (data, logs, pids).
     pub dir: PathBuf,
@@ -65,6 +75,11 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
         kubeconfig: get("KUBECONFIG")?.into(),
         kubernetes_version: get("KUBERNETES_VERSION")?,
         kafka_bootstrap: get("KAFKA_BOOTSTRAP")?,
+        kafka_ssl_bootstrap: get("KAFKA_SSL_BOOTSTRAP")?,
+        kafka_sasl_bootstrap: get("KAFKA_SASL_BOOTSTRAP")?,
+        kafka_scram512_bootstrap: get("KAFKA_SCRAM512_BOOTSTRAP")?,
+        kafka_sasl_username: get("KAFKA_SASL_USERNAME")?,
+        kafka_sasl_password: get("KAFKA_SASL_PASSWORD")?,
         kafka_home: get("KAFKA_HOME")?.into(),
         mqtt_url: get("MQTT_URL")?,
         mqtt_host: get("MQTT_HOST")?,
@@ -109,7 +124,7 @@ impl TestbedEnv {
 mod tests {
     #[test]
     fn parses_the_env_file() {
-        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
         let env = super::parse(text).expect("parses");
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");

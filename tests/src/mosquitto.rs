@@ -27,9 +27,12 @@ fn run_as() -> String {
 }
 
 /// A TLS listener with the test bed's server certificate.
+#[derive(Default)]
 pub struct TlsListener {
     /// Refuse clients without a certificate signed by the test CA.
     pub require_client_certificate: bool,
+    /// Present the test CA's server certificate that expired in 2020.
+    pub expired_server_certificate: bool,
 }
 
 impl Broker {
@@ -43,11 +46,16 @@ impl Broker {
     pub fn start_tls(name: &str, tls: TlsListener) -> Self {
         let tls_port = free_port();
         let dir = crate::env().tls_dir.clone();
+        let server = if tls.expired_server_certificate {
+            dir.join("expired")
+        } else {
+            dir.clone()
+        };
         let listener = format!(
             "listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\nrequire_certificate {require}\n",
             ca = dir.join("ca.crt").display(),
-            cert = dir.join("server.crt").display(),
-            key = dir.join("server.key").display(),
+            cert = server.join("server.crt").display(),
+            key = server.join("server.key").display(),
             require = tls.require_client_certificate,
         );
         let mut broker = Self::start_on(free_port(), name, &listener, None);

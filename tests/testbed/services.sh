@@ -45,11 +45,45 @@ kafka_java() {
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
+# The SASL user's password: random, made once per state directory, kept beside Kafka's data.
+KAFKA_SASL_USER=bridge
+kafka_sasl_password() {
+  local file=$STATE_DIR/kafka/sasl-password
+  if [ ! -s "$file" ]; then
+    mkdir -p "$STATE_DIR/kafka"
+    head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file"
+  fi
+  cat "$file"
+}
+
+# SCRAM credentials live in Kafka's metadata, so they are added once per data directory
+# (and again when the password changed).
+add_scram_users() {
+  local marker=$STATE_DIR/kafka/data/.scram-users password
+  password=$(kafka_sasl_password)
+  [ "$(cat "$marker" 2>/dev/null)" = "$KAFKA_SASL_USER:$password" ] && return 0
+  local mechanism
+  # One mechanism per request: Kafka refuses two changes of one user's credentials in one.
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      --entity-type users --entity-name "$KAFKA_SASL_USER" --add-config "$mechanism=[password=$password]" \
+      >>"$LOG_DIR/kafka.log" 2>&1 || die "adding Kafka's $mechanism user failed; see $LOG_DIR/kafka.log"
+  done
+  printf '%s' "$KAFKA_SASL_USER:$password" >"$marker"
+}
+
 start_kafka() {
-  is_running kafka kafka.Kafka && return 0
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another program; set MKB_KAFKA_PORT"
+  if is_running kafka kafka.Kafka; then
+    add_scram_users
+    return 0
+  fi
+  local port
+  for port in "$KAFKA_PORT" "$KAFKA_SSL_PORT" "$KAFKA_SASL_PORT" "$KAFKA_SCRAM512_PORT"; do
+    port_open "$port" && die "port $port is taken by another program; see MKB_KAFKA_*PORT in tests/testbed/lib.sh"
+  done
   local dir=$STATE_DIR/kafka
   mkdir -p "$dir"
+  make_tls_material
   cat >"$dir/log4j2.properties" <<CONF
 rootLogger.level = WARN
 rootLogger.appenderRef.stdout.ref = STDOUT
@@ -66,11 +100,23 @@ CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM512:SASL_SSL
+# The secured listeners use the test bed's CA and server certificate (PEM, no keystore).
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/kafka-server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.crt
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$(kafka_sasl_password)";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.scram512.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.scram512.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$dir/data
 num.partitions=1
 auto.create.topics.enable=true
@@ -97,6 +143,7 @@ CONF
   start_process kafka java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
   wait_for kafka 90 kafka_ready
+  add_scram_users
 }
 
 kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 5 2>/dev/null | grep -q "1 brokers"; }
@@ -266,11 +313,16 @@ start_toxiproxy() {
 stop_toxiproxy() { stop_process toxiproxy "bin/toxiproxy-server"; }
 
 # --- TLS material for the security tests --------------------------------------------------
-# A test CA, a server certificate for 127.0.0.1 / localhost / tls.testbed.local, a client
-# certificate, and a second CA nobody trusts (for wrong-CA tests). Regenerated when missing or
-# within a day of expiring; generated offline with openssl.
+# A test CA, a server certificate for 127.0.0.1 / localhost / tls.testbed.local (also Kafka's,
+# as kafka-server.pem: key and certificate in one PEM file), a client certificate, a second CA
+# nobody trusts (wrong-CA tests), and a server and a client certificate from the test CA that
+# expired in 2020 (expired/). Regenerated when missing or within a day of expiring; generated
+# offline with openssl.
 
 TLS_DIR=$STATE_DIR/tls
+
+SERVER_EXT='subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:tls.testbed.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
+CLIENT_EXT='basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
 
 tls_cert() { # name cn extfile-lines
   local name=$1 cn=$2 ext=$3
@@ -281,21 +333,36 @@ tls_cert() { # name cn extfile-lines
   rm -f "$name.csr" "$name.ext"
 }
 
+# A certificate valid only in January 2020 (`openssl x509` cannot backdate; `openssl ca` can).
+expired_cert() { # name cn extfile-lines
+  local name=$1 cn=$2 ext=$3
+  openssl req -newkey rsa:2048 -nodes -keyout "expired/$name.key" -out "expired/$name.csr" -subj "/CN=$cn" 2>/dev/null
+  printf '%b' "$ext" >"expired/$name.ext"
+  : >expired/index.txt
+  printf '[ca]\ndefault_ca=testbed\n[testbed]\ndatabase=expired/index.txt\nnew_certs_dir=expired\nserial=ca.srl\ndefault_md=sha256\npolicy=any\n[any]\ncommonName=supplied\n' >expired/ca.cnf
+  openssl ca -batch -notext -config expired/ca.cnf -cert ca.crt -keyfile ca.key -in "expired/$name.csr" \
+    -startdate 20200101000000Z -enddate 20200131000000Z -extfile "expired/$name.ext" \
+    -out "expired/$name.crt" 2>/dev/null
+  rm -f expired/*.csr expired/*.ext expired/ca.cnf expired/index.txt* expired/*.pem ca.srl.old
+}
+
+tls_fresh() { openssl x509 -checkend 86400 -noout -in "$TLS_DIR/$1" >/dev/null 2>&1; }
+
 make_tls_material() {
-  if [ -f "$TLS_DIR/client.crt" ] && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/ca.crt" >/dev/null 2>&1 \
-    && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.crt" >/dev/null 2>&1 \
-    && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/client.crt" >/dev/null 2>&1; then
+  if tls_fresh ca.crt && tls_fresh server.crt && tls_fresh client.crt \
+    && [ -f "$TLS_DIR/kafka-server.pem" ] && [ -f "$TLS_DIR/expired/client.crt" ]; then
     return 0
   fi
-  rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR/other"
+  rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR/other" "$TLS_DIR/expired"
   (
     cd "$TLS_DIR"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=testbed-tls-ca" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    tls_cert server tls.testbed.local \
-      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:tls.testbed.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
-    tls_cert client bridge-client \
-      'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+    tls_cert server tls.testbed.local "$SERVER_EXT"
+    cat server.key server.crt >kafka-server.pem
+    tls_cert client bridge-client "$CLIENT_EXT"
+    expired_cert server tls.testbed.local "$SERVER_EXT"
+    expired_cert client bridge-client "$CLIENT_EXT"
     cd other
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=untrusted-ca" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
@@ -314,6 +381,11 @@ TESTBED_BIN=$BIN_DIR
 KUBECONFIG=$KUBECONFIG_FILE
 KUBERNETES_VERSION=$KUBERNETES_VERSION
 KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+KAFKA_SSL_BOOTSTRAP=127.0.0.1:$KAFKA_SSL_PORT
+KAFKA_SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
+KAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:$KAFKA_SCRAM512_PORT
+KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
+KAFKA_SASL_PASSWORD=$(kafka_sasl_password)
 KAFKA_VERSION=$KAFKA_VERSION
 KAFKA_HOME=$KAFKA_HOME
 MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT

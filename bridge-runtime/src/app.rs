@@ -152,6 +152,11 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
         %listen,
         "bridge-runtime started"
     );
+    for (side, tls) in [("mqtt", &settings.mqtt.tls), ("kafka", &settings.kafka.tls)] {
+        if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            warn!("{side}.tls.insecureSkipVerify is set: the broker's certificate is not verified, so anyone between the bridge and the broker can read and change the traffic; use it only with test brokers");
+        }
+    }
 
     // Each direction drains within the grace period; this bound only guards against a stuck one.
     let grace =
@@ -236,11 +241,13 @@ fn dead_letter_writer(
         .set("message.timeout.ms", "0")
         // A dead-letter topic is created on purpose (retention, size); see dead_letter.rs.
         .set("allow.auto.create.topics", "false");
-    let context = BridgeContext {
-        up: metrics.connection("kafka", "dead-letters"),
-        ready: health.component("kafka dead-letter producer connected"),
-        failure: failure.clone(),
-    };
+    let context = BridgeContext::new(
+        "dead-letter producer",
+        &kafka_settings.bootstrap_servers,
+        metrics.connection("kafka", "dead-letters"),
+        health.component("kafka dead-letter producer connected"),
+        failure.clone(),
+    );
     let producer: FutureProducer<BridgeContext> = c
         .create_with_context(context)
         .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;

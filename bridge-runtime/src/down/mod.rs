@@ -59,14 +59,16 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         let offsets = Arc::new(Mutex::new(offsets::OffsetTracker::default()));
         let consumer_id = format!("{}-{ordinal}-{}", config.client_id_prefix, compiled.name);
         let context = route::RouteContext {
-            base: BridgeContext {
-                up: metrics.connection("kafka", &format!("consumer {}", compiled.name)),
-                ready: health.component(&format!(
+            base: BridgeContext::new(
+                &format!("consumer of route {}", compiled.name),
+                &settings.kafka.bootstrap_servers,
+                metrics.connection("kafka", &format!("consumer {}", compiled.name)),
+                health.component(&format!(
                     "kafka consumer of route {} connected",
                     compiled.name
                 )),
-                failure: ctx.failure.clone(),
-            },
+                ctx.failure.clone(),
+            ),
             offsets: offsets.clone(),
             route: compiled.name.clone(),
         };

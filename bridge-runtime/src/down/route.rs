@@ -36,6 +36,10 @@ impl ClientContext for RouteContext {
         self.base.stats_raw(statistics);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        self.base.log(level, facility, message);
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.base.error(error, reason);
     }

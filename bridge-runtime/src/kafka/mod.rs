@@ -1,6 +1,7 @@
 //! Kafka clients from the configuration: connection and security settings, a context that
 //! reports whether any broker is reachable, and error classification.
 
+mod connection;
 mod dead_letter;
 mod errors;
 
@@ -8,12 +9,14 @@ use mkb_api::config::KafkaConnection;
 use mkb_api::kafka_properties::{security_properties, TlsMaterial};
 use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use crate::health::{Failure, Readiness};
 use crate::secrets;
 
+use connection::ConnectionStatus;
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use errors::{classify, is_permanent, ErrorClass};
 
@@ -41,12 +44,29 @@ pub fn client_config(kafka: &KafkaConnection, client_id: &str) -> Result<ClientC
     Ok(c)
 }
 
-/// A client context that turns librdkafka's statistics into "is any broker up", and its
-/// fatal errors into the process's failure.
+/// A client context that turns librdkafka's statistics into "is any broker up", the errors
+/// that keep it out into a warning and its readiness reason, and its fatal errors into the
+/// process's failure.
 pub struct BridgeContext {
-    pub up: Gauge,
-    pub ready: Readiness,
-    pub failure: Failure,
+    connection: ConnectionStatus,
+    failure: Failure,
+}
+
+impl BridgeContext {
+    /// `client` names it in logs (`producer`, `consumer of route x`), `bootstrap` is what it
+    /// connects to, `up` its connection gauge and `ready` its readiness.
+    pub fn new(
+        client: &str,
+        bootstrap: &str,
+        up: Gauge,
+        ready: Readiness,
+        failure: Failure,
+    ) -> Self {
+        Self {
+            connection: ConnectionStatus::new(client, bootstrap, up, ready),
+            failure,
+        }
+    }
 }
 
 impl ClientContext for BridgeContext {
@@ -59,16 +79,34 @@ impl ClientContext for BridgeContext {
                 .values()
                 .any(|b| b["nodeid"].as_i64().is_some_and(|id| id >= 0) && b["state"] == "UP")
         });
-        self.up.set(i64::from(up));
-        self.ready.set(up);
+        self.connection.observed(up);
     }
 
-    /// librdkafka's global errors: brokers going down is logged at debug (the connection
-    /// metric and readiness show it); a fatal error ends the process (the client is dead).
+    /// librdkafka's own log lines. Its connection failures (`FAIL`, one per attempt) go to
+    /// debug: the connection status warns once per cause instead.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            _ if facility == "FAIL" => {
+                tracing::debug!(target: "librdkafka", "{facility} {message}")
+            }
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{facility} {message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{facility} {message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{facility} {message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{facility} {message}"),
+        }
+    }
+
+    /// librdkafka's global errors: a fatal one ends the process (the client is dead); the
+    /// rest go to the connection's status.
     fn error(&self, error: KafkaError, reason: &str) {
         if classify(&error) == ErrorClass::Fatal {
             self.failure
                 .fail(&format!("fatal Kafka client error: {error}: {reason}"));
+        } else if let Some(code) = error.rdkafka_error_code() {
+            self.connection.error(code, reason);
         } else {
             tracing::debug!(%error, %reason, "librdkafka");
         }
@@ -87,11 +125,13 @@ mod tests {
 
     fn context() -> (BridgeContext, Arc<Health>, CancellationToken) {
         let (health, stop) = (Arc::new(Health::default()), CancellationToken::new());
-        let context = BridgeContext {
-            up: Gauge::default(),
-            ready: health.component("kafka producer connected"),
-            failure: Failure::new(health.clone(), stop.clone()),
-        };
+        let context = BridgeContext::new(
+            "producer",
+            "k:9092",
+            Gauge::default(),
+            health.component("kafka producer connected"),
+            Failure::new(health.clone(), stop.clone()),
+        );
         (context, health, stop)
     }
 

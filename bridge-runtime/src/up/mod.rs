@@ -166,11 +166,13 @@ fn producer(
         // topic.metadata.propagation.max.ms.
         .set("message.timeout.ms", "0")
         .set("partitioner", "murmur2_random");
-    let context = BridgeContext {
-        up: metrics.connection("kafka", "producer"),
-        ready: health.component("kafka producer connected"),
-        failure: failure.clone(),
-    };
+    let context = BridgeContext::new(
+        "producer",
+        &kafka.bootstrap_servers,
+        metrics.connection("kafka", "producer"),
+        health.component("kafka producer connected"),
+        failure.clone(),
+    );
     c.create_with_context(context)
         .map_err(|e| format!("cannot create the Kafka producer: {e}"))
 }

@@ -1,6 +1,6 @@
 //! MQTT over TLS against a private Mosquitto with the test bed's certificates: mutual TLS
 //! moves messages both ways; a server-name override is honoured; a wrong CA, a wrong server
-//! name or a missing client certificate keep the bridge not ready, with the endpoint and the
+//! name, an expired server certificate or a missing client certificate keep the bridge not ready, with the endpoint and the
 //! cause in its log, retrying without exiting.
 
 mod common;
@@ -48,6 +48,7 @@ async fn moves_both_ways(url_host: &str, server_name: Option<&str>) {
         &ns,
         TlsListener {
             require_client_certificate: true,
+            ..TlsListener::default()
         },
     );
     let url = format!("mqtts://{url_host}:{}", broker.tls_port.unwrap_or_default());
@@ -129,6 +130,7 @@ async fn a_server_certificate_from_an_untrusted_ca_is_refused() {
     stays_not_ready(
         TlsListener {
             require_client_certificate: false,
+            ..TlsListener::default()
         },
         tls_lines("other/ca.crt", false, None),
         "UnknownIssuer",
@@ -141,6 +143,7 @@ async fn a_server_certificate_for_another_name_is_refused() {
     stays_not_ready(
         TlsListener {
             require_client_certificate: false,
+            ..TlsListener::default()
         },
         tls_lines("ca.crt", false, Some("not.the.server")),
         "certificate not valid for name \"not.the.server\"",
@@ -153,9 +156,23 @@ async fn a_broker_that_requires_a_client_certificate_refuses_a_bridge_without_on
     stays_not_ready(
         TlsListener {
             require_client_certificate: true,
+            ..TlsListener::default()
         },
         tls_lines("ca.crt", false, None),
         "CertificateRequired",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_server_certificate_is_refused() {
+    stays_not_ready(
+        TlsListener {
+            expired_server_certificate: true,
+            ..TlsListener::default()
+        },
+        tls_lines("ca.crt", false, None),
+        "certificate expired",
     )
     .await;
 }

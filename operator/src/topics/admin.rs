@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mkb_api::crd::{KafkaSpec, SecretKeyRef};
 use mkb_api::kafka_properties::{security_properties, TlsMaterial};
@@ -12,6 +12,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientConfig;
 use sha2::{Digest, Sha256};
 
@@ -20,31 +21,80 @@ pub type SecretValues = BTreeMap<(String, String), Vec<u8>>;
 
 pub type Admin = AdminClient<AdminContext>;
 
-/// Remembers the last connection-level error librdkafka reported (a refused connection, a
-/// failed TLS handshake or SASL authentication), so "Kafka unavailable" can say why.
+/// The admin client's context. librdkafka hands a client's log lines and errors to its main
+/// queue, which nothing polls for an admin client: so it logs nothing (its queue would only
+/// grow), and `why_unreachable` asks a polled probe instead.
 #[derive(Default)]
-pub struct AdminContext {
-    last_error: Mutex<Option<String>>,
+pub struct AdminContext;
+
+impl ClientContext for AdminContext {}
+
+/// Records the first connection failure librdkafka reports to a probe.
+#[derive(Default)]
+struct ProbeContext {
+    failure: Mutex<Option<String>>,
 }
 
-impl AdminContext {
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
-    }
-}
-
-impl ClientContext for AdminContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(format!("{error}: {reason}"));
+impl ProbeContext {
+    fn record(&self, failure: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert_with(|| steady(&failure).to_owned());
         }
     }
+}
 
-    // librdkafka's own log lines go to the debug level: connection errors reach the status
-    // through `error` above.
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!(?level, facility = fac, "librdkafka: {log_message}");
+/// librdkafka's report without its thread name and timing ("(after 315ms in state
+/// AUTH_REQ)"), so the status message stays the same from one attempt to the next.
+fn steady(report: &str) -> &str {
+    let report = match report.strip_prefix("[thrd:") {
+        Some(rest) => rest.split_once("]: ").map_or(report, |(_, r)| r),
+        None => report,
+    };
+    match report.rfind(" (after ") {
+        Some(at) if report.ends_with(')') => &report[..at],
+        _ => report,
     }
+}
+
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(format!("{error}: {reason}"));
+    }
+
+    // A failed connection attempt (refused, TLS handshake, SASL authentication) is logged by
+    // librdkafka under FAIL with the broker and the cause.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "FAIL" {
+            self.record(log_message.to_owned());
+        } else {
+            tracing::debug!(?level, facility = fac, "librdkafka: {log_message}");
+        }
+    }
+}
+
+/// Why a connection fails: a short-lived producer-type client with the same settings,
+/// polled until librdkafka reports a failure or `timeout` passes. Blocking.
+pub fn why_unreachable(config: &ClientConfig, timeout: Duration) -> Option<String> {
+    let probe: BaseProducer<ProbeContext> =
+        config.create_with_context(ProbeContext::default()).ok()?;
+    // Asking for metadata makes it connect.
+    let _ = probe
+        .client()
+        .fetch_metadata(None, Duration::from_millis(1));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        probe.poll(Duration::from_millis(100));
+        if let Some(failure) = probe.context().failure.lock().ok().and_then(|f| f.clone()) {
+            return Some(failure);
+        }
+    }
+    None
 }
 
 /// Admin clients by connection fingerprint.
@@ -53,30 +103,39 @@ pub struct AdminClients {
     clients: Mutex<HashMap<String, Arc<Admin>>>,
 }
 
+/// An admin client and the settings it was made with (for `why_unreachable`).
+pub struct Connection {
+    pub admin: Arc<Admin>,
+    pub config: ClientConfig,
+}
+
 /// Most cached clients; past it the cache starts over (each client holds threads and sockets).
 const MAX_CLIENTS: usize = 64;
 
 impl AdminClients {
     /// The client for this connection, created on first use.
-    pub fn get(&self, kafka: &KafkaSpec, secrets: &SecretValues) -> Result<Arc<Admin>, String> {
+    pub fn get(&self, kafka: &KafkaSpec, secrets: &SecretValues) -> Result<Connection, String> {
         let config = client_config(kafka, secrets)?;
         let key = fingerprint(&config);
         let mut clients = self
             .clients
             .lock()
             .map_err(|_| "the admin client cache is poisoned".to_owned())?;
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
+        if let Some(admin) = clients.get(&key) {
+            let admin = admin.clone();
+            return Ok(Connection { admin, config });
         }
-        let client: Admin = config
-            .create_with_context(AdminContext::default())
+        let mut quiet = config.clone();
+        quiet.set_log_level(RDKafkaLogLevel::Emerg);
+        let admin: Admin = quiet
+            .create_with_context(AdminContext)
             .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        let client = Arc::new(client);
-        clients.insert(key, client.clone());
-        Ok(client)
+        let admin = Arc::new(admin);
+        clients.insert(key, admin.clone());
+        Ok(Connection { admin, config })
     }
 }
 
@@ -135,6 +194,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_report_loses_its_thread_and_timing() {
+        assert_eq!(
+            super::steady("[thrd:sasl_ssl://k:9095/bootstrap]: sasl_ssl://k:9095/bootstrap: SASL authentication error: Authentication failed (after 315ms in state AUTH_REQ)"),
+            "sasl_ssl://k:9095/bootstrap: SASL authentication error: Authentication failed"
+        );
+        assert_eq!(super::steady("Local: Timed out"), "Local: Timed out");
+    }
+
     use super::*;
     use mkb_api::connection::{SaslMechanism, SaslSettings, TlsSettings};
 

@@ -20,7 +20,7 @@ pub use admin::{AdminClients, SecretValues};
 pub use sharing::{created_at, BridgeTopics, Sharing};
 
 use crate::metrics::Metrics;
-use admin::{Admin, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use admin::{Admin, Connection, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use plan::{DesiredTopic, ObservedTopic, Step};
 
 /// The outcome of managing a bridge's topics, for its status.
@@ -68,20 +68,21 @@ where
             changes: Vec::new(),
         };
     }
-    let admin = match clients.get(&req.spec.kafka, req.secrets) {
-        Ok(admin) => admin,
+    let Connection { admin, config } = match clients.get(&req.spec.kafka, req.secrets) {
+        Ok(connection) => connection,
         Err(message) => return failed_without_kafka(&desired, req.previous, message),
     };
     let names: Vec<String> = desired.iter().map(|t| t.name.clone()).collect();
     let observation = match observe(admin.clone(), names).await {
         Ok(o) => o,
         Err(why) => {
+            let why = explain(config, why).await;
             return unavailable(
                 &desired,
                 req.previous,
                 &req.spec.kafka.bootstrap_servers,
                 why,
-            )
+            );
         }
     };
     let me = BridgeTopics::with_topics(
@@ -221,7 +222,7 @@ pub async fn delete_created(
     if mine.is_empty() {
         return Ok((Vec::new(), kept));
     }
-    let admin = clients.get(&spec.kafka, secrets)?;
+    let Connection { admin, config } = clients.get(&spec.kafka, secrets)?;
     let probe = admin.clone();
     let reachable =
         tokio::task::spawn_blocking(move || probe.inner().fetch_cluster_id(CONNECT_TIMEOUT))
@@ -232,7 +233,7 @@ pub async fn delete_created(
         return Err(format!(
             "Kafka at {} cannot be reached{}",
             spec.kafka.bootstrap_servers,
-            cause(admin.inner().context().last_error())
+            cause(explain(config, None).await)
         ));
     }
     let names: Vec<&str> = mine.iter().map(|t| t.name.as_str()).collect();
@@ -339,7 +340,7 @@ async fn observe(admin: Arc<Admin>, names: Vec<String>) -> Result<Observation, O
     let handle = tokio::task::spawn_blocking(move || {
         let client = admin.inner();
         let Some(cluster_id) = client.fetch_cluster_id(CONNECT_TIMEOUT) else {
-            return Err(client.context().last_error());
+            return Err(None);
         };
         let mut observation = Observation {
             cluster_id,
@@ -530,6 +531,16 @@ async fn alter(
             topic.path, topic.name
         )
     })
+}
+
+/// Why Kafka did not answer: librdkafka's report of the failed connection (refused, TLS,
+/// SASL) when a probe gets one, else what the request said.
+async fn explain(config: rdkafka::ClientConfig, fallback: Option<String>) -> Option<String> {
+    tokio::task::spawn_blocking(move || admin::why_unreachable(&config, CONNECT_TIMEOUT))
+        .await
+        .ok()
+        .flatten()
+        .or(fallback)
 }
 
 fn cause(last_error: Option<String>) -> String {

@@ -330,10 +330,16 @@ pub(crate) async fn read_secrets(
         if !cache.contains_key(&r.name) {
             cache.insert(r.name.clone(), api.get_opt(&r.name).await?);
         }
+        let fields = || build::fields_referencing(spec, &r).join(", ");
         let Some(secret) = cache.get(&r.name).and_then(Option::as_ref) else {
             return Ok(Err(Outcome::Blocked {
                 reason: "SecretNotFound".to_owned(),
-                message: format!("Secret {} does not exist in namespace {namespace}", r.name),
+                message: format!(
+                    "{}: Secret {} (key {:?}) does not exist in namespace {namespace}; nothing is rolled out until it does",
+                    fields(),
+                    r.name,
+                    r.key
+                ),
             }));
         };
         let value = secret
@@ -344,7 +350,12 @@ pub(crate) async fn read_secrets(
         if value.is_none() {
             return Ok(Err(Outcome::Blocked {
                 reason: "SecretKeyNotFound".to_owned(),
-                message: format!("Secret {} has no key {:?}", r.name, r.key),
+                message: format!(
+                    "{}: Secret {} has no key {:?}; nothing is rolled out until it has",
+                    fields(),
+                    r.name,
+                    r.key
+                ),
             }));
         }
         values.push((r.name.clone(), r.key.clone(), value));

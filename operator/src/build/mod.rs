@@ -16,7 +16,7 @@ use mkb_api::crd::MqttKafkaBridgeSpec;
 pub use config::{render_config, CONFIG_KEY};
 pub use hash::config_hash;
 pub use pdb::pod_disruption_budget;
-pub use secrets::referenced_secrets;
+pub use secrets::{fields_referencing, referenced_secrets};
 pub use service::service;
 pub use statefulset::statefulset;
 

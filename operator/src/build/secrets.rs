@@ -18,20 +18,44 @@ pub const ENV_KAFKA_SASL_PASSWORD: &str = "MKB_KAFKA_SASL_PASSWORD";
 
 /// Every Secret key the spec references, sorted (the config hash covers their values).
 pub fn referenced_secrets(spec: &MqttKafkaBridgeSpec) -> Vec<SecretKeyRef> {
-    let mut refs = BTreeSet::new();
+    let refs: BTreeSet<SecretKeyRef> = secret_fields(spec).into_iter().map(|(_, r)| r).collect();
+    refs.into_iter().collect()
+}
+
+/// The spec's fields that reference `secret`, for messages about it.
+pub fn fields_referencing(spec: &MqttKafkaBridgeSpec, secret: &SecretKeyRef) -> Vec<String> {
+    secret_fields(spec)
+        .into_iter()
+        .filter(|(_, r)| r == secret)
+        .map(|(field, _)| field)
+        .collect()
+}
+
+/// Each Secret reference with the path of its field.
+fn secret_fields(spec: &MqttKafkaBridgeSpec) -> Vec<(String, SecretKeyRef)> {
+    let mut fields = Vec::new();
     if let Some(auth) = &spec.mqtt.auth {
-        refs.insert(auth.password.clone());
+        fields.push(("spec.mqtt.auth.password".to_owned(), auth.password.clone()));
     }
     if let Some(sasl) = &spec.kafka.sasl {
-        refs.insert(sasl.password.clone());
+        fields.push(("spec.kafka.sasl.password".to_owned(), sasl.password.clone()));
     }
-    for tls in [spec.mqtt.tls.as_ref(), spec.kafka.tls.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        refs.extend(tls_refs(tls).into_iter().map(|(_, r)| r.clone()));
+    for (side, tls) in [
+        ("mqtt", spec.mqtt.tls.as_ref()),
+        ("kafka", spec.kafka.tls.as_ref()),
+    ] {
+        let Some(tls) = tls else { continue };
+        for (field, r) in [
+            ("ca", &tls.ca),
+            ("clientCertificate", &tls.client_certificate),
+            ("clientKey", &tls.client_key),
+        ] {
+            if let Some(r) = r {
+                fields.push((format!("spec.{side}.tls.{field}"), r.clone()));
+            }
+        }
     }
-    refs.into_iter().collect()
+    fields
 }
 
 /// The TLS references with the file name each gets.

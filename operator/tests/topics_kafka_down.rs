@@ -51,7 +51,7 @@ fn kafka_down_delays_topics_but_not_the_rollout_and_they_appear_when_it_returns(
         message.starts_with(&format!(
             "Kafka at {} cannot be reached",
             env().kafka_bootstrap
-        )),
+        )) && message.contains("Connection refused"),
         "{message}"
     );
     wait_until("the StatefulSet, Kafka or not", WAIT, || {

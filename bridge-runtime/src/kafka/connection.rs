@@ -81,16 +81,17 @@ impl ConnectionStatus {
             self.ready.set(true);
             return;
         }
-        if s.up {
-            s.up = false;
-            s.down_since = Some(Instant::now());
-        }
+        s.up = false;
         s.down_since.get_or_insert_with(Instant::now);
-        let reason = match &s.cause {
+        self.ready.not_ready(self.not_ready_reason(&s));
+    }
+
+    fn not_ready_reason(&self, s: &State) -> String {
+        let bootstrap = &self.bootstrap;
+        match &s.cause {
             Some(cause) => format!("cannot connect to Kafka at {bootstrap}: {cause}"),
             None => format!("no Kafka broker of {bootstrap} is reachable"),
-        };
-        self.ready.not_ready(reason);
+        }
     }
 
     /// A client error librdkafka reports (not fatal: those end the process elsewhere).
@@ -115,8 +116,7 @@ impl ConnectionStatus {
             warn!(error = %code, %reason, "Kafka {client} cannot connect to {bootstrap}; retrying with backoff (100 ms doubling to 10 s)");
         }
         if !s.up {
-            self.ready
-                .not_ready(format!("cannot connect to Kafka at {bootstrap}: {reason}"));
+            self.ready.not_ready(self.not_ready_reason(&s));
         }
     }
 }

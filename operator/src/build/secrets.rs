@@ -44,29 +44,22 @@ fn secret_fields(spec: &MqttKafkaBridgeSpec) -> Vec<(String, SecretKeyRef)> {
         ("mqtt", spec.mqtt.tls.as_ref()),
         ("kafka", spec.kafka.tls.as_ref()),
     ] {
-        let Some(tls) = tls else { continue };
-        for (field, r) in [
-            ("ca", &tls.ca),
-            ("clientCertificate", &tls.client_certificate),
-            ("clientKey", &tls.client_key),
-        ] {
-            if let Some(r) = r {
-                fields.push((format!("spec.{side}.tls.{field}"), r.clone()));
-            }
+        for (field, _, r) in tls.map(tls_refs).unwrap_or_default() {
+            fields.push((format!("spec.{side}.tls.{field}"), r.clone()));
         }
     }
     fields
 }
 
-/// The TLS references with the file name each gets.
-fn tls_refs(tls: &TlsSettings<SecretKeyRef>) -> Vec<(&'static str, &SecretKeyRef)> {
+/// The TLS references, each with its field under `tls` and the file name it gets.
+fn tls_refs(tls: &TlsSettings<SecretKeyRef>) -> Vec<(&'static str, &'static str, &SecretKeyRef)> {
     [
-        ("ca.crt", &tls.ca),
-        ("tls.crt", &tls.client_certificate),
-        ("tls.key", &tls.client_key),
+        ("ca", "ca.crt", &tls.ca),
+        ("clientCertificate", "tls.crt", &tls.client_certificate),
+        ("clientKey", "tls.key", &tls.client_key),
     ]
     .into_iter()
-    .filter_map(|(file, r)| r.as_ref().map(|r| (file, r)))
+    .filter_map(|(field, file, r)| r.as_ref().map(|r| (field, file, r)))
     .collect()
 }
 
@@ -107,7 +100,7 @@ pub fn tls_files(tls: &TlsSettings<SecretKeyRef>, volume: &str) -> TlsSettings<S
 pub fn tls_volume(tls: &TlsSettings<SecretKeyRef>, volume: &str) -> Option<(Volume, VolumeMount)> {
     let sources: Vec<VolumeProjection> = tls_refs(tls)
         .into_iter()
-        .map(|(file, r)| VolumeProjection {
+        .map(|(_, file, r)| VolumeProjection {
             secret: Some(SecretProjection {
                 name: r.name.clone(),
                 items: Some(vec![KeyToPath {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mkb_api::crd::{KafkaSpec, SecretKeyRef};
 use mkb_api::kafka_properties::{security_properties, TlsMaterial};
 use rdkafka::admin::AdminClient;
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
@@ -19,15 +19,10 @@ use sha2::{Digest, Sha256};
 /// The values of the Secret keys a bridge references.
 pub type SecretValues = BTreeMap<(String, String), Vec<u8>>;
 
-pub type Admin = AdminClient<AdminContext>;
-
-/// The admin client's context. librdkafka hands a client's log lines and errors to its main
-/// queue, which nothing polls for an admin client: so it logs nothing (its queue would only
-/// grow), and `why_unreachable` asks a polled probe instead.
-#[derive(Default)]
-pub struct AdminContext;
-
-impl ClientContext for AdminContext {}
+/// librdkafka hands a client's log lines and errors to its main queue, which nothing polls
+/// for an admin client: so it logs nothing (its queue would only grow, see `get`), and
+/// `why_unreachable` asks a polled probe instead.
+pub type Admin = AdminClient<DefaultClientContext>;
 
 /// Records the first connection failure librdkafka reports to a probe.
 #[derive(Default)]
@@ -128,7 +123,7 @@ impl AdminClients {
         let mut quiet = config.clone();
         quiet.set_log_level(RDKafkaLogLevel::Emerg);
         let admin: Admin = quiet
-            .create_with_context(AdminContext)
+            .create_with_context(DefaultClientContext)
             .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
@@ -194,17 +189,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use mkb_api::connection::{SaslMechanism, SaslSettings, TlsSettings};
+
     #[test]
     fn a_failure_report_loses_its_thread_and_timing() {
         assert_eq!(
-            super::steady("[thrd:sasl_ssl://k:9095/bootstrap]: sasl_ssl://k:9095/bootstrap: SASL authentication error: Authentication failed (after 315ms in state AUTH_REQ)"),
+            steady("[thrd:sasl_ssl://k:9095/bootstrap]: sasl_ssl://k:9095/bootstrap: SASL authentication error: Authentication failed (after 315ms in state AUTH_REQ)"),
             "sasl_ssl://k:9095/bootstrap: SASL authentication error: Authentication failed"
         );
-        assert_eq!(super::steady("Local: Timed out"), "Local: Timed out");
+        assert_eq!(steady("Local: Timed out"), "Local: Timed out");
     }
-
-    use super::*;
-    use mkb_api::connection::{SaslMechanism, SaslSettings, TlsSettings};
 
     fn kafka() -> KafkaSpec {
         serde_json::from_value(serde_json::json!({"bootstrapServers": "k1:9093,k2:9093"}))

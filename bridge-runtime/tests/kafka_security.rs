@@ -22,13 +22,6 @@ fn tls_file(name: &str) -> String {
     format!("{{file: {}}}", env().tls_dir.join(name).display())
 }
 
-/// A file holding `secret`, for a `{file: ...}` reference.
-fn secret_file(ns: &str, what: &str, secret: &str) -> String {
-    let file = testbed::process::test_log_dir().join(format!("{ns}.{what}"));
-    std::fs::write(&file, secret).expect("write the secret file");
-    format!("{{file: {}}}", file.display())
-}
-
 /// `kafka:` lines for SASL_SSL with `mechanism` at `bootstrap`, logging in with `password`.
 fn kafka_sasl(ns: &str, bootstrap: &str, mechanism: &str, password: &str) -> String {
     format!(

@@ -17,11 +17,9 @@ const PASSWORD: &str = "s3cret-Pa55word-7f2e";
 
 /// A bridge with one route up through the password listener, reading the password from a file.
 fn password_config(ns: &str, port: u16, password: &str) -> String {
-    let file = testbed::process::test_log_dir().join(format!("{ns}.password"));
-    std::fs::write(&file, password).expect("write the password file");
     format!(
-        "bridgeName: {ns}\nmqtt:\n  url: mqtt://127.0.0.1:{port}\n  auth:\n    username: bridge\n    password: {{file: {}}}\nkafka:\n  bootstrapServers: {}\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n",
-        file.display(),
+        "bridgeName: {ns}\nmqtt:\n  url: mqtt://127.0.0.1:{port}\n  auth:\n    username: bridge\n    password: {}\nkafka:\n  bootstrapServers: {}\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n",
+        secret_file(ns, "password", password),
         testbed::env().kafka_bootstrap
     )
 }

@@ -28,6 +28,14 @@ pub fn device_state_config(ns: &str, topic: &str, protocol: &str) -> String {
     )
 }
 
+/// Writes `secret` to `<ns>.<what>` beside the test logs; returns the `{file: ...}` reference
+/// a configuration reads it through.
+pub fn secret_file(ns: &str, what: &str, secret: &str) -> String {
+    let file = testbed::process::test_log_dir().join(format!("{ns}.{what}"));
+    std::fs::write(&file, secret).expect("write the secret file");
+    format!("{{file: {}}}", file.display())
+}
+
 pub const LONG: Duration = Duration::from_secs(120);
 pub const SHORT: Duration = Duration::from_secs(30);
 

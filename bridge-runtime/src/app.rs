@@ -152,10 +152,12 @@ pub async fn run(config: ValidConfig, ordinal: u32) -> Result<(), RunError> {
         %listen,
         "bridge-runtime started"
     );
-    for (side, tls) in [("mqtt", &settings.mqtt.tls), ("kafka", &settings.kafka.tls)] {
-        if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
-            warn!("{side}.tls.insecureSkipVerify is set: the broker's certificate is not verified, so anyone between the bridge and the broker can read and change the traffic; use it only with test brokers");
-        }
+    if let Some(warning) = mkb_api::connection::insecure_tls_warning(
+        "",
+        settings.mqtt.tls.as_ref(),
+        settings.kafka.tls.as_ref(),
+    ) {
+        warn!("{warning}");
     }
 
     // Each direction drains within the grace period; this bound only guards against a stuck one.

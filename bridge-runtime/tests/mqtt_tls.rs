@@ -1,7 +1,8 @@
 //! MQTT over TLS against a private Mosquitto with the test bed's certificates: mutual TLS
 //! moves messages both ways; a server-name override is honoured; a wrong CA, a wrong server
-//! name, an expired server certificate or a missing client certificate keep the bridge not ready, with the endpoint and the
-//! cause in its log, retrying without exiting.
+//! name, an expired server certificate or a missing client certificate keep the bridge not
+//! ready, with the endpoint and the cause in its log, retrying without exiting;
+//! `insecureSkipVerify` accepts the untrusted certificate, with a warning in the log.
 
 mod common;
 
@@ -175,4 +176,36 @@ async fn an_expired_server_certificate_is_refused() {
         "certificate expired",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_skip_verify_accepts_an_untrusted_certificate_and_warns() {
+    let ns = unique("tls-insecure");
+    kafka::create_topic(&format!("{ns}-state"), 1).await;
+    kafka::create_topic(&format!("{ns}-cmd"), 1).await;
+    let broker = Broker::start_tls(&ns, TlsListener::default());
+    let url = format!("mqtts://localhost:{}", broker.tls_port.unwrap_or_default());
+    // The CA that refuses this server in the test above, and the opt-out.
+    let lines = format!(
+        "{}    insecureSkipVerify: true\n",
+        tls_lines("other/ca.crt", false, None)
+    );
+    let mut bridge = Bridge::start(&ns, &tls_config(&ns, &url, &lines));
+    bridge.wait_ready(SHORT);
+    let publisher = Publisher::connect_at(broker.port, &unique("insecure-pub")).await;
+    publish_lock_states(&publisher, &ns, 2, 50).await;
+    let records = wait_for_distinct(&format!("{ns}-state"), 50, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records), (50, 0));
+    let log = bridge.process.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("insecureSkipVerify"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains(" WARN ")
+            && warning.contains(
+                "mqtt.tls.insecureSkipVerify is set: the broker's certificate is not verified"
+            ),
+        "one warning at start: {warning:?}"
+    );
 }

@@ -130,6 +130,31 @@ pub struct TlsSettings<S> {
     pub insecure_skip_verify: bool,
 }
 
+/// The warning for TLS settings that skip certificate verification, naming each field that
+/// does (`prefix` comes before `mqtt.` and `kafka.`: "spec." in the custom resource, "" in
+/// the runtime configuration); `None` when every side verifies.
+pub fn insecure_tls_warning<S, T>(
+    prefix: &str,
+    mqtt: Option<&TlsSettings<S>>,
+    kafka: Option<&TlsSettings<T>>,
+) -> Option<String> {
+    let fields: Vec<String> = [
+        ("mqtt", mqtt.is_some_and(|t| t.insecure_skip_verify)),
+        ("kafka", kafka.is_some_and(|t| t.insecure_skip_verify)),
+    ]
+    .into_iter()
+    .filter(|(_, insecure)| *insecure)
+    .map(|(side, _)| format!("{prefix}{side}.tls.insecureSkipVerify"))
+    .collect();
+    let verb = if fields.len() == 1 { "is" } else { "are" };
+    (!fields.is_empty()).then(|| {
+        format!(
+            "{} {verb} set: the broker's certificate is not verified, so anyone between the bridge and the broker can read and change the traffic; use it only with test brokers",
+            fields.join(" and ")
+        )
+    })
+}
+
 /// Kafka SASL mechanism.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaslMechanism {
@@ -376,5 +401,44 @@ impl Default for LoggingSettings {
             format: LogFormat::default(),
             level: default_log_level(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(insecure: bool) -> TlsSettings<String> {
+        TlsSettings {
+            ca: None,
+            client_certificate: None,
+            client_key: None,
+            server_name: None,
+            insecure_skip_verify: insecure,
+        }
+    }
+
+    #[test]
+    fn the_insecure_tls_warning_names_each_side_that_skips_verification() {
+        let (on, off) = (tls(true), tls(false));
+        assert_eq!(
+            insecure_tls_warning::<String, String>("spec.", None, None),
+            None
+        );
+        assert_eq!(insecure_tls_warning("spec.", Some(&off), Some(&off)), None);
+        let mqtt = insecure_tls_warning("spec.", Some(&on), Some(&off)).unwrap_or_default();
+        assert!(
+            mqtt.starts_with(
+                "spec.mqtt.tls.insecureSkipVerify is set: the broker's certificate is not verified"
+            ),
+            "{mqtt}"
+        );
+        let both = insecure_tls_warning("", Some(&on), Some(&on)).unwrap_or_default();
+        assert!(
+            both.starts_with(
+                "mqtt.tls.insecureSkipVerify and kafka.tls.insecureSkipVerify are set:"
+            ),
+            "{both}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! counts; PLAIN and SCRAM-SHA-256 logins work; a wrong password, a mechanism the listener
 //! does not offer, a wrong CA and an expired client certificate keep the bridge not ready
 //! with one warning naming the bootstrap servers and the cause, retrying without exiting.
+//! Every bridge here logs at trace level, and no password or private key shows in its log.
 
 mod common;
 
@@ -13,10 +14,33 @@ use testbed::bridge::{http_get, Bridge};
 use testbed::kafka;
 use testbed::mosquitto::{Broker, TlsListener};
 use testbed::mqtt::{Publisher, Subscriber};
+use testbed::secrets::{leaked, Secret};
 use testbed::{env, unique};
 
 /// The MQTT password of the private Mosquitto in these tests.
 const MQTT_PASSWORD: &str = "mqtt-Pa55word-kafka-security";
+/// A password Kafka refuses.
+const WRONG_KAFKA_PASSWORD: &str = "wrong-Pa55word-kafka-security";
+
+/// Fails when `bridge`'s log holds a password or a private key of these tests.
+fn assert_no_secret_in_log(bridge: &Bridge) {
+    let tls = &env().tls_dir;
+    let secrets = [
+        Secret::value("the Kafka password", &env().kafka_sasl_password),
+        Secret::value("the wrong Kafka password", WRONG_KAFKA_PASSWORD),
+        Secret::value("the MQTT password", MQTT_PASSWORD),
+        Secret::private_key("client.key", &tls.join("client.key")),
+        Secret::private_key("expired/client.key", &tls.join("expired/client.key")),
+    ];
+    let log = bridge.process.log_text();
+    assert!(log.contains(" TRACE "), "the log is at trace level");
+    let found = leaked(&log, &secrets);
+    assert!(
+        found.is_empty(),
+        "{found:?} in {}",
+        bridge.process.log_path().display()
+    );
+}
 
 fn tls_file(name: &str) -> String {
     format!("{{file: {}}}", env().tls_dir.join(name).display())
@@ -60,7 +84,7 @@ fn config(ns: &str, mqtt: &str, kafka: &str, commands: bool) -> String {
 async fn moves_both_ways(ns: &str, broker: &Broker, mqtt: &str, kafka_lines: &str) {
     kafka::create_topic(&format!("{ns}-state"), 2).await;
     kafka::create_topic(&format!("{ns}-cmd"), 2).await;
-    let mut bridge = Bridge::start(ns, &config(ns, mqtt, kafka_lines, true));
+    let mut bridge = Bridge::start_traced(ns, &config(ns, mqtt, kafka_lines, true));
     bridge.wait_ready(SHORT);
     let subscriber = Subscriber::connect_at(
         broker.port,
@@ -76,11 +100,7 @@ async fn moves_both_ways(ns: &str, broker: &Broker, mqtt: &str, kafka_lines: &st
     assert_eq!(distinct_and_duplicates(&records), (500, 0), "MQTT → Kafka");
     let commands = wait_for_distinct_commands(&subscriber, 500, LONG).await;
     assert_eq!(distinct_commands(&commands), (500, 0), "Kafka → MQTT");
-    let log = bridge.process.log_text();
-    assert!(
-        !log.contains(&env().kafka_sasl_password) && !log.contains(MQTT_PASSWORD),
-        "a password is in the log"
-    );
+    assert_no_secret_in_log(&bridge);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,7 +167,7 @@ async fn plain_and_scram_sha_256_logins_move_messages() {
 /// cause as its readiness reason.
 async fn stays_not_ready(ns: &str, kafka_lines: &str, bootstrap: &str, cause: &str) {
     let mqtt = format!("mqtt:\n  url: {}\n", env().mqtt_url);
-    let mut bridge = Bridge::start(ns, &config(ns, &mqtt, kafka_lines, false));
+    let mut bridge = Bridge::start_traced(ns, &config(ns, &mqtt, kafka_lines, false));
     let warning = |log: &str| {
         log.lines()
             .filter(|l| l.contains("WARN") && l.contains("Kafka producer cannot connect to"))
@@ -175,13 +195,14 @@ async fn stays_not_ready(ns: &str, kafka_lines: &str, bootstrap: &str, cause: &s
         bridge.process.exit_status().is_none(),
         "retrying, not exiting"
     );
+    assert_no_secret_in_log(&bridge);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_kafka_password_keeps_the_bridge_not_ready() {
     let ns = unique("kafka-badpass");
     let bootstrap = &env().kafka_sasl_bootstrap;
-    let lines = kafka_sasl(&ns, bootstrap, "SCRAM-SHA-512", "not-the-password");
+    let lines = kafka_sasl(&ns, bootstrap, "SCRAM-SHA-512", WRONG_KAFKA_PASSWORD);
     stays_not_ready(&ns, &lines, bootstrap, "Authentication failed").await;
 }
 

@@ -82,12 +82,21 @@ impl Bridge {
     /// Starts bridge-runtime with `config` (YAML without an `http` section: one is added with
     /// a free port). `name` names the log file.
     pub fn start(name: &str, config: &str) -> Self {
+        Self::start_env(name, config, &[])
+    }
+
+    /// As `start`, logging everything at trace level (to look for leaked secrets).
+    pub fn start_traced(name: &str, config: &str) -> Self {
+        Self::start_env(name, config, &[("RUST_LOG", "trace")])
+    }
+
+    fn start_env(name: &str, config: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let http: SocketAddr = ([127, 0, 0, 1], port).into();
         let config_path = test_log_dir().join(format!("{name}.yaml"));
         let text = format!("{config}\nhttp:\n  listen: 127.0.0.1:{port}\n");
         std::fs::write(&config_path, text).expect("write the bridge configuration");
-        Self::start_with(name, &config_path, http, &[])
+        Self::start_with(name, &config_path, http, env)
     }
 
     /// Starts bridge-runtime with an existing configuration file and extra environment.

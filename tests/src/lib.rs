@@ -1,7 +1,8 @@
 //! Test-bed support for the integration and end-to-end suites: where the servers are
 //! ([`env`]), unique names per test ([`unique`]), waiting on conditions with deadlines
 //! ([`wait`]), Kafka and MQTT clients for assertions ([`kafka`], [`mqtt`]), child processes
-//! that dump their logs when a test fails ([`process`]), and `kubectl` ([`kubectl`]).
+//! that dump their logs when a test fails ([`process`]), `kubectl` ([`kubectl`]), and looking
+//! for leaked secret values ([`secrets`]).
 //!
 //! Every test that uses it talks to the real servers `make testbed` starts.
 
@@ -13,6 +14,7 @@ pub mod mosquitto;
 pub mod mqtt;
 pub mod operator;
 pub mod process;
+pub mod secrets;
 pub mod wait;
 
 pub use env::{env, TestbedEnv};

@@ -15,7 +15,8 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
-use mkb_api::crd::conditions::REASON_APPLY_FAILED;
+use mkb_api::connection::insecure_tls_warning;
+use mkb_api::crd::conditions::{INSECURE_TLS, REASON_APPLY_FAILED, REASON_INSECURE_SKIP_VERIFY};
 use mkb_api::crd::{validate_spec, MqttKafkaBridge, MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -143,7 +144,8 @@ async fn reconcile_bridge(
     let spec = match read_spec(obj) {
         Ok(spec) => spec,
         Err(message) => {
-            finish(ctx, &bridge, Outcome::Invalid(message), None, 0, None).await?;
+            let report = Report::keep_previous(0);
+            finish(ctx, &bridge, Outcome::Invalid(message), None, &report).await?;
             return Ok((Action::await_change(), "invalid_spec"));
         }
     };
@@ -153,21 +155,21 @@ async fn reconcile_bridge(
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        finish(
-            ctx,
-            &bridge,
-            Outcome::Invalid(message),
-            None,
-            spec.replicas,
-            None,
-        )
-        .await?;
+        let report = Report::keep_previous(spec.replicas);
+        finish(ctx, &bridge, Outcome::Invalid(message), None, &report).await?;
         return Ok((Action::await_change(), "invalid_spec"));
     }
+    let insecure_tls =
+        insecure_tls_warning("spec.", spec.mqtt.tls.as_ref(), spec.kafka.tls.as_ref());
+    let mut report = Report {
+        spec_replicas: spec.replicas,
+        topics: None,
+        insecure_tls: Some(insecure_tls.as_deref()),
+    };
     let secrets = match read_secrets(ctx, &bridge.namespace, &spec).await? {
         Ok(values) => values,
         Err(blocked) => {
-            finish(ctx, &bridge, blocked, None, spec.replicas, None).await?;
+            finish(ctx, &bridge, blocked, None, &report).await?;
             // The Secret watch brings the bridge back when the Secret appears.
             return Ok((Action::requeue(ctx.resync), "blocked"));
         }
@@ -233,20 +235,14 @@ async fn reconcile_bridge(
                 reason: REASON_APPLY_FAILED.to_owned(),
                 message: e.to_string(),
             };
-            finish(ctx, &bridge, blocked, None, spec.replicas, Some(&topics)).await?;
+            report.topics = Some(&topics);
+            finish(ctx, &bridge, blocked, None, &report).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
     };
-    finish(
-        ctx,
-        &bridge,
-        Outcome::Applied,
-        Some((&sts, hash)),
-        spec.replicas,
-        Some(&topics),
-    )
-    .await?;
+    report.topics = Some(&topics);
+    finish(ctx, &bridge, Outcome::Applied, Some((&sts, hash)), &report).await?;
     Ok((Action::requeue(next), "ok"))
 }
 
@@ -449,16 +445,42 @@ where
     Ok(())
 }
 
+/// What a reconciliation found besides its outcome, for the status.
+#[derive(Clone, Copy)]
+struct Report<'a> {
+    spec_replicas: i32,
+    /// Topic management, when it ran.
+    topics: Option<&'a TopicsReport>,
+    /// The spec's `insecureSkipVerify` warning; `None` when the spec was not read.
+    insecure_tls: Option<Option<&'a str>>,
+}
+
+impl Report<'_> {
+    /// For a spec that was not read or not valid: what the status had is kept.
+    fn keep_previous(spec_replicas: i32) -> Self {
+        Self {
+            spec_replicas,
+            topics: None,
+            insecure_tls: None,
+        }
+    }
+}
+
 /// Computes the status and writes it when it changed; emits a warning Event when the bridge
-/// newly became invalid or blocked (or the reason changed).
+/// newly became invalid or blocked (or the reason changed), when its topics newly failed, and
+/// when it newly skips certificate verification.
 async fn finish(
     ctx: &Context,
     bridge: &Bridge<'_>,
     outcome: Outcome,
     applied: Option<(&StatefulSet, String)>,
-    spec_replicas: i32,
-    topics: Option<&TopicsReport>,
+    report: &Report<'_>,
 ) -> Result<(), Error> {
+    let Report {
+        spec_replicas,
+        topics,
+        insecure_tls,
+    } = *report;
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
     let sts = match applied {
         Some((sts, _)) => Some(sts.clone()),
@@ -482,6 +504,7 @@ async fn finish(
         config_hash: applied.map(|(_, hash)| hash),
         label_selector: build::label_selector(&bridge.name),
         topics,
+        insecure_tls,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = status::compute(&outcome, &observed, &bridge.status, &now);
@@ -522,6 +545,17 @@ async fn finish(
                 None,
             )
             .await;
+        }
+    }
+    if let Some(Some(warning)) = insecure_tls {
+        let known = bridge
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == INSECURE_TLS && c.message == warning);
+        if !known {
+            let reason = REASON_INSECURE_SKIP_VERIFY;
+            announce(ctx, bridge, EventType::Warning, reason, warning.to_owned()).await;
         }
     }
     if status != bridge.status {

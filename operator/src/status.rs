@@ -40,6 +40,9 @@ pub struct Observed<'a> {
     pub label_selector: String,
     /// This reconciliation's topic management; `None` keeps what the status had.
     pub topics: Option<&'a TopicsReport>,
+    /// The spec's warning about connections that skip certificate verification: `Some(None)`
+    /// when there is none, `None` when the spec could not be read (keeps what the status had).
+    pub insecure_tls: Option<Option<&'a str>>,
 }
 
 /// Whether the StatefulSet runs the current template on every replica, and a summary.
@@ -162,6 +165,19 @@ pub fn compute(
         )),
         None => conditions.extend(prev.iter().find(|c| c.type_ == TOPICS_READY).cloned()),
     }
+    match observed.insecure_tls {
+        Some(Some(warning)) => conditions.push(condition(
+            INSECURE_TLS,
+            true,
+            REASON_INSECURE_SKIP_VERIFY,
+            warning,
+            generation,
+            prev,
+            now,
+        )),
+        Some(None) => {}
+        None => conditions.extend(prev.iter().find(|c| c.type_ == INSECURE_TLS).cloned()),
+    }
     let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
     MqttKafkaBridgeStatus {
         observed_generation: Some(generation),
@@ -229,6 +245,7 @@ mod tests {
             config_hash: Some("h".into()),
             label_selector: "a=b".into(),
             topics: None,
+            insecure_tls: Some(None),
         }
     }
 
@@ -389,5 +406,35 @@ mod tests {
         );
         assert_eq!(get(&later, READY).last_transition_time, time(30));
         assert_eq!(get(&later, DEGRADED).last_transition_time, time(10));
+    }
+
+    #[test]
+    fn insecure_tls_is_a_warning_condition_that_does_not_block_ready() {
+        let done = sts(2, 2, 1, 1, 1, true);
+        let mut o = observed(Some(&done), 1);
+        o.insecure_tls = Some(Some("spec.mqtt.tls.insecureSkipVerify is set: risky"));
+        let st = compute(
+            &Outcome::Applied,
+            &o,
+            &MqttKafkaBridgeStatus::default(),
+            &time(1),
+        );
+        assert_eq!(get(&st, READY).status, "True");
+        let insecure = get(&st, INSECURE_TLS);
+        assert_eq!(
+            (insecure.status.as_str(), insecure.reason.as_str()),
+            ("True", REASON_INSECURE_SKIP_VERIFY)
+        );
+        assert_eq!(
+            insecure.message,
+            "spec.mqtt.tls.insecureSkipVerify is set: risky"
+        );
+        // An unreadable spec keeps it; a spec without the setting removes it.
+        o.insecure_tls = None;
+        let kept = compute(&Outcome::Invalid("bad".into()), &o, &st, &time(2));
+        assert_eq!(get(&kept, INSECURE_TLS), insecure);
+        o.insecure_tls = Some(None);
+        let gone = compute(&Outcome::Applied, &o, &kept, &time(3));
+        assert!(gone.conditions.iter().all(|c| c.type_ != INSECURE_TLS));
     }
 }

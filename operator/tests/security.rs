@@ -1,12 +1,21 @@
 //! Credentials from Secrets end to end: the operator's Kafka admin client logs in over
-//! SASL_SSL (SCRAM-SHA-512, the CA from a Secret) to manage topics; a wrong password shows in
-//! the status with Kafka's answer and never the value; a missing Secret or key is named in
-//! the status and an Event, and nothing is rolled out until it is there.
+//! SASL_SSL (SCRAM-SHA-512, the CA from a Secret) and over mutual TLS to manage topics; a
+//! wrong password shows in the status with Kafka's answer and never the value; a missing
+//! Secret or key is named in the status and an Event, and nothing is rolled out until it is
+//! there; `insecureSkipVerify` is a warning condition and Event; no ConfigMap, Event, status
+//! or trace-level operator log line holds a secret value; a namespace that enforces the
+//! restricted Pod Security Standard admits the bridge pods.
 
 use testbed::kafka::describe_topic;
-use testbed::kubectl::kubectl_ok;
-use testbed::operator::{bridge_writing_to, setup, Setup};
+use testbed::kubectl::{kubectl_err, kubectl_ok};
+use testbed::operator::{bridge_writing_to, setup, setup_labelled, setup_traced, Setup};
+use testbed::secrets::{leaked, Secret};
 use testbed::{env, unique};
+
+/// The MQTT password the bridges of these tests are given (the operator only passes it on).
+const MQTT_PASSWORD: &str = "mqtt-Pa55word-operator-security";
+/// A password Kafka refuses.
+const WRONG_KAFKA_PASSWORD: &str = "wrong-kafka-Pa55word-7c1d";
 
 fn create_secret(s: &Setup, name: &str, from: &str) {
     kubectl_ok(
@@ -23,6 +32,47 @@ fn create_ca_secret(s: &Setup) {
         "kafka-ca",
         &format!("--from-file=ca.crt={}", ca.display()),
     );
+}
+
+/// The test client certificate and key as Secret `kafka-client` (`tls.crt`, `tls.key`).
+fn create_client_secret(s: &Setup) {
+    let tls = &env().tls_dir;
+    create_secret(
+        s,
+        "kafka-client",
+        &format!("--from-file=tls.crt={}", tls.join("client.crt").display()),
+    );
+    kubectl_ok(
+        &[
+            "patch",
+            "secret",
+            "kafka-client",
+            "-n",
+            &s.ns.0,
+            "--type",
+            "merge",
+            "-p",
+            &format!(
+                r#"{{"stringData":{{"tls.key":{}}}}}"#,
+                serde_json::Value::from(
+                    std::fs::read_to_string(tls.join("client.key")).expect("client.key")
+                )
+            ),
+        ],
+        None,
+    );
+}
+
+/// A bridge whose Kafka is the SSL listener (client certificate required), with `tls` lines
+/// (under `spec.kafka.tls`, indented by six spaces) and one managed topic.
+fn mtls_bridge(name: &str, route_topic: &str, topic: &str, tls: &str) -> String {
+    let kafka = format!(
+        "    tls:\n      clientCertificate: {{name: kafka-client, key: tls.crt}}\n      clientKey: {{name: kafka-client, key: tls.key}}\n{tls}    topics:\n      - {{name: {topic}, partitions: 2}}"
+    );
+    bridge_writing_to(name, route_topic, &kafka).replace(
+        &format!("bootstrapServers: {}", env().kafka_bootstrap),
+        &format!("bootstrapServers: {}", env().kafka_ssl_bootstrap),
+    )
 }
 
 /// A bridge whose Kafka is the SASL_SSL listener, with the CA and password from Secrets.
@@ -67,7 +117,7 @@ fn topics_are_managed_over_sasl_ssl_and_a_wrong_password_is_reported_without_its
         "paths and variable names only:\n{rendered}"
     );
 
-    let wrong = "wrong-kafka-Pa55word-7c1d";
+    let wrong = WRONG_KAFKA_PASSWORD;
     create_secret(
         &s,
         "kafka-wrong",
@@ -145,4 +195,168 @@ fn a_missing_secret_or_key_is_named_and_nothing_is_rolled_out() {
     );
     s.wait_ready("waiting");
     assert!(s.get("statefulset/waiting").is_some());
+}
+
+#[test]
+fn no_configmap_event_status_or_trace_log_line_holds_a_secret_value() {
+    let s = setup_traced("sec-sweep");
+    let id = unique("t");
+    create_ca_secret(&s);
+    create_client_secret(&s);
+    for (name, value) in [
+        ("kafka-login", env().kafka_sasl_password.as_str()),
+        ("kafka-wrong", WRONG_KAFKA_PASSWORD),
+        ("mqtt-login", MQTT_PASSWORD),
+    ] {
+        create_secret(&s, name, &format!("--from-literal=password={value}"));
+    }
+    // SCRAM-SHA-512 with an MQTT password, mutual TLS, and a refused login.
+    let mqtt_auth = format!(
+        "    url: {}\n    auth:\n      username: bridge\n      password: {{name: mqtt-login, key: password}}\n",
+        env().mqtt_url
+    );
+    let secure = secure_bridge(
+        "secure",
+        &format!("{id}-s"),
+        &format!("{id}-secure"),
+        "kafka-login",
+    )
+    .replace(&format!("    url: {}\n", env().mqtt_url), &mqtt_auth);
+    s.apply(&secure);
+    s.apply(&mtls_bridge(
+        "mtls",
+        &format!("{id}-m"),
+        &format!("{id}-mtls"),
+        "      ca: {name: kafka-ca, key: ca.crt}\n",
+    ));
+    s.apply(&secure_bridge(
+        "refused",
+        &format!("{id}-r"),
+        &format!("{id}-refused"),
+        "kafka-wrong",
+    ));
+    for name in ["secure", "mtls"] {
+        s.wait_condition(name, "TopicsReady", |c| c["status"] == "True");
+        s.wait_ready(name);
+    }
+    assert_eq!(describe_topic(&format!("{id}-mtls")).map(|t| t.0), Some(2));
+    s.wait_condition("refused", "TopicsReady", |c| {
+        c["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Authentication failed")
+    });
+
+    let secrets = [
+        Secret::value("the Kafka password", &env().kafka_sasl_password),
+        Secret::value("the wrong Kafka password", WRONG_KAFKA_PASSWORD),
+        Secret::value("the MQTT password", MQTT_PASSWORD),
+        Secret::private_key("client.key", &env().tls_dir.join("client.key")),
+    ];
+    for what in ["configmaps", "events", "mkb", "statefulsets"] {
+        let objects = kubectl_ok(&["get", what, "-n", &s.ns.0, "-o", "json"], None);
+        let found = leaked(&objects, &secrets);
+        assert!(found.is_empty(), "{found:?} in the {what} of the namespace");
+    }
+    let log = s.operator.process.log_text();
+    assert!(log.contains(" TRACE "), "the operator logs at trace level");
+    let found = leaked(&log, &secrets);
+    assert!(found.is_empty(), "{found:?} in the operator's log");
+    // The sweep looks where the values would be: the Secrets themselves hold them.
+    let held = kubectl_ok(&["get", "secrets", "-n", &s.ns.0, "-o", "json"], None);
+    assert_eq!(leaked(&held, &secrets).len(), secrets.len());
+}
+
+#[test]
+fn insecure_skip_verify_is_a_warning_in_the_status_and_an_event() {
+    let s = setup("sec-insecure");
+    let id = unique("t");
+    create_client_secret(&s);
+    // No CA: only skipping verification lets the admin client in.
+    s.apply(&mtls_bridge(
+        "insecure",
+        &format!("{id}-state"),
+        &format!("{id}-insecure"),
+        "      insecureSkipVerify: true\n",
+    ));
+    s.wait_condition("insecure", "TopicsReady", |c| c["status"] == "True");
+    s.wait_ready("insecure");
+    let warning = s.condition("insecure", "InsecureTls");
+    assert_eq!(
+        (&warning["status"], &warning["reason"]),
+        (&"True".into(), &"InsecureSkipVerify".into())
+    );
+    let message = warning["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "spec.kafka.tls.insecureSkipVerify is set: the broker's certificate is not verified"
+        ),
+        "{message}"
+    );
+    let events = s.events();
+    assert!(
+        events.contains("InsecureSkipVerify")
+            && events.contains("spec.kafka.tls.insecureSkipVerify is set"),
+        "{events}"
+    );
+
+    kubectl_ok(
+        &[
+            "patch",
+            "mkb",
+            "insecure",
+            "-n",
+            &s.ns.0,
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/kafka/tls/insecureSkipVerify","value":false}]"#,
+        ],
+        None,
+    );
+    let refused = s.wait_condition("insecure", "TopicsReady", |c| c["status"] == "False");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("certificate verify failed"),
+        "verification is back on: {message}"
+    );
+    assert_eq!(
+        s.condition("insecure", "InsecureTls"),
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn a_namespace_enforcing_the_restricted_pod_security_standard_admits_the_bridge_pods() {
+    let s = setup_labelled(
+        "sec-restricted",
+        &["pod-security.kubernetes.io/enforce=restricted"],
+    );
+    // The API server enforces the standard here: a root pod is refused.
+    let refused = kubectl_err(
+        &[
+            "run",
+            "root",
+            "-n",
+            &s.ns.0,
+            "--image=busybox",
+            "--restart=Never",
+        ],
+        None,
+    );
+    assert!(
+        refused.contains("violates PodSecurity \"restricted:latest\""),
+        "{refused}"
+    );
+    let id = unique("t");
+    s.apply(
+        &bridge_writing_to("locked", &format!("{id}-state"), "")
+            .replace("replicas: 1", "replicas: 2"),
+    );
+    s.wait_ready("locked");
+    for pod in ["locked-0", "locked-1"] {
+        assert!(s.get(&format!("pod/{pod}")).is_some(), "{pod} admitted");
+    }
+    let events = s.events();
+    assert!(!events.contains("FailedCreate"), "{events}");
 }

@@ -41,8 +41,28 @@ pub struct Namespace(pub String);
 
 impl Namespace {
     pub fn create(prefix: &str) -> Self {
+        Self::create_labelled(prefix, &[])
+    }
+
+    /// A namespace created with `labels` (`key=value`) in one request, so admission sees
+    /// them before anything is created in it.
+    pub fn create_labelled(prefix: &str, labels: &[&str]) -> Self {
         let name = crate::unique(prefix);
-        kubectl_ok(&["create", "namespace", &name], None);
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|l| {
+                let (k, v) = l
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("label {l:?} is not key=value"));
+                (k.to_owned(), v.into())
+            })
+            .collect();
+        let namespace = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+        });
+        kubectl_ok(&["create", "-f", "-"], Some(&namespace.to_string()));
         Self(name)
     }
 }

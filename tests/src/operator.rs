@@ -39,11 +39,32 @@ impl Operator {
         resync_seconds: u64,
         extra: &[&str],
     ) -> Self {
+        Self::spawn(
+            namespace,
+            kubeconfig,
+            resync_seconds,
+            extra,
+            "info,mkb_operator=debug",
+        )
+    }
+
+    /// As `start`, logging everything at trace level (to look for leaked secrets).
+    pub fn start_traced(namespace: &str) -> Self {
+        Self::spawn(namespace, &env().kubeconfig, RESYNC_SECONDS, &[], "trace")
+    }
+
+    fn spawn(
+        namespace: &str,
+        kubeconfig: &std::path::Path,
+        resync_seconds: u64,
+        extra: &[&str],
+        rust_log: &str,
+    ) -> Self {
         let port = free_port();
         let mut command = Command::new(workspace_binary("mkb-operator"));
         command
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,mkb_operator=debug")
+            .env("RUST_LOG", rust_log)
             .args([
                 "--namespace",
                 namespace,
@@ -137,6 +158,22 @@ pub fn setup_with(prefix: &str, operator_args: &[&str]) -> Setup {
     ensure_crd();
     let ns = Namespace::create(prefix);
     let operator = Operator::start_with(&ns.0, RESYNC_SECONDS, operator_args);
+    Setup { ns, operator }
+}
+
+/// As `setup`, with the operator logging everything at trace level.
+pub fn setup_traced(prefix: &str) -> Setup {
+    ensure_crd();
+    let ns = Namespace::create(prefix);
+    let operator = Operator::start_traced(&ns.0);
+    Setup { ns, operator }
+}
+
+/// As `setup`, in a namespace that carries `labels` (`key=value`) from its creation on.
+pub fn setup_labelled(prefix: &str, labels: &[&str]) -> Setup {
+    ensure_crd();
+    let ns = Namespace::create_labelled(prefix, labels);
+    let operator = Operator::start(&ns.0, RESYNC_SECONDS);
     Setup { ns, operator }
 }
 

@@ -14,6 +14,9 @@ pub mod conditions {
     pub const DEGRADED: &str = "Degraded";
     /// True when every topic the bridge manages exists as its spec asks.
     pub const TOPICS_READY: &str = "TopicsReady";
+    /// Present (True) only while a TLS connection of the bridge skips certificate
+    /// verification (`insecureSkipVerify`); it does not keep the bridge from Ready.
+    pub const INSECURE_TLS: &str = "InsecureTls";
 
     pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
     pub const REASON_ROLLED_OUT: &str = "RolledOut";
@@ -24,6 +27,8 @@ pub mod conditions {
     pub const REASON_KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
     /// A topic differs from its spec in a way the operator cannot or must not fix.
     pub const REASON_TOPIC_ERROR: &str = "TopicError";
+    /// `insecureSkipVerify` is set on the MQTT or Kafka connection.
+    pub const REASON_INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
 }
 
 /// Observed state of a bridge.

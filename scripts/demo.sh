@@ -5,10 +5,12 @@
 # brokers), and shows device states reaching Kafka and commands reaching the devices, with
 # counts. Exits 0 only when both flows delivered every message.
 #
-# The test bed's nodes are simulated (KWOK): a pod is scheduled and reported Running, but no
-# container starts. So the operator runs here as a local process with the ServiceAccount's
-# token, and pod smart-locks-0 runs here as a local bridge-runtime with exactly the ConfigMap
-# and POD_NAME the operator rendered for it.
+# The demo's bridge is scheduled on one of the test bed's simulated (KWOK) nodes: the pod is
+# reported Running, but no container starts there. So the operator runs here as a local
+# process with the ServiceAccount's token, and pod smart-locks-0 runs here as a local
+# bridge-runtime with exactly the ConfigMap and POD_NAME the operator rendered for it. (The test
+# bed's real node, docs/testbed.md, runs bridge pods from the images; the end-to-end test
+# operator/tests/real_node.rs does that.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -6,7 +6,8 @@
 #   target/images/mkb-operator-<version>.tar     ghcr.io/mqtt-kafka-bridge/mkb-operator:<version>
 # Each image is FROM scratch: the release binary, the shared libraries ldd finds for it, CA
 # certificates, and a passwd entry for the non-root user 65532. Before packing, each staged
-# root file system is checked by running the binary in it (chroot) with nothing else.
+# root file system is checked by running the binary in it (chroot) with nothing else. When the
+# test bed's real node runs, the archives are loaded into its containerd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE_DIR=${MKB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mqtt-kafka-bridge}
@@ -74,3 +75,5 @@ for name in bridge-runtime mkb-operator; do
   "${BUILDAH[@]}" rmi "$image" >/dev/null
   say "wrote $archive ($(du -h "$archive" | cut -f1)): $image"
 done
+# The test bed's real node (when it runs) takes its images from containerd's store.
+tests/testbed/import-images.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Go programs of the test bed into the cache: Kubernetes (apiserver, controller-manager,
-# scheduler, kubectl) and etcd through wrapper modules, KWOK, Helm, kubeconform and toxiproxy
-# with `go install`. Each is skipped when the cached binary already has the pinned version.
+# scheduler, kubelet, kubectl) and etcd through wrapper modules; KWOK, Helm, kubeconform,
+# toxiproxy, containerd and runc with `go install`; the node's pause image. Each is skipped
+# when the cached binary already has the pinned version.
 . "$(dirname "$0")/lib.sh"
 command -v go >/dev/null || die "Go is required to build the test bed (https://go.dev/doc/install)"
 mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
@@ -9,7 +10,7 @@ mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces the staging modules with local
 # paths. A wrapper module requires it and points every staging module at its published v0.Y.Z.
 build_kubernetes() {
-  local v=$KUBERNETES_VERSION cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local v=$KUBERNETES_VERSION cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
   local missing=()
   for c in "${cmds[@]}"; do is_current "$c" "$v" || missing+=("$c"); done
   [ ${#missing[@]} -gt 0 ] || return 0
@@ -70,12 +71,33 @@ GO
   stamp etcd "$v"
 }
 
-go_install() { # name version package
+go_install() { # name version package [go build flags...]
   is_current "$1" "$2" && return 0
   log "installing $1 $2"
-  GOBIN=$CACHE_DIR/go/gobin go install -trimpath -ldflags "-s -w" "$3@$2"
+  GOBIN=$CACHE_DIR/go/gobin go install -trimpath -ldflags "-s -w" "${@:4}" "$3@$2"
   cp "$CACHE_DIR/go/gobin/$(basename "${3}")" "$BIN_DIR/$1"
   stamp "$1" "$2"
+}
+
+# The real node's pause image (the pod sandbox), from tests/testbed/pause, as an OCI archive
+# for containerd to import: no registry needed.
+build_pause_image() {
+  local v
+  v=$(cat "$TESTBED_DIR/pause/main.go" "$TESTBED_DIR/pause/go.mod" | sha256sum | cut -c1-16)
+  is_current pause "$v" && [ -f "$PAUSE_ARCHIVE" ] && return 0
+  log "building the pause image $PAUSE_IMAGE"
+  (cd "$TESTBED_DIR/pause" && go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/pause" .)
+  local buildah=(buildah --root "$CACHE_DIR/buildah/storage" --runroot "$CACHE_DIR/buildah/run" --storage-driver vfs)
+  local c
+  c=$("${buildah[@]}" from scratch)
+  "${buildah[@]}" copy "$c" "$BIN_DIR/pause" /pause >/dev/null
+  "${buildah[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$c"
+  "${buildah[@]}" commit --quiet "$c" "$PAUSE_IMAGE" >/dev/null
+  "${buildah[@]}" rm "$c" >/dev/null
+  rm -f "$PAUSE_ARCHIVE"
+  "${buildah[@]}" push --quiet "$PAUSE_IMAGE" "oci-archive:$PAUSE_ARCHIVE:$PAUSE_IMAGE"
+  "${buildah[@]}" rmi "$PAUSE_IMAGE" >/dev/null
+  stamp pause "$v"
 }
 
 build_etcd
@@ -85,3 +107,10 @@ go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 go_install toxiproxy-server "$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/server
 go_install toxiproxy-cli "$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/cli
+ctd_tags=(-tags "no_btrfs no_devmapper no_zfs")
+go_install containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd "${ctd_tags[@]}"
+go_install containerd-shim-runc-v2 "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 "${ctd_tags[@]}"
+go_install ctr "$CONTAINERD_VERSION" github.com/containerd/containerd/v2/cmd/ctr "${ctd_tags[@]}"
+# runc needs cgo and libseccomp for seccomp profiles (RuntimeDefault).
+CGO_ENABLED=1 go_install runc "$RUNC_VERSION" github.com/opencontainers/runc -tags seccomp
+build_pause_image

@@ -3,10 +3,12 @@
 # `down.sh --purge` removes them too.
 . "$(dirname "$0")/lib.sh"
 . "$TESTBED_DIR/services.sh"
+stop_node
 stop_kubernetes
 stop_toxiproxy
 stop_kafka
 stop_mosquitto
+stop_pod_network
 rm -f "$ENV_FILE"
 if [ "${1:-}" = "--purge" ]; then
   rm -rf "$STATE_DIR"

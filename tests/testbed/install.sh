@@ -5,8 +5,12 @@
 . "$(dirname "$0")/lib.sh"
 wants() { local want=$1 s; shift; for s in "$@"; do [ "$s" = "$want" ] && return 0; done; return 1; }
 
-# lua5.4 runs the Argo CD health check of docs/gitops.md in the tests.
+# lua5.4 runs the Argo CD health check of docs/gitops.md in the tests. The real node needs the
+# CNI plugins, iproute2, buildah (its pause image), and gcc with libseccomp for runc.
 APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl lua5.4)
+if [ $# -eq 0 ] || wants node "$@"; then
+  APT_PACKAGES+=(containernetworking-plugins iproute2 buildah gcc libc6-dev libseccomp-dev pkg-config)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ $# -eq 0 ] || wants kubernetes "$@" || wants toxiproxy "$@"; then
+if [ $# -eq 0 ] || wants kubernetes "$@" || wants toxiproxy "$@" || wants node "$@"; then
   "$TESTBED_DIR/build-go.sh"
 fi
 if [ $# -eq 0 ] || wants kafka "$@"; then

@@ -47,6 +47,18 @@ SCHEDULER_PORT=${MKB_SCHEDULER_PORT:-20259}
 KWOK_PORT=${MKB_KWOK_PORT:-20250}
 TOXIPROXY_PORT=${MKB_TOXIPROXY_PORT:-28474}
 
+# The real node (node.sh): pods on a bridge network; the host is its gateway, where Mosquitto
+# and Kafka listen too (Kafka on a port of its own: a listener per port) and the kubelet serves.
+NODE_NAME=mkb-node
+POD_BRIDGE=mkb0
+POD_SUBNET=10.88.0.0/16
+POD_GATEWAY=10.88.0.1
+KAFKA_POD_PORT=${MKB_KAFKA_POD_PORT:-29097}
+KUBELET_PORT=${MKB_KUBELET_PORT:-20262}
+KUBELET_HEALTHZ_PORT=${MKB_KUBELET_HEALTHZ_PORT:-20263}
+PAUSE_IMAGE=localhost/mkb-testbed/pause:1
+PAUSE_ARCHIVE=$CACHE_DIR/images/pause.tar
+
 PID_DIR=$STATE_DIR/pids
 LOG_DIR=$STATE_DIR/logs
 PKI_DIR=$STATE_DIR/pki

@@ -1,5 +1,6 @@
 # Start and stop functions of each test-bed service; sourced after lib.sh.
 # Every start is idempotent: a service already running is left alone.
+# The real node's functions (and the pod network's) are in node.sh.
 
 KAFKA_HOME=$CACHE_DIR/kafka-$KAFKA_VERSION
 ADMIN_TOKEN_FILE=$PKI_DIR/admin.token
@@ -14,9 +15,13 @@ start_mosquitto() {
   # enough to drop a burst, and persistence so restart tests keep sessions and queues.
   # Started as root, Mosquitto would switch to the 'mosquitto' user and could not write its
   # persistence file here; keep the user that runs the test bed.
+  # A second listener on the pod network's gateway when it is there: pods of the real node.
+  local pod_listener=""
+  pod_network_up && pod_listener="listener $MQTT_PORT $POD_GATEWAY"
   cat >"$STATE_DIR/mosquitto/mosquitto.conf" <<CONF
 user $(id -un)
 listener $MQTT_PORT 127.0.0.1
+$pod_listener
 allow_anonymous true
 persistence true
 persistence_location $STATE_DIR/mosquitto/
@@ -84,6 +89,14 @@ start_kafka() {
   local dir=$STATE_DIR/kafka
   mkdir -p "$dir"
   make_tls_material
+  # A plaintext listener on the pod network's gateway when it is there, advertising that
+  # address: pods of the real node cannot use 127.0.0.1.
+  local pods_listener="" pods_advertised="" pods_protocol=""
+  if pod_network_up; then
+    pods_listener=",PODS://$POD_GATEWAY:$KAFKA_POD_PORT"
+    pods_advertised=",PODS://$POD_GATEWAY:$KAFKA_POD_PORT"
+    pods_protocol=",PODS:PLAINTEXT"
+  fi
   cat >"$dir/log4j2.properties" <<CONF
 rootLogger.level = WARN
 rootLogger.appenderRef.stdout.ref = STDOUT
@@ -100,11 +113,11 @@ CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT$pods_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT$pods_advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM512:SASL_SSL
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM512:SASL_SSL$pods_protocol
 # The secured listeners use the test bed's CA and server certificate (PEM, no keystore).
 ssl.keystore.type=PEM
 ssl.keystore.location=$TLS_DIR/kafka-server.pem
@@ -153,7 +166,7 @@ stop_kafka() { stop_process kafka kafka.Kafka 30; }
 # --- Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK ------
 
 make_pki() {
-  [ -f "$PKI_DIR/apiserver.crt" ] && return 0
+  [ -f "$PKI_DIR/apiserver.crt" ] && [ -f "$PKI_DIR/kubelet-client.crt" ] && return 0
   mkdir -p "$PKI_DIR"
   (
     cd "$PKI_DIR"
@@ -164,6 +177,12 @@ make_pki() {
     printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    # The API server's client certificate towards kubelets (logs, exec).
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >admin.token
@@ -212,7 +231,9 @@ start_apiserver() {
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --cert-dir "$PKI_DIR/apiserver" --profiling=false
+    --service-cluster-ip-range 10.96.0.0/16 --cert-dir "$PKI_DIR/apiserver" --profiling=false \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$PKI_DIR/kubelet-client.crt" --kubelet-client-key "$PKI_DIR/kubelet-client.key"
   wait_for kube-apiserver 120 apiserver_ready
 }
 
@@ -394,5 +415,15 @@ MQTT_PORT=$MQTT_PORT
 TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
 TESTBED_TLS_DIR=$TLS_DIR
 ENV
+  if is_running kubelet "bin/kubelet"; then
+    cat >>"$ENV_FILE.tmp" <<ENV
+REAL_NODE=$NODE_NAME
+POD_MQTT_URL=mqtt://$POD_GATEWAY:$MQTT_PORT
+POD_KAFKA_BOOTSTRAP=$POD_GATEWAY:$KAFKA_POD_PORT
+ENV
+  fi
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
+
+# shellcheck source=node.sh
+. "$TESTBED_DIR/node.sh"

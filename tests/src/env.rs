@@ -36,6 +36,16 @@ pub struct TestbedEnv {
     pub service_script: PathBuf,
     /// kubectl, helm and the other test-bed binaries.
     pub bin: PathBuf,
+    /// The kubelet + containerd node, when the test bed runs one (`make testbed` as root).
+    pub real_node: Option<RealNode>,
+}
+
+/// The test bed's real node and the brokers as its pods reach them.
+#[derive(Debug, Clone)]
+pub struct RealNode {
+    pub name: String,
+    pub mqtt_url: String,
+    pub kafka_bootstrap: String,
 }
 
 fn env_file() -> PathBuf {
@@ -92,6 +102,14 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
         logs: get("TESTBED_LOGS")?.into(),
         service_script: get("TESTBED_SERVICE")?.into(),
         bin: get("TESTBED_BIN")?.into(),
+        real_node: match get("REAL_NODE") {
+            Ok(name) => Some(RealNode {
+                name,
+                mqtt_url: get("POD_MQTT_URL")?,
+                kafka_bootstrap: get("POD_KAFKA_BOOTSTRAP")?,
+            }),
+            Err(_) => None,
+        },
     })
 }
 
@@ -129,6 +147,11 @@ mod tests {
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");
         assert_eq!(env.kafka_home, std::path::Path::new("/kafka"));
+        assert!(env.real_node.is_none());
+        let with_node =
+            format!("{text}REAL_NODE=n\nPOD_MQTT_URL=mqtt://g:2\nPOD_KAFKA_BOOTSTRAP=g:9\n");
+        let node = super::parse(&with_node).expect("parses").real_node;
+        assert_eq!(node.map(|n| n.kafka_bootstrap), Some("g:9".to_owned()));
         assert_eq!(
             super::parse("KUBECONFIG=/k\n").map(|_| ()),
             Err("KUBERNETES_VERSION".to_owned())

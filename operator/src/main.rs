@@ -7,6 +7,7 @@ mod finalizer;
 mod http;
 mod leader;
 mod metrics;
+mod pods;
 mod reconcile;
 mod status;
 mod topics;

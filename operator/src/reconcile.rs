@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::build::{self, BridgeInput, FIELD_MANAGER};
 use crate::context::Context;
 use crate::finalizer;
+use crate::pods;
 use crate::status::{self, Observed, Outcome};
 use crate::topics::{self, SecretValues, TopicsReport};
 
@@ -163,6 +164,7 @@ async fn reconcile_bridge(
         insecure_tls_warning("spec.", spec.mqtt.tls.as_ref(), spec.kafka.tls.as_ref());
     let mut report = Report {
         spec_replicas: spec.replicas,
+        http_port: spec.metrics.port,
         topics: None,
         insecure_tls: Some(insecure_tls.as_deref()),
     };
@@ -449,6 +451,8 @@ where
 #[derive(Clone, Copy)]
 struct Report<'a> {
     spec_replicas: i32,
+    /// The pods' HTTP port (`spec.metrics.port`), where they say why they are not ready.
+    http_port: i32,
     /// Topic management, when it ran.
     topics: Option<&'a TopicsReport>,
     /// The spec's `insecureSkipVerify` warning; `None` when the spec was not read.
@@ -460,6 +464,7 @@ impl Report<'_> {
     fn keep_previous(spec_replicas: i32) -> Self {
         Self {
             spec_replicas,
+            http_port: 0,
             topics: None,
             insecure_tls: None,
         }
@@ -478,6 +483,7 @@ async fn finish(
 ) -> Result<(), Error> {
     let Report {
         spec_replicas,
+        http_port,
         topics,
         insecure_tls,
     } = *report;
@@ -496,6 +502,14 @@ async fn finish(
         + bridge.obj.data["spec"]["kafkaToMqtt"]
             .as_array()
             .map_or(0, Vec::len);
+    // Pods that run but are not ready say why (only while the rollout is not done).
+    let pods_not_ready = match (&outcome, &sts) {
+        (Outcome::Applied, Some(_)) if !status::rolled_out(sts.as_ref(), spec_replicas).0 => {
+            let selector = build::label_selector(&bridge.name);
+            pods::not_ready(&ctx.client, &bridge.namespace, &selector, http_port).await
+        }
+        _ => Vec::new(),
+    };
     let observed = Observed {
         generation: bridge.generation,
         spec_replicas,
@@ -505,6 +519,7 @@ async fn finish(
         label_selector: build::label_selector(&bridge.name),
         topics,
         insecure_tls,
+        pods_not_ready: &pods_not_ready,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = status::compute(&outcome, &observed, &bridge.status, &now);

@@ -43,6 +43,8 @@ pub struct Observed<'a> {
     /// The spec's warning about connections that skip certificate verification: `Some(None)`
     /// when there is none, `None` when the spec could not be read (keeps what the status had).
     pub insecure_tls: Option<Option<&'a str>>,
+    /// `(pod, reason)` of the pods that run but are not ready, in the runtime's words.
+    pub pods_not_ready: &'a [(String, String)],
 }
 
 /// Whether the StatefulSet runs the current template on every replica, and a summary.
@@ -106,6 +108,16 @@ pub fn compute(
     let generation = observed.generation;
     let prev = &previous.conditions;
     let (done, summary) = rolled_out(observed.statefulset, observed.spec_replicas);
+    let summary = match observed.pods_not_ready {
+        [] => summary,
+        pods => {
+            let why: Vec<String> = pods
+                .iter()
+                .map(|(pod, reason)| format!("{pod}: {reason}"))
+                .collect();
+            format!("{summary}; {}", why.join("; "))
+        }
+    };
     // (status, reason, message) of Ready, Progressing and Degraded.
     let rejected = "the spec is invalid; the running pods keep their configuration";
     // Topics that are not as the spec asks keep the bridge from Ready and make it Degraded.
@@ -246,6 +258,7 @@ mod tests {
             label_selector: "a=b".into(),
             topics: None,
             insecure_tls: Some(None),
+            pods_not_ready: &[],
         }
     }
 
@@ -436,5 +449,25 @@ mod tests {
         o.insecure_tls = Some(None);
         let gone = compute(&Outcome::Applied, &o, &kept, &time(3));
         assert!(gone.conditions.iter().all(|c| c.type_ != INSECURE_TLS));
+    }
+
+    #[test]
+    fn a_pod_that_is_not_ready_says_why_in_ready_and_progressing() {
+        let rolling = sts(2, 2, 2, 1, 2, true);
+        let why = [(
+            "locks-1".to_owned(),
+            "mqtt subscriber (cannot connect to mqtts://b:8883: UnknownIssuer)".to_owned(),
+        )];
+        let mut o = observed(Some(&rolling), 2);
+        o.pods_not_ready = &why;
+        let st = compute(
+            &Outcome::Applied,
+            &o,
+            &MqttKafkaBridgeStatus::default(),
+            &time(1),
+        );
+        let expected = "1/2 replicas ready, 2/2 updated, 2 running; locks-1: mqtt subscriber (cannot connect to mqtts://b:8883: UnknownIssuer)";
+        assert_eq!(get(&st, READY).message, expected);
+        assert_eq!(get(&st, PROGRESSING).message, expected);
     }
 }

@@ -2,7 +2,8 @@
 //! kubelet + containerd node, runs two bridge-runtime pods from the image `make images` built.
 //! They become Ready by the runtime's own probe, move messages both ways with exact counts,
 //! come back under the same name after `kubectl delete pod` without losing a message, and
-//! `kubectl logs` shows the runtime's log.
+//! `kubectl logs` shows the runtime's log. A pod that cannot connect says why in the bridge's
+//! status.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,6 +17,13 @@ use testbed::{env, kafka, unique, wait_until_seen};
 
 const BRIDGE: &str = "smart-locks";
 const DEVICES: u32 = 10;
+
+fn real_node() -> RealNode {
+    env()
+        .real_node
+        .clone()
+        .expect("the test bed runs no real node: `make testbed` (as root) starts one")
+}
 
 /// `examples/smart-locks.yaml` as pods of the real node reach the test bed's brokers: topics
 /// and MQTT topics prefixed with `id` (the brokers are shared), two replicas (so shared
@@ -157,10 +165,7 @@ async fn wait_distinct_commands(subscriber: &Subscriber, distinct: usize) -> usi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion() {
-    let node = env()
-        .real_node
-        .clone()
-        .expect("the test bed runs no real node: `make testbed` (as root) starts one");
+    let node = real_node();
     let listed = kubectl_ok(&["get", "nodes", "-o", "wide"], None);
     let line = listed
         .lines()
@@ -228,5 +233,44 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
     assert!(
         logs.contains("bridge-runtime started") && logs.contains(BRIDGE),
         "kubectl logs shows the runtime's log:\n{logs}"
+    );
+}
+
+#[test]
+fn a_pod_that_cannot_connect_says_why_in_the_bridge_status() {
+    let node = real_node();
+    let s = setup("real-node-refused");
+    let id = unique("rr");
+    let ca = env().tls_dir.join("ca.crt");
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "mqtt-ca",
+            "-n",
+            &s.ns.0,
+            &format!("--from-file=ca.crt={}", ca.display()),
+        ],
+        None,
+    );
+    // TLS to the plaintext listener: the handshake fails inside the pod.
+    let mut bridge = smart_locks_on(&node, &id);
+    let url = node.mqtt_url.replace("mqtt://", "mqtts://");
+    bridge["spec"]["replicas"] = json!(1);
+    bridge["spec"]["mqtt"]["url"] = json!(url);
+    bridge["spec"]["mqtt"]["tls"] = json!({"ca": {"name": "mqtt-ca", "key": "ca.crt"}});
+    s.apply(&bridge.to_string());
+    let ready = s.wait_condition(BRIDGE, "Ready", |c| {
+        c["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("cannot connect to {url}")))
+    });
+    let message = ready["message"].as_str().unwrap_or_default();
+    eprintln!("Ready: {message}");
+    assert_eq!(ready["status"], "False");
+    assert!(
+        message.starts_with("0/1 replicas ready") && message.contains("; smart-locks-0: "),
+        "the pod and the runtime's reason: {message}"
     );
 }

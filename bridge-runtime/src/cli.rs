@@ -21,6 +21,10 @@ pub struct Args {
     /// For replicas removed by a scale-down; see docs/runtime.md.
     #[arg(long, value_name = "N")]
     pub retire_ordinal: Option<u32>,
+    /// With --retire-ordinal: also write the one-line summary to FILE (in a Kubernetes Job,
+    /// /dev/termination-log, which the pod's status then shows).
+    #[arg(long, value_name = "FILE", requires = "retire_ordinal")]
+    pub summary_file: Option<PathBuf>,
 }
 
 /// Reads and validates the configuration file; the error is the text to print, one problem

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
     if let Some(ordinal) = args.retire_ordinal {
-        return run_retirement(config, ordinal);
+        return run_retirement(config, ordinal, args.summary_file.as_deref());
     }
     let ordinal = match cli::ordinal(config.config.ordinal) {
         Ok(n) => n,
@@ -81,17 +81,31 @@ fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run_retirement(config: mkb_api::ValidConfig, ordinal: u32) -> ExitCode {
+fn run_retirement(
+    config: mkb_api::ValidConfig,
+    ordinal: u32,
+    summary_file: Option<&std::path::Path>,
+) -> ExitCode {
     let runtime = match async_runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     match runtime.block_on(retire::retire(config, ordinal)) {
         Ok(retired) => {
-            println!(
+            let summary = format!(
                 "retired the MQTT session {}: {} message(s) delivered to Kafka",
                 retired.client_id, retired.drained
             );
+            println!("{summary}");
+            if let Some(path) = summary_file {
+                // The retirement is done; a summary that cannot be written is only reported.
+                if let Err(e) = std::fs::write(path, &summary) {
+                    eprintln!(
+                        "bridge-runtime: cannot write the summary to {}: {e}",
+                        path.display()
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(app::RunError::Start(message)) => {

@@ -1,6 +1,7 @@
 //! Scale-down without stranded messages: Mosquitto keeps routing `$share` messages to the
 //! persistent session of a replica that is gone, and they wait there. `bridge-runtime
-//! --retire-ordinal N` unsubscribes that session, delivers what it holds to Kafka and ends it.
+//! --retire-ordinal N` unsubscribes that session, delivers what it holds to Kafka and ends it,
+//! and writes its summary to `--summary-file` when asked.
 
 mod common;
 
@@ -65,8 +66,17 @@ async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
     }
     let records = wait_for_distinct(&topic, 2_000, LONG).await;
     assert_eq!(distinct_and_duplicates(&records).0, 2_000);
-    // Repeating it is safe: the session is empty.
-    let again = retire_ordinal(&replica1.config, 1);
+    // Repeating it is safe: the session is empty. The summary can go to a file too (a Job's
+    // termination message).
+    let summary = testbed::process::test_log_dir().join(format!("{ns}-summary"));
+    let summary_arg = summary.to_string_lossy().into_owned();
+    let again = retire_ordinal_with(&replica1.config, 1, &["--summary-file", &summary_arg]);
     assert_eq!(drained(&again), 0, "{again}");
+    let written = std::fs::read_to_string(&summary).unwrap_or_default();
+    assert_eq!(
+        written,
+        again.trim_end(),
+        "the summary file holds the summary line"
+    );
     replica0.wait_ready(SHORT);
 }

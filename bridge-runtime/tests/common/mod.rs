@@ -200,10 +200,16 @@ pub async fn wait_all_committed(group: &str, topic: &str) {
 
 /// Runs `bridge-runtime --config <config> --retire-ordinal <ordinal>`; returns its stdout.
 pub fn retire_ordinal(config: &std::path::Path, ordinal: u32) -> String {
+    retire_ordinal_with(config, ordinal, &[])
+}
+
+/// As `retire_ordinal`, with extra arguments.
+pub fn retire_ordinal_with(config: &std::path::Path, ordinal: u32, extra: &[&str]) -> String {
     let output = std::process::Command::new(testbed::process::workspace_binary("bridge-runtime"))
         .arg("--config")
         .arg(config)
         .args(["--retire-ordinal", &ordinal.to_string()])
+        .args(extra)
         .output()
         .expect("run bridge-runtime --retire-ordinal");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

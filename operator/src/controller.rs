@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DynamicObject, PartialObjectMeta};
@@ -76,7 +77,8 @@ async fn run_one(
         .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
         .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
         .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned)
+        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
+        .owns(scoped::<Job>(&client, ns), owned)
         // An Api of PartialObjectMeta lists and watches metadata only.
         .watches(
             scoped::<PartialObjectMeta<Secret>>(&client, ns),

@@ -9,6 +9,7 @@ mod leader;
 mod metrics;
 mod pods;
 mod reconcile;
+mod retirement;
 mod status;
 mod topics;
 

@@ -28,8 +28,18 @@ pub struct TopicOperationLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetiredLabels {
+    /// `namespace/name` of the bridge.
+    pub bridge: String,
+    /// The replica ordinal whose MQTT session was retired.
+    pub ordinal: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    retired_sessions: Family<RetiredLabels, Counter>,
+    retired_messages: Family<RetiredLabels, Counter>,
     leader: Gauge,
     topic_operations: Family<TopicOperationLabels, Counter>,
     reconciles: Family<ResultLabels, Counter>,
@@ -70,8 +80,22 @@ impl Metrics {
             "Time of one reconciliation",
             duration.clone(),
         );
+        let retired_sessions = Family::default();
+        registry.register(
+            "retired_sessions",
+            "MQTT sessions of removed replicas retired (drained into Kafka and ended)",
+            retired_sessions.clone(),
+        );
+        let retired_messages = Family::default();
+        registry.register(
+            "retired_messages",
+            "Messages the retired MQTT sessions held, delivered to Kafka by their retirement",
+            retired_messages.clone(),
+        );
         Self {
             registry,
+            retired_sessions,
+            retired_messages,
             leader,
             topic_operations,
             reconciles,
@@ -108,6 +132,16 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// One retired MQTT session of `bridge`'s replica `ordinal`, which held `drained` messages.
+    pub fn retired(&self, bridge: &str, ordinal: i32, drained: u64) {
+        let labels = RetiredLabels {
+            bridge: bridge.to_owned(),
+            ordinal: ordinal.to_string(),
+        };
+        self.retired_sessions.get_or_create(&labels).inc();
+        self.retired_messages.get_or_create(&labels).inc_by(drained);
     }
 
     pub fn encode(&self) -> String {

@@ -27,6 +27,7 @@ use crate::build::{self, BridgeInput, FIELD_MANAGER};
 use crate::context::Context;
 use crate::finalizer;
 use crate::pods;
+use crate::retirement;
 use crate::status::{self, Observed, Outcome};
 use crate::topics::{self, SecretValues, TopicsReport};
 
@@ -167,6 +168,7 @@ async fn reconcile_bridge(
         http_port: spec.metrics.port,
         topics: None,
         insecure_tls: Some(insecure_tls.as_deref()),
+        sessions: None,
     };
     let secrets = match read_secrets(ctx, &bridge.namespace, &spec).await? {
         Ok(values) => values,
@@ -244,7 +246,13 @@ async fn reconcile_bridge(
         Err(e) => return Err(e),
     };
     report.topics = Some(&topics);
+    // The sessions of removed replicas: Jobs started here, reported and removed once the
+    // status records them retired.
+    let retirement = retirement::prepare(ctx, &bridge, &input, &hash).await?;
+    let sessions = retirement::condition(&retirement, &bridge.name, spec.replicas);
+    report.sessions = Some((retirement.sessions, &sessions));
     finish(ctx, &bridge, Outcome::Applied, Some((&sts, hash)), &report).await?;
+    retirement::complete(ctx, &bridge, &retirement).await?;
     Ok((Action::requeue(next), "ok"))
 }
 
@@ -363,7 +371,12 @@ pub(crate) async fn read_secrets(
 
 /// Server-side apply with the operator's field manager. A no-op apply does not write, so an
 /// unchanged bridge causes no writes.
-async fn apply<K>(ctx: &Context, bridge: &Bridge<'_>, api: &Api<K>, desired: &K) -> Result<K, Error>
+pub(crate) async fn apply<K>(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    api: &Api<K>,
+    desired: &K,
+) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
@@ -457,6 +470,8 @@ struct Report<'a> {
     topics: Option<&'a TopicsReport>,
     /// The spec's `insecureSkipVerify` warning; `None` when the spec was not read.
     insecure_tls: Option<Option<&'a str>>,
+    /// `status.mqttSessions` and the SessionsRetired condition; `None` keeps the status's.
+    sessions: Option<(i32, &'a (bool, &'static str, String))>,
 }
 
 impl Report<'_> {
@@ -467,6 +482,7 @@ impl Report<'_> {
             http_port: 0,
             topics: None,
             insecure_tls: None,
+            sessions: None,
         }
     }
 }
@@ -486,6 +502,7 @@ async fn finish(
         http_port,
         topics,
         insecure_tls,
+        sessions,
     } = *report;
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
     let sts = match applied {
@@ -520,6 +537,7 @@ async fn finish(
         topics,
         insecure_tls,
         pods_not_ready: &pods_not_ready,
+        sessions,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = status::compute(&outcome, &observed, &bridge.status, &now);

@@ -45,6 +45,9 @@ pub struct Observed<'a> {
     pub insecure_tls: Option<Option<&'a str>>,
     /// `(pod, reason)` of the pods that run but are not ready, in the runtime's words.
     pub pods_not_ready: &'a [(String, String)],
+    /// `status.mqttSessions` and the SessionsRetired condition (status, reason, message);
+    /// `None` keeps what the status had.
+    pub sessions: Option<(i32, &'a (bool, &'static str, String))>,
 }
 
 /// Whether the StatefulSet runs the current template on every replica, and a summary.
@@ -190,6 +193,18 @@ pub fn compute(
         Some(None) => {}
         None => conditions.extend(prev.iter().find(|c| c.type_ == INSECURE_TLS).cloned()),
     }
+    match observed.sessions {
+        Some((_, (status, reason, message))) => conditions.push(condition(
+            SESSIONS_RETIRED,
+            *status,
+            reason,
+            message,
+            generation,
+            prev,
+            now,
+        )),
+        None => conditions.extend(prev.iter().find(|c| c.type_ == SESSIONS_RETIRED).cloned()),
+    }
     let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
     MqttKafkaBridgeStatus {
         observed_generation: Some(generation),
@@ -202,6 +217,7 @@ pub fn compute(
             .config_hash
             .clone()
             .or_else(|| previous.config_hash.clone()),
+        mqtt_sessions: observed.sessions.map(|(n, _)| n).or(previous.mqtt_sessions),
         kafka_cluster_id: observed
             .topics
             .and_then(|t| t.cluster_id.clone())
@@ -259,6 +275,7 @@ mod tests {
             topics: None,
             insecure_tls: Some(None),
             pods_not_ready: &[],
+            sessions: None,
         }
     }
 
@@ -469,5 +486,34 @@ mod tests {
         let expected = "1/2 replicas ready, 2/2 updated, 2 running; locks-1: mqtt subscriber (cannot connect to mqtts://b:8883: UnknownIssuer)";
         assert_eq!(get(&st, READY).message, expected);
         assert_eq!(get(&st, PROGRESSING).message, expected);
+    }
+
+    #[test]
+    fn the_recorded_sessions_and_their_condition_are_kept_when_the_spec_is_not_read() {
+        let done = sts(2, 2, 1, 1, 1, true);
+        let retiring = (
+            false,
+            "Retiring",
+            "draining the sessions of ordinals 1, 2".to_owned(),
+        );
+        let mut o = observed(Some(&done), 1);
+        o.sessions = Some((3, &retiring));
+        let st = compute(
+            &Outcome::Applied,
+            &o,
+            &MqttKafkaBridgeStatus::default(),
+            &time(1),
+        );
+        assert_eq!(st.mqtt_sessions, Some(3));
+        assert_eq!(get(&st, SESSIONS_RETIRED).reason, "Retiring");
+        assert_eq!(
+            get(&st, READY).status,
+            "True",
+            "retiring does not block Ready"
+        );
+        o.sessions = None;
+        let kept = compute(&Outcome::Invalid("bad".into()), &o, &st, &time(2));
+        assert_eq!(kept.mqtt_sessions, Some(3));
+        assert_eq!(get(&kept, SESSIONS_RETIRED), get(&st, SESSIONS_RETIRED));
     }
 }

@@ -5,163 +5,14 @@
 //! `kubectl logs` shows the runtime's log. A pod that cannot connect says why in the bridge's
 //! status.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testbed::env::RealNode;
 use testbed::kubectl::kubectl_ok;
 use testbed::mqtt::{Publisher, Subscriber};
-use testbed::operator::{setup, Setup, WAIT};
-use testbed::{env, kafka, unique, wait_until_seen};
-
-const BRIDGE: &str = "smart-locks";
-const DEVICES: u32 = 10;
-
-fn real_node() -> RealNode {
-    env()
-        .real_node
-        .clone()
-        .expect("the test bed runs no real node: `make testbed` (as root) starts one")
-}
-
-/// `examples/smart-locks.yaml` as pods of the real node reach the test bed's brokers: topics
-/// and MQTT topics prefixed with `id` (the brokers are shared), two replicas (so shared
-/// subscriptions), the image `make images` built, and the real node's selector and toleration.
-fn smart_locks_on(node: &RealNode, id: &str) -> Value {
-    let path = testbed::repo_root().join("examples/smart-locks.yaml");
-    let text = std::fs::read_to_string(&path).expect("read examples/smart-locks.yaml");
-    let mut bridge: Value = serde_yaml::from_str(&text).expect("the example is YAML");
-    let spec = &mut bridge["spec"];
-    spec["replicas"] = json!(2);
-    spec["mqtt"]["url"] = json!(node.mqtt_url);
-    spec["kafka"]["bootstrapServers"] = json!(node.kafka_bootstrap);
-    spec["kafka"]["deadLetterTopic"] = json!(format!("{id}.dead-letter"));
-    for topic in spec["kafka"]["topics"].as_array_mut().into_iter().flatten() {
-        topic["name"] = json!(format!(
-            "{id}-{}",
-            topic["name"].as_str().unwrap_or_default()
-        ));
-    }
-    let up = &mut spec["mqttToKafka"][0];
-    up["mqtt"]["topicFilters"] = json!([format!("{id}/devices/+/state")]);
-    up["mqtt"]["shared"] = json!(true);
-    up["kafka"]["topic"] = json!(format!("{id}-lock-state"));
-    up["kafka"]["key"] = json!("${topic[2]}");
-    let down = &mut spec["kafkaToMqtt"][0];
-    down["kafka"]["topics"] = json!([format!("{id}-lock-command")]);
-    down["mqtt"]["topic"] = json!(format!("{id}/devices/${{.key}}/command"));
-    spec["image"] = json!(format!(
-        "ghcr.io/mqtt-kafka-bridge/bridge-runtime:{}",
-        env!("CARGO_PKG_VERSION")
-    ));
-    spec["imagePullPolicy"] = json!("IfNotPresent");
-    spec["pod"] = json!({
-        "nodeSelector": {"mqttkafka.io/node": "real"},
-        "tolerations": [{"key": "mqttkafka.io/real-node", "operator": "Exists", "effect": "NoSchedule"}],
-    });
-    bridge
-}
-
-/// Waits until pod `name` runs on `node`, Ready, with a uid other than `not_uid`; returns it.
-fn wait_pod_ready(s: &Setup, name: &str, node: &str, not_uid: &str) -> Value {
-    wait_until_seen(&format!("pod {name} Ready on {node}"), WAIT, || {
-        let pod = s.get(&format!("pod/{name}")).unwrap_or(Value::Null);
-        let ready = pod["status"]["containerStatuses"][0]["ready"] == true;
-        if pod["spec"]["nodeName"] == node
-            && pod["status"]["phase"] == "Running"
-            && ready
-            && pod["metadata"]["uid"] != not_uid
-        {
-            Ok(pod)
-        } else {
-            Err(format!("{} {}", pod["spec"]["nodeName"], pod["status"]))
-        }
-    })
-}
-
-/// Publishes `count` lock states, `first_seq` on, spread over the devices, `pause` apart.
-async fn publish_states(
-    publisher: &Publisher,
-    id: &str,
-    first_seq: u32,
-    count: u32,
-    pause: Duration,
-) {
-    for seq in first_seq..first_seq + count {
-        let device = seq % DEVICES;
-        let topic = format!("{id}/devices/lock-{device}/state");
-        publisher
-            .publish(&topic, 1, format!("{{\"seq\":{seq}}}"))
-            .await;
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-    }
-}
-
-async fn produce_commands(id: &str, first_seq: u32, count: u32) {
-    let values: Vec<(String, String)> = (first_seq..first_seq + count)
-        .map(|seq| {
-            (
-                format!("lock-{}", seq % DEVICES),
-                format!("{{\"cmd\":{seq}}}"),
-            )
-        })
-        .collect();
-    kafka::produce(
-        &format!("{id}-lock-command"),
-        values.iter().map(|(key, value)| kafka::Outgoing {
-            key: Some(key.as_bytes()),
-            value: value.as_bytes(),
-            headers: vec![],
-        }),
-    )
-    .await;
-}
-
-/// Waits until `topic` holds `distinct` different (key, value) records; returns how many
-/// records it holds in all.
-async fn wait_distinct_records(topic: &str, distinct: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let records = kafka::read_all(topic).await;
-        let seen: BTreeSet<(String, String)> = records
-            .iter()
-            .map(|r| (r.key_str().to_owned(), r.value_str().to_owned()))
-            .collect();
-        if seen.len() >= distinct {
-            return records.len();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{topic}: {} of {distinct} distinct records after {WAIT:?}",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits until `subscriber` has `distinct` different commands; returns how many it has in all.
-async fn wait_distinct_commands(subscriber: &Subscriber, distinct: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let received = subscriber.received();
-        let seen: BTreeSet<(&str, &[u8])> = received
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_slice()))
-            .collect();
-        if seen.len() >= distinct {
-            return received.len();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {distinct} distinct commands after {WAIT:?}",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use testbed::operator::{setup, WAIT};
+use testbed::real_node::*;
+use testbed::{env, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion() {
@@ -187,22 +38,32 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
     let probe = &pods[0]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"];
     assert_eq!(probe, "/readyz", "readiness is the runtime's own probe");
 
-    // Both ways, exact counts.
+    // Both ways at once, a steady stream each way: every message once (duplicates 0).
     let subscriber =
         Subscriber::connect(&unique("rn-sub"), &[&format!("{id}/devices/+/command")], 1).await;
     let publisher = Publisher::connect(&unique("rn-pub")).await;
-    publish_states(&publisher, &id, 0, 500, Duration::ZERO).await;
-    produce_commands(&id, 0, 500).await;
-    let states = format!("{id}-lock-state");
-    assert_eq!(
-        wait_distinct_records(&states, 500).await,
-        500,
-        "MQTT → Kafka"
+    let commands = async {
+        for batch in 0..10 {
+            produce_commands(&id, batch * 100, 100).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    tokio::join!(
+        publish_states(&publisher, &id, 0, 1000, Duration::from_millis(3)),
+        commands
     );
+    let states = format!("{id}-lock-state");
+    wait_distinct_records(&states, 1000).await;
+    wait_distinct_commands(&subscriber, 1000).await;
+    // A late duplicate would come with a redelivery: give it time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = testbed::kafka::read_all(&states).await.len();
+    let received = subscriber.received().len();
+    eprintln!("steady state, 2 replicas: {records} records for 1000 states, {received} messages for 1000 commands");
     assert_eq!(
-        wait_distinct_commands(&subscriber, 500).await,
-        500,
-        "Kafka → MQTT"
+        (records, received),
+        (1000, 1000),
+        "duplicates in steady state"
     );
 
     // One pod deleted while states keep coming: it comes back as itself, nothing is lost.
@@ -214,7 +75,7 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
         let id = id.clone();
         tokio::spawn(async move {
             let publisher = Publisher::connect(&unique("rn-stream")).await;
-            publish_states(&publisher, &id, 500, 1000, Duration::from_millis(10)).await;
+            publish_states(&publisher, &id, 1000, 1000, Duration::from_millis(10)).await;
             publisher.wait_acked(1000, WAIT).await;
         })
     };
@@ -222,11 +83,11 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
     kubectl_ok(&["delete", "pod", "smart-locks-1", "-n", &s.ns.0], None);
     let again = wait_pod_ready(&s, "smart-locks-1", &node.name, &old_uid);
     assert_eq!(again["metadata"]["name"], "smart-locks-1");
-    produce_commands(&id, 500, 500).await;
+    produce_commands(&id, 1000, 500).await;
     stream.await.expect("the publishing task");
-    let records = wait_distinct_records(&states, 1500).await;
-    let commands = wait_distinct_commands(&subscriber, 1000).await;
-    eprintln!("after the deletion: {records} records for 1500 states, {commands} messages for 1000 commands");
+    let records = wait_distinct_records(&states, 2000).await;
+    let commands = wait_distinct_commands(&subscriber, 1500).await;
+    eprintln!("after the deletion: {records} records for 2000 states, {commands} messages for 1500 commands");
     s.wait_ready(BRIDGE);
 
     let logs = kubectl_ok(&["logs", "smart-locks-0", "-n", &s.ns.0], None);

@@ -14,6 +14,7 @@ pub mod mosquitto;
 pub mod mqtt;
 pub mod operator;
 pub mod process;
+pub mod real_node;
 pub mod secrets;
 pub mod wait;
 

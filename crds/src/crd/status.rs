@@ -14,6 +14,9 @@ pub mod conditions {
     pub const DEGRADED: &str = "Degraded";
     /// True when every topic the bridge manages exists as its spec asks.
     pub const TOPICS_READY: &str = "TopicsReady";
+    /// True when no MQTT session beyond the replicas may hold messages: the sessions of
+    /// replicas removed by a scale-down have been drained into Kafka and ended.
+    pub const SESSIONS_RETIRED: &str = "SessionsRetired";
     /// Present (True) only while a TLS connection of the bridge skips certificate
     /// verification (`insecureSkipVerify`); it does not keep the bridge from Ready.
     pub const INSECURE_TLS: &str = "InsecureTls";
@@ -27,6 +30,12 @@ pub mod conditions {
     pub const REASON_KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
     /// A topic differs from its spec in a way the operator cannot or must not fix.
     pub const REASON_TOPIC_ERROR: &str = "TopicError";
+    /// Sessions of removed replicas are being drained and ended.
+    pub const REASON_RETIRING: &str = "Retiring";
+    /// A retirement Job gave up; it is kept for its logs.
+    pub const REASON_RETIRE_FAILED: &str = "RetireFailed";
+    /// Zero replicas: every session is kept, so the broker queues for it.
+    pub const REASON_PAUSED: &str = "Paused";
     /// `insecureSkipVerify` is set on the MQTT or Kafka connection.
     pub const REASON_INSECURE_SKIP_VERIFY: &str = "InsecureSkipVerify";
 }
@@ -61,6 +70,10 @@ pub struct MqttKafkaBridgeStatus {
     /// cluster apart from bridges that merely share topic names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_cluster_id: Option<String>,
+    /// The replica ordinals 0…n-1 whose persistent MQTT sessions may exist at the broker:
+    /// the most replicas run since the sessions of removed ones were last retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_sessions: Option<i32>,
     /// State of each managed Kafka topic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]

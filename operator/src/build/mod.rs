@@ -4,6 +4,7 @@
 mod config;
 mod hash;
 mod pdb;
+mod retire_job;
 mod secrets;
 mod service;
 mod statefulset;
@@ -16,6 +17,7 @@ use mkb_api::crd::MqttKafkaBridgeSpec;
 pub use config::{render_config, CONFIG_KEY};
 pub use hash::config_hash;
 pub use pdb::pod_disruption_budget;
+pub use retire_job::{retire_job, retire_job_name, retire_selector, RETIRE_ORDINAL_LABEL};
 pub use secrets::{fields_referencing, referenced_secrets};
 pub use service::service;
 pub use statefulset::statefulset;

@@ -318,3 +318,36 @@ fn hash_follows_config_and_secret_values() {
     );
     assert_eq!(a.len(), 64);
 }
+
+#[test]
+fn a_retirement_job_runs_the_bridge_pod_once_with_the_ordinal_and_other_labels() {
+    let spec = with_secrets();
+    let job = retire_job(&input(&spec), "h1", 2);
+    assert_eq!(job.metadata.name.as_deref(), Some("smart-locks-retire-2"));
+    let job_spec = job.spec.expect("job spec");
+    assert_eq!(job_spec.backoff_limit, Some(4));
+    let template = job_spec.template;
+    let labels = template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("pod labels");
+    assert_eq!(labels["app.kubernetes.io/name"], "bridge-runtime-retire");
+    assert_eq!(labels["mqttkafka.io/retire-ordinal"], "2");
+    let pod = template.spec.expect("pod spec");
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.args.as_deref().unwrap_or_default()[2..],
+        [
+            "--retire-ordinal",
+            "2",
+            "--summary-file",
+            "/dev/termination-log"
+        ]
+    );
+    assert!(container.readiness_probe.is_none() && container.liveness_probe.is_none());
+    assert!(
+        container.env.as_ref().is_some_and(|e| e.len() > 1),
+        "the same Secrets as the bridge pods"
+    );
+}

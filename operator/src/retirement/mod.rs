@@ -1,0 +1,275 @@
+//! Retiring the MQTT sessions of replicas a scale-down removed: reads the bridge's pods and
+//! retirement Jobs, plans (plan.rs), starts and removes Jobs, and reports what each retired
+//! session held. Safe to repeat at any point: the plan depends only on the status and on what
+//! exists.
+
+mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::runtime::events::EventType;
+use kube::Api;
+use tracing::warn;
+
+pub use plan::{JobState, Plan};
+
+use crate::build::{self, BridgeInput, RETIRE_ORDINAL_LABEL};
+use crate::context::Context;
+use crate::reconcile::{announce, apply, Bridge, Error};
+
+/// Plans the retirement, deletes the Jobs that must go first and starts the missing ones.
+pub async fn prepare(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    input: &BridgeInput<'_>,
+    config_hash: &str,
+) -> Result<Plan, Error> {
+    let ns = &bridge.namespace;
+    let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let selector = build::label_selector(&bridge.name);
+    let pods: BTreeSet<i32> = pod_api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| ordinal_of(p.metadata.name.as_deref()?, &bridge.name))
+        .collect();
+    let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
+    let jobs: BTreeMap<i32, JobState> = job_api
+        .list(&ListParams::default().labels(&build::retire_selector(&bridge.name)))
+        .await?
+        .items
+        .iter()
+        .filter_map(|job| {
+            let ordinal = job.metadata.labels.as_ref()?.get(RETIRE_ORDINAL_LABEL)?;
+            Some((ordinal.parse().ok()?, job_state(job)))
+        })
+        .collect();
+    let plan = plan::plan(&plan::Observed {
+        desired: input.spec.replicas,
+        sessions: bridge.status.mqtt_sessions,
+        pods: &pods,
+        jobs: &jobs,
+        subscribes: !input.spec.mqtt_to_kafka.is_empty(),
+    });
+    for &n in &plan.delete {
+        delete_job(&job_api, &build::retire_job_name(&bridge.name, n)).await?;
+    }
+    if !plan.create.is_empty() {
+        let list = ordinals(&plan.create);
+        let note = format!(
+            "Retiring the MQTT sessions of removed replicas (ordinals {list}): draining what the broker queued for them into Kafka"
+        );
+        announce(ctx, bridge, EventType::Normal, "RetiringSessions", note).await;
+    }
+    for &n in &plan.create {
+        apply(
+            ctx,
+            bridge,
+            &job_api,
+            &build::retire_job(input, config_hash, n),
+        )
+        .await?;
+    }
+    Ok(plan)
+}
+
+/// Once the status records the retirement: reports each retired session (Event and metric,
+/// from the Job pod's termination message) and deletes its Job.
+pub async fn complete(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) -> Result<(), Error> {
+    if plan.finished.is_empty() {
+        return Ok(());
+    }
+    let ns = &bridge.namespace;
+    let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
+    let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    for &n in &plan.finished {
+        let job = build::retire_job_name(&bridge.name, n);
+        let summary = summary_of(&pod_api, &job).await;
+        let drained = summary
+            .as_deref()
+            .and_then(drained_count)
+            .unwrap_or_default();
+        ctx.metrics.retired(&bridge.key(), n, drained);
+        let note = summary.unwrap_or_else(|| format!("retired the MQTT session of ordinal {n}"));
+        let mut chars = note.chars();
+        let note: String = chars
+            .next()
+            .map(|first| first.to_uppercase().chain(chars).collect())
+            .unwrap_or_default();
+        announce(ctx, bridge, EventType::Normal, "RetiredSession", note).await;
+        delete_job(&job_api, &job).await?;
+    }
+    Ok(())
+}
+
+/// The SessionsRetired condition: (status, reason, message).
+pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str, String) {
+    use mkb_api::crd::conditions::*;
+    if plan.paused {
+        let message = format!(
+            "0 replicas: the MQTT sessions of ordinals {} are kept, so the broker queues for them until the bridge scales up",
+            ordinals(&(0..plan.sessions).collect::<Vec<_>>())
+        );
+        return (true, REASON_PAUSED, message);
+    }
+    if !plan.failed.is_empty() {
+        let jobs: Vec<String> = plan
+            .failed
+            .iter()
+            .map(|&n| format!("job/{}", build::retire_job_name(bridge, n)))
+            .collect();
+        let message = format!(
+            "retiring the MQTT session of ordinals {} failed; see `kubectl logs {}`, and delete the Job to try again",
+            ordinals(&plan.failed),
+            jobs.join(" ")
+        );
+        return (false, REASON_RETIRE_FAILED, message);
+    }
+    if !plan.settled() {
+        let mut parts = Vec::new();
+        if !plan.waiting_for_pods.is_empty() {
+            parts.push(format!(
+                "waiting for the pods of ordinals {} to stop",
+                ordinals(&plan.waiting_for_pods)
+            ));
+        }
+        let busy: Vec<i32> = plan.running.iter().chain(&plan.create).copied().collect();
+        if !busy.is_empty() {
+            parts.push(format!(
+                "draining the sessions of ordinals {}",
+                ordinals(&busy)
+            ));
+        }
+        return (false, REASON_RETIRING, parts.join("; "));
+    }
+    let message = format!("no MQTT session beyond the {desired} replica(s) holds messages");
+    (true, REASON_AS_EXPECTED, message)
+}
+
+fn ordinals(ns: &[i32]) -> String {
+    ns.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `N` of pod `<bridge>-N`.
+fn ordinal_of(pod: &str, bridge: &str) -> Option<i32> {
+    pod.strip_prefix(bridge)?.strip_prefix('-')?.parse().ok()
+}
+
+fn job_state(job: &Job) -> JobState {
+    let status = job.status.as_ref();
+    let condition = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    if condition("Complete") || status.and_then(|s| s.succeeded).unwrap_or(0) > 0 {
+        JobState::Succeeded
+    } else if condition("Failed") {
+        JobState::Failed
+    } else {
+        JobState::Running
+    }
+}
+
+async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The summary the retirement wrote as its pod's termination message.
+async fn summary_of(pods: &Api<Pod>, job: &str) -> Option<String> {
+    let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let list = match pods.list(&params).await {
+        Ok(list) => list,
+        Err(e) => {
+            warn!(%job, error = %e, "cannot read the retirement's pod");
+            return None;
+        }
+    };
+    list.items.iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|s| {
+            let terminated = s.state.as_ref()?.terminated.as_ref()?;
+            (terminated.exit_code == 0)
+                .then(|| terminated.message.clone())
+                .flatten()
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty())
+        })
+    })
+}
+
+/// The number in "…: N message(s) delivered to Kafka".
+fn drained_count(summary: &str) -> Option<u64> {
+    let (_, rest) = summary.rsplit_once(": ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ordinals_and_drained_counts() {
+        assert_eq!(ordinal_of("locks-2", "locks"), Some(2));
+        assert_eq!(ordinal_of("locks-retire-1-abcde", "locks"), None);
+        assert_eq!(ordinal_of("other-1", "locks"), None);
+        assert_eq!(
+            drained_count("retired the MQTT session locks-2: 312 message(s) delivered to Kafka"),
+            Some(312)
+        );
+        assert_eq!(drained_count("something else"), None);
+    }
+
+    #[test]
+    fn the_condition_says_what_the_retirement_waits_for() {
+        let plan = Plan {
+            sessions: 3,
+            waiting_for_pods: vec![2],
+            running: vec![1],
+            ..Plan::default()
+        };
+        assert_eq!(
+            condition(&plan, "locks", 1),
+            (
+                false,
+                "Retiring",
+                "waiting for the pods of ordinals 2 to stop; draining the sessions of ordinals 1"
+                    .to_owned()
+            )
+        );
+        let failed = Plan {
+            sessions: 2,
+            failed: vec![1],
+            ..Plan::default()
+        };
+        let (ok, reason, message) = condition(&failed, "locks", 1);
+        assert_eq!((ok, reason), (false, "RetireFailed"));
+        assert!(
+            message.contains("kubectl logs job/locks-retire-1"),
+            "{message}"
+        );
+        let done = Plan {
+            sessions: 1,
+            ..Plan::default()
+        };
+        assert!(condition(&done, "locks", 1).0);
+        let paused = Plan {
+            sessions: 2,
+            paused: true,
+            ..Plan::default()
+        };
+        assert_eq!(condition(&paused, "locks", 0).1, "Paused");
+    }
+}

@@ -112,6 +112,19 @@ pub struct Outgoing<'a> {
     pub headers: Vec<(&'a str, &'a [u8])>,
 }
 
+/// Produces one record with `key` and a null value (a tombstone) and waits until Kafka has it.
+pub async fn produce_tombstone(topic: &str, key: &[u8]) {
+    let producer: FutureProducer = config().create().expect("producer");
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(topic).key(key),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("Kafka accepts the tombstone");
+}
+
 /// Produces records in order (idempotent producer) and waits until Kafka has all of them;
 /// returns each record's (partition, offset).
 pub async fn produce(

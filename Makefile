@@ -27,6 +27,10 @@ lint: ## Format check, clippy with -D warnings, and the runtime's dependency rul
 unit-tests: ## Unit and property tests (no servers), including the CRD staleness check.
 	$(CARGO) test --workspace --locked --lib --bins
 
+.PHONY: fuzz
+fuzz: ## The no-panic property runs of the input parsers at scale (FUZZ_CASES, default a million each).
+	PROPTEST_CASES=$(or $(FUZZ_CASES),1000000) $(CARGO) test --release --locked -p mkb-api --test no_panic
+
 .PHONY: crds
 crds: ## Regenerate crds/mqttkafkabridges.mqttkafka.io.yaml (and the Helm chart's copy) from the Rust types.
 	$(CARGO) run --quiet --locked -p mkb-api --bin crdgen > crds/mqttkafkabridges.mqttkafka.io.yaml.tmp

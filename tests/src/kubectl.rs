@@ -109,13 +109,14 @@ pub fn ensure_crd() {
             ],
             None,
         );
-        // `kubectl wait` fails instead of waiting while the CRD has no conditions yet.
+        // `kubectl wait`, and a jsonpath filter, fail instead of waiting while the CRD has no
+        // conditions yet: a failed read is "not yet".
         crate::wait_until(
             "the CRD to be established",
             std::time::Duration::from_secs(60),
             || {
                 let jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
-                let status = kubectl_ok(
+                let out = kubectl(
                     &[
                         "get",
                         "crd",
@@ -125,7 +126,7 @@ pub fn ensure_crd() {
                     ],
                     None,
                 );
-                (status == "True").then_some(())
+                (out.status.success() && out.stdout == b"True").then_some(())
             },
         );
     });

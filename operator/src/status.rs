@@ -168,43 +168,33 @@ pub fn compute(
         condition(type_, status, reason, message, generation, prev, now)
     })
     .collect();
-    match observed.topics {
-        Some(t) => conditions.push(condition(
-            TOPICS_READY,
-            t.ready,
-            t.reason,
-            &t.message,
-            generation,
-            prev,
-            now,
-        )),
-        None => conditions.extend(prev.iter().find(|c| c.type_ == TOPICS_READY).cloned()),
-    }
-    match observed.insecure_tls {
-        Some(Some(warning)) => conditions.push(condition(
-            INSECURE_TLS,
-            true,
-            REASON_INSECURE_SKIP_VERIFY,
-            warning,
-            generation,
-            prev,
-            now,
+    // The conditions beside the three above: computed this time (`Some(Some(..))`), absent
+    // this time (`Some(None)`), or kept as the status had them (`None`: not computed).
+    let mut add = |type_: &str, now_is: Option<Option<(bool, &str, &str)>>| match now_is {
+        Some(Some((status, reason, message))) => conditions.push(condition(
+            type_, status, reason, message, generation, prev, now,
         )),
         Some(None) => {}
-        None => conditions.extend(prev.iter().find(|c| c.type_ == INSECURE_TLS).cloned()),
-    }
-    match observed.sessions {
-        Some((_, (status, reason, message))) => conditions.push(condition(
-            SESSIONS_RETIRED,
-            *status,
-            reason,
-            message,
-            generation,
-            prev,
-            now,
-        )),
-        None => conditions.extend(prev.iter().find(|c| c.type_ == SESSIONS_RETIRED).cloned()),
-    }
+        None => conditions.extend(prev.iter().find(|c| c.type_ == type_).cloned()),
+    };
+    add(
+        TOPICS_READY,
+        observed
+            .topics
+            .map(|t| Some((t.ready, t.reason, t.message.as_str()))),
+    );
+    add(
+        INSECURE_TLS,
+        observed
+            .insecure_tls
+            .map(|w| w.map(|w| (true, REASON_INSECURE_SKIP_VERIFY, w))),
+    );
+    add(
+        SESSIONS_RETIRED,
+        observed
+            .sessions
+            .map(|(_, (status, reason, message))| Some((*status, *reason, message.as_str()))),
+    );
     let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
     MqttKafkaBridgeStatus {
         observed_generation: Some(generation),

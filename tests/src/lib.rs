@@ -19,7 +19,7 @@ pub mod secrets;
 pub mod wait;
 
 pub use env::{env, TestbedEnv};
-pub use wait::{wait_until, wait_until_async, wait_until_seen};
+pub use wait::{wait_until, wait_until_async, wait_until_seen, wait_until_seen_async};
 
 use std::path::{Path, PathBuf};
 

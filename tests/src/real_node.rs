@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::env::RealNode;
 use crate::mqtt::{Publisher, Subscriber};
 use crate::operator::{Setup, WAIT};
-use crate::{env, kafka, wait_until_seen};
+use crate::{env, kafka, wait_until_seen, wait_until_seen_async};
 
 /// The example's name.
 pub const BRIDGE: &str = "smart-locks";
@@ -127,42 +127,36 @@ pub async fn produce_commands(id: &str, first_seq: u32, count: u32) {
 /// Waits until `topic` holds `distinct` different (key, value) records; returns how many
 /// records it holds in all.
 pub async fn wait_distinct_records(topic: &str, distinct: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("{distinct} distinct records in {topic}");
+    wait_until_seen_async(&what, WAIT, || async {
         let records = kafka::read_all(topic).await;
-        let seen: BTreeSet<(String, String)> = records
+        let seen: BTreeSet<(&str, &str)> = records
             .iter()
-            .map(|r| (r.key_str().to_owned(), r.value_str().to_owned()))
+            .map(|r| (r.key_str(), r.value_str()))
             .collect();
         if seen.len() >= distinct {
-            return records.len();
+            Ok(records.len())
+        } else {
+            Err(format!("{} distinct", seen.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{topic}: {} of {distinct} distinct records after {WAIT:?}",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until `subscriber` has `distinct` different commands; returns how many it has in all.
 pub async fn wait_distinct_commands(subscriber: &Subscriber, distinct: usize) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("{distinct} distinct commands over MQTT");
+    wait_until_seen_async(&what, WAIT, || async {
         let received = subscriber.received();
         let seen: BTreeSet<(&str, &[u8])> = received
             .iter()
             .map(|m| (m.topic.as_str(), m.payload.as_slice()))
             .collect();
         if seen.len() >= distinct {
-            return received.len();
+            Ok(received.len())
+        } else {
+            Err(format!("{} distinct", seen.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {distinct} distinct commands after {WAIT:?}",
-            seen.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }

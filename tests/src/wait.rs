@@ -37,13 +37,28 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    wait_until_seen_async(what, timeout, || {
+        let checked = check();
+        async move { checked.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// As `wait_until_async`, where `check` says what it saw when the condition does not hold
+/// yet; the last of these is in the failure message.
+pub async fn wait_until_seen_async<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = check().await {
-            return value;
-        }
+        let seen = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
         if Instant::now() >= deadline {
-            timed_out(what, timeout, "");
+            timed_out(what, timeout, &seen);
         }
         tokio::time::sleep(POLL).await;
     }

@@ -14,7 +14,7 @@ use testbed::bridge::{http_get, Bridge};
 use testbed::kafka;
 use testbed::mosquitto::{Broker, TlsListener};
 use testbed::mqtt::{Publisher, Subscriber};
-use testbed::secrets::{leaked, Secret};
+use testbed::secrets::{assert_none_in_trace_log, Secret};
 use testbed::{env, unique};
 
 /// The MQTT password of the private Mosquitto in these tests.
@@ -32,14 +32,7 @@ fn assert_no_secret_in_log(bridge: &Bridge) {
         Secret::private_key("client.key", &tls.join("client.key")),
         Secret::private_key("expired/client.key", &tls.join("expired/client.key")),
     ];
-    let log = bridge.process.log_text();
-    assert!(log.contains(" TRACE "), "the log is at trace level");
-    let found = leaked(&log, &secrets);
-    assert!(
-        found.is_empty(),
-        "{found:?} in {}",
-        bridge.process.log_path().display()
-    );
+    assert_none_in_trace_log(&bridge.process, &secrets);
 }
 
 fn tls_file(name: &str) -> String {

@@ -9,7 +9,7 @@
 use testbed::kafka::describe_topic;
 use testbed::kubectl::{kubectl_err, kubectl_ok};
 use testbed::operator::{bridge_writing_to, setup, setup_labelled, setup_traced, Setup};
-use testbed::secrets::{leaked, Secret};
+use testbed::secrets::{assert_none_in_trace_log, leaked, Secret};
 use testbed::{env, unique};
 
 /// The MQTT password the bridges of these tests are given (the operator only passes it on).
@@ -258,10 +258,7 @@ fn no_configmap_event_status_or_trace_log_line_holds_a_secret_value() {
         let found = leaked(&objects, &secrets);
         assert!(found.is_empty(), "{found:?} in the {what} of the namespace");
     }
-    let log = s.operator.process.log_text();
-    assert!(log.contains(" TRACE "), "the operator logs at trace level");
-    let found = leaked(&log, &secrets);
-    assert!(found.is_empty(), "{found:?} in the operator's log");
+    assert_none_in_trace_log(&s.operator.process, &secrets);
     // The sweep looks where the values would be: the Secrets themselves hold them.
     let held = kubectl_ok(&["get", "secrets", "-n", &s.ns.0, "-o", "json"], None);
     assert_eq!(leaked(&held, &secrets).len(), secrets.len());

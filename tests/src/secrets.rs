@@ -60,6 +60,15 @@ pub fn leaked<'a>(text: &str, secrets: &'a [Secret]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Fails unless `process` logged at trace level, and when its log holds any of `secrets`.
+pub fn assert_none_in_trace_log(process: &crate::process::ChildProcess, secrets: &[Secret]) {
+    let log = process.log_text();
+    let path = process.log_path().display();
+    assert!(log.contains(" TRACE "), "{path} is not at trace level");
+    let found = leaked(&log, secrets);
+    assert!(found.is_empty(), "{found:?} in {path}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,12 +38,7 @@ make_node_pki() {
   mkdir -p "$NODE_DIR/pki"
   (
     cd "$NODE_DIR/pki"
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet.key -out kubelet.csr \
-      -subj "/O=system:nodes/CN=system:node:$NODE_NAME" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet.ext
-    openssl x509 -req -in kubelet.csr -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" -CAcreateserial \
-      -days 825 -extfile kubelet.ext -out kubelet.crt 2>/dev/null
-    rm -f kubelet.csr kubelet.ext
+    signed_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$CLIENT_EXT" 825 "$PKI_DIR/ca"
   )
 }
 

@@ -173,16 +173,10 @@ make_pki() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
       -subj "/CN=testbed-ca" -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >apiserver.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    signed_cert apiserver /CN=kube-apiserver \
+      'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' 3650
     # The API server's client certificate towards kubelets (logs, exec).
-    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr \
-      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" 2>/dev/null
-    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
-    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
+    signed_cert kubelet-client /O=system:masters/CN=kube-apiserver-kubelet-client "$CLIENT_EXT" 3650
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >admin.token
@@ -345,14 +339,18 @@ TLS_DIR=$STATE_DIR/tls
 SERVER_EXT='subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:tls.testbed.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
 CLIENT_EXT='basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
 
-tls_cert() { # name cn extfile-lines
-  local name=$1 cn=$2 ext=$3
-  openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$cn" 2>/dev/null
+# <name>.key and <name>.crt in the current directory, for `subject`, with the extensions
+# `ext` (printf %b escapes), valid for `days`, signed by <ca>.crt/<ca>.key (default: ./ca).
+signed_cert() { # name subject ext days [ca]
+  local name=$1 subject=$2 ext=$3 days=$4 ca=${5:-ca}
+  openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "$subject" 2>/dev/null
   printf '%b' "$ext" >"$name.ext"
-  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days "$days" \
     -extfile "$name.ext" -out "$name.crt" 2>/dev/null
   rm -f "$name.csr" "$name.ext"
 }
+
+tls_cert() { signed_cert "$1" "/CN=$2" "$3" 825; } # name cn extfile-lines
 
 # A certificate valid only in January 2020 (`openssl x509` cannot backdate; `openssl ca` can).
 expired_cert() { # name cn extfile-lines

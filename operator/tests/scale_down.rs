@@ -122,10 +122,8 @@ async fn zero_replicas_pause_and_what_was_published_meanwhile_arrives() {
     let paused = wait_sessions(&s, 2, "Paused");
     assert_eq!(paused["status"], "True");
     wait_until("the bridge's pods to be gone", WAIT, || {
-        s.get("pod/smart-locks-0")
-            .is_none()
-            .then_some(())
-            .filter(|()| s.get("pod/smart-locks-1").is_none())
+        let gone = |pod: &str| s.get(&format!("pod/{pod}")).is_none();
+        (gone("smart-locks-0") && gone("smart-locks-1")).then_some(())
     });
     let publisher = Publisher::connect(&unique("sp-pub")).await;
     publish_states(&publisher, &id, 0, 500, Duration::ZERO).await;

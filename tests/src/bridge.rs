@@ -175,7 +175,26 @@ impl Bridge {
 impl Drop for Bridge {
     /// When the test fails, show the bridge's counters next to its log.
     fn drop(&mut self) {
-        if std::thread::panicking() && self.process.exit_status().is_none() {
+        if !std::thread::panicking() {
+            return;
+        }
+        // What went wrong inside the bridge, even when the test bed's logs fill the output.
+        let log = self.process.log_text();
+        let problems: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        eprintln!(
+            "---- last warnings and errors of {} ({} in all) ----",
+            self.process.log_path().display(),
+            problems.len()
+        );
+        for line in &problems[problems.len().saturating_sub(15)..] {
+            eprintln!("{}", line.chars().take(400).collect::<String>());
+        }
+        if let Some(status) = self.process.exit_status() {
+            eprintln!("---- the bridge had exited: {status} ----");
+        } else {
             let metrics = self.metrics();
             eprintln!(
                 "---- mkb_ metrics of {} ----",

@@ -4,6 +4,7 @@
 mod connection;
 mod dead_letter;
 mod errors;
+mod topic_presence;
 
 use mkb_api::config::KafkaConnection;
 use mkb_api::kafka_properties::{security_properties, TlsMaterial};
@@ -19,6 +20,7 @@ use crate::secrets;
 use connection::ConnectionStatus;
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use errors::{classify, is_permanent, ErrorClass};
+pub use topic_presence::{is_missing_topic, topic_presence, TopicPresence};
 
 /// Connection and security settings every client of the bridge shares.
 pub fn client_config(kafka: &KafkaConnection, client_id: &str) -> Result<ClientConfig, String> {

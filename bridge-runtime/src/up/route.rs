@@ -13,14 +13,17 @@ use mkb_api::routes::Partitioner;
 use rand::Rng;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use super::acks::Ticket;
 use super::record::{self, RecordParts};
 use crate::health::{Failure, Readiness};
-use crate::kafka::{classify, is_permanent, BridgeContext, DeadLetter, DeadLetters, ErrorClass};
+use crate::kafka::{
+    classify, is_missing_topic, is_permanent, topic_presence, BridgeContext, DeadLetter,
+    DeadLetters, ErrorClass, TopicPresence,
+};
 use crate::metrics::RouteMetrics;
 use crate::mqtt::Inbound;
 
@@ -36,6 +39,11 @@ enum Step {
     Delivered(Job),
     Failed(Job, RecordParts, KafkaError),
     Retry(Job, RecordParts),
+    /// Kafka said the topic or partition is unknown, and a fresh metadata request did not
+    /// confirm it: produced again.
+    Unconfirmed(Job, RecordParts, KafkaError),
+    /// The record will fail wherever it goes: dead-lettered with this reason.
+    Poison(Job, String),
     DeadLettered(Job),
     /// The dead-letter topic cannot take the message: it is left unacknowledged.
     Held(Job, String),
@@ -155,7 +163,7 @@ impl RouteWorker {
                     }
                 }
                 e if is_permanent(&e) => {
-                    self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
+                    self.refused(job, parts, e, pending);
                     return;
                 }
                 e => {
@@ -192,8 +200,19 @@ impl RouteWorker {
                 self.metrics.in_flight.dec();
                 job.ticket.hold();
             }
-            Step::Failed(job, _, e) if is_permanent(&e) => {
-                self.dead_letter(job, format!("Kafka refused the record: {e}"), pending);
+            Step::Failed(job, parts, e) if is_permanent(&e) => self.refused(job, parts, e, pending),
+            Step::Poison(job, reason) => self.dead_letter(job, reason, pending),
+            Step::Unconfirmed(job, parts, e) => {
+                self.metrics.failed(&reason_label(&e));
+                warn!(route = %self.route.name, topic = %parts.topic, error = %e,
+                    "Kafka reported the topic unknown but its metadata has it (a broker restarting?); producing the record again");
+                pending.push(
+                    async move {
+                        tokio::time::sleep(RETRY_BACKOFF).await;
+                        Step::Retry(job, parts)
+                    }
+                    .boxed(),
+                );
             }
             Step::Failed(job, parts, e) => {
                 self.metrics.failed(&reason_label(&e));
@@ -236,6 +255,29 @@ impl RouteWorker {
         self.metrics.in_flight.dec();
         self.metrics.observe_latency(job.received_at.elapsed());
         job.ticket.complete();
+    }
+
+    /// A record Kafka refused for good. An unknown topic or partition is believed only when
+    /// a fresh metadata request confirms it: librdkafka reports it from cached metadata,
+    /// which a restarting broker can leave briefly wrong, and giving up there loses data.
+    fn refused(&mut self, job: Job, parts: RecordParts, e: KafkaError, pending: &mut Pending) {
+        let reason = format!("Kafka refused the record: {e}");
+        if !is_missing_topic(&e) {
+            self.dead_letter(job, reason, pending);
+            return;
+        }
+        let producer = self.producer.clone();
+        pending.push(
+            async move {
+                match topic_presence(&producer, &parts.topic).await {
+                    TopicPresence::Missing => Step::Poison(job, reason),
+                    TopicPresence::Present(_) | TopicPresence::Unknown => {
+                        Step::Unconfirmed(job, parts, e)
+                    }
+                }
+            }
+            .boxed(),
+        );
     }
 
     fn dead_letter(&mut self, job: Job, reason: String, pending: &mut Pending) {
@@ -330,19 +372,9 @@ impl PartitionChooser {
     /// The topic's partition count from metadata; `None` (the default partitioner decides)
     /// when it cannot be had, e.g. the topic does not exist yet.
     async fn partition_count(&self, topic: &str) -> Option<i32> {
-        let producer = self.producer.clone();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let meta = producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                .ok()?;
-            let t = meta.topics().first()?;
-            let n = t.partitions().len() as i32;
-            (t.error().is_none() && n > 0).then_some(n)
-        })
-        .await
-        .ok()
-        .flatten()
+        match topic_presence(&self.producer, topic).await {
+            TopicPresence::Present(n) => Some(n),
+            TopicPresence::Missing | TopicPresence::Unknown => None,
+        }
     }
 }

@@ -25,6 +25,10 @@ pub struct TestbedEnv {
     pub mqtt_host: String,
     pub mqtt_port: u16,
     pub toxiproxy_url: String,
+    /// Mosquitto and Kafka behind toxiproxy's `mqtt` and `kafka` proxies (see
+    /// `tests/testbed/lib.sh`), for network faults.
+    pub mqtt_proxied_port: u16,
+    pub kafka_proxied_bootstrap: String,
     /// The test CA, server and client certificates (`ca.crt`, `server.*`, `client.*`), an
     /// untrusted CA (`other/ca.crt`), and an expired server and client certificate from the
     /// test CA (`expired/server.*`, `expired/client.*`).
@@ -97,6 +101,10 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
             .parse()
             .map_err(|_| "a numeric MQTT_PORT".to_owned())?,
         toxiproxy_url: get("TOXIPROXY_URL")?,
+        mqtt_proxied_port: get("MQTT_PROXIED_PORT")?
+            .parse()
+            .map_err(|_| "a numeric MQTT_PROXIED_PORT".to_owned())?,
+        kafka_proxied_bootstrap: get("KAFKA_PROXIED_BOOTSTRAP")?,
         tls_dir: get("TESTBED_TLS_DIR")?.into(),
         dir: get("TESTBED_DIR")?.into(),
         logs: get("TESTBED_LOGS")?.into(),
@@ -142,7 +150,7 @@ impl TestbedEnv {
 mod tests {
     #[test]
     fn parses_the_env_file() {
-        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nMQTT_PROXIED_PORT=6\nKAFKA_PROXIED_BOOTSTRAP=127.0.0.1:7\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
         let env = super::parse(text).expect("parses");
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");

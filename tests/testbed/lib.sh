@@ -46,6 +46,12 @@ CONTROLLER_MANAGER_PORT=${MKB_CONTROLLER_MANAGER_PORT:-20257}
 SCHEDULER_PORT=${MKB_SCHEDULER_PORT:-20259}
 KWOK_PORT=${MKB_KWOK_PORT:-20250}
 TOXIPROXY_PORT=${MKB_TOXIPROXY_PORT:-28474}
+# Through toxiproxy, for the reliability suite's network faults: Mosquitto at MQTT_PROXY_PORT,
+# and Kafka at KAFKA_PROXY_PORT, where its PROXIED listener (on KAFKA_PROXIED_PORT) is
+# advertised, so clients stay behind the proxy after the bootstrap.
+MQTT_PROXY_PORT=${MKB_MQTT_PROXY_PORT:-21884}
+KAFKA_PROXIED_PORT=${MKB_KAFKA_PROXIED_PORT:-29098}
+KAFKA_PROXY_PORT=${MKB_KAFKA_PROXY_PORT:-29099}
 
 # The real node (node.sh): pods on a bridge network; the host is its gateway, where Mosquitto
 # and Kafka listen too (Kafka on a port of its own: a listener per port) and the kubelet serves.

@@ -113,11 +113,11 @@ CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT$pods_listener
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT$pods_advertised
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT$pods_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SCRAM512://127.0.0.1:$KAFKA_SCRAM512_PORT,PROXIED://127.0.0.1:$KAFKA_PROXY_PORT$pods_advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM512:SASL_SSL$pods_protocol
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,SCRAM512:SASL_SSL,PROXIED:PLAINTEXT$pods_protocol
 # The secured listeners use the test bed's CA and server certificate (PEM, no keystore).
 ssl.keystore.type=PEM
 ssl.keystore.location=$TLS_DIR/kafka-server.pem
@@ -323,6 +323,11 @@ start_toxiproxy() {
   is_running toxiproxy "bin/toxiproxy-server" && return 0
   start_process toxiproxy "$BIN_DIR/toxiproxy-server" -host 127.0.0.1 -port "$TOXIPROXY_PORT"
   wait_for toxiproxy 20 port_open "$TOXIPROXY_PORT"
+  # The proxies the reliability suite cuts, slows and delays (healthy when a run starts).
+  local cli=("$BIN_DIR/toxiproxy-cli" --host "http://127.0.0.1:$TOXIPROXY_PORT")
+  "${cli[@]}" create -l "127.0.0.1:$MQTT_PROXY_PORT" -u "127.0.0.1:$MQTT_PORT" mqtt >>"$LOG_DIR/toxiproxy.log" 2>&1 \
+    && "${cli[@]}" create -l "127.0.0.1:$KAFKA_PROXY_PORT" -u "127.0.0.1:$KAFKA_PROXIED_PORT" kafka >>"$LOG_DIR/toxiproxy.log" 2>&1 \
+    || die "creating the toxiproxy proxies failed; see $LOG_DIR/toxiproxy.log"
 }
 
 stop_toxiproxy() { stop_process toxiproxy "bin/toxiproxy-server"; }
@@ -411,6 +416,8 @@ MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
 MQTT_HOST=127.0.0.1
 MQTT_PORT=$MQTT_PORT
 TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
+MQTT_PROXIED_PORT=$MQTT_PROXY_PORT
+KAFKA_PROXIED_BOOTSTRAP=127.0.0.1:$KAFKA_PROXY_PORT
 TESTBED_TLS_DIR=$TLS_DIR
 ENV
   if is_running kubelet "bin/kubelet"; then

@@ -31,6 +31,10 @@ unit-tests: ## Unit and property tests (no servers), including the CRD staleness
 fuzz: ## The no-panic property runs of the input parsers at scale (FUZZ_CASES, default a million each).
 	PROPTEST_CASES=$(or $(FUZZ_CASES),1000000) $(CARGO) test --release --locked -p mkb-api --test no_panic
 
+.PHONY: reliability
+reliability: ## Faults under load (kill -9, broker restarts, network cuts, latency, throttling): the table of docs/reliability.md.
+	scripts/reliability.sh $(RELIABILITY_ARGS)
+
 .PHONY: crds
 crds: ## Regenerate crds/mqttkafkabridges.mqttkafka.io.yaml (and the Helm chart's copy) from the Rust types.
 	$(CARGO) run --quiet --locked -p mkb-api --bin crdgen > crds/mqttkafkabridges.mqttkafka.io.yaml.tmp

@@ -15,6 +15,7 @@ pub mod mqtt;
 pub mod operator;
 pub mod process;
 pub mod real_node;
+pub mod reliability;
 pub mod secrets;
 pub mod wait;
 

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 /// The path of a binary built from this workspace (next to the test executable's directory).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // target/<profile>/deps/<test> (a test) or target/<profile>/<bin> -> target/<profile>/<name>
+    let mut dir = exe.parent().expect("target directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target directory");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

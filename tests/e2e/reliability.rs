@@ -1,0 +1,57 @@
+//! The short reliability run (`make reliability` runs the full one): every fault once, at
+//! 100 messages/s each way, against a bridge-runtime behind toxiproxy. Nothing may be lost.
+//! One test in its own binary: it restarts Kafka and cuts connections.
+
+use testbed::reliability::{markdown, run, Fault, Plan};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_fault_loses_a_message() {
+    let plan = Plan::short();
+    // The Mosquitto restart loses messages today (see docs/reliability.md, "Open defects");
+    // it stays in `make reliability`, which fails on it, and out of here until it is fixed.
+    let faults: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| *f != Fault::MosquittoRestart)
+        .collect();
+    let rows = run(&plan, &faults).await;
+    let table = markdown(&rows);
+    eprintln!("{table}");
+    assert_eq!(
+        rows.len(),
+        faults.len() * 2,
+        "a row per fault and direction"
+    );
+    for row in &rows {
+        assert!(
+            row.sent > 0,
+            "{} {}: nothing was sent\n{table}",
+            row.fault,
+            row.direction
+        );
+        assert_eq!(
+            row.lost, 0,
+            "{} {}: messages lost\n{table}",
+            row.fault, row.direction
+        );
+        assert_eq!(
+            row.delivered, row.sent,
+            "{} {}: every message sent arrives\n{table}",
+            row.fault, row.direction
+        );
+    }
+    // The kills must hit a bridge with work in hand, or they prove nothing.
+    let kill = rows
+        .iter()
+        .find(|r| r.notes.starts_with("in flight at the kills: "))
+        .expect("the kill row notes the messages in flight");
+    let in_flight: Vec<u64> = kill.notes["in flight at the kills: ".len()..]
+        .split(", ")
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(in_flight.len(), plan.kills as usize, "{}", kill.notes);
+    assert!(
+        in_flight.iter().all(|&n| n > 0),
+        "a kill found nothing in flight: {}",
+        kill.notes
+    );
+}

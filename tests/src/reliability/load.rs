@@ -1,0 +1,315 @@
+//! Sustained QoS 1 load in both directions, straight to the brokers (never through the
+//! proxies: the faults are between the bridge and the brokers). Every message carries a
+//! sequence number; the receivers record when each first arrives.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::task::JoinHandle;
+
+use super::tally::{seq_of, Tally};
+use crate::env;
+
+/// How many messages a sender has handed over, and how many the broker confirmed.
+#[derive(Clone, Default)]
+pub struct Counts {
+    pub sent: Arc<AtomicU64>,
+    pub confirmed: Arc<AtomicU64>,
+}
+
+impl Counts {
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::SeqCst)
+    }
+}
+
+fn payload(seq: u64) -> Vec<u8> {
+    format!("{{\"seq\":{seq},\"device\":\"dev-{}\"}}", seq % 10).into_bytes()
+}
+
+/// Messages due by now at `rate` per second since `start`.
+fn due(start: Instant, rate: u32) -> u64 {
+    (start.elapsed().as_secs_f64() * f64::from(rate)) as u64
+}
+
+fn mqtt_options(client_id: &str) -> MqttOptions {
+    let env = env();
+    let mut o = MqttOptions::new(client_id, &env.mqtt_host, env.mqtt_port);
+    o.set_keep_alive(Duration::from_secs(10))
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(3600));
+    o
+}
+
+/// Publishes `{"seq":N}` at QoS 1 to `<ns>/up/dev-<N mod 10>` at `rate` per second until
+/// stopped. Unconfirmed publishes are sent again after a reconnection (rumqttc keeps them).
+pub struct MqttSender {
+    pub counts: Counts,
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+    poller: JoinHandle<()>,
+}
+
+impl MqttSender {
+    pub fn start(ns: &str, rate: u32) -> Self {
+        let mut opts = mqtt_options(&format!("{ns}-load-pub"));
+        // rumqttc sends unconfirmed publishes again after a reconnection either way; a
+        // publisher needs no session on the broker.
+        opts.set_clean_start(true)
+            .set_session_expiry_interval(None)
+            .set_outgoing_inflight_upper_limit(1000);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let counts = Counts::default();
+        let confirmed = counts.confirmed.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        confirmed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sent, stopping, ns) = (counts.sent.clone(), stop.clone(), ns.to_owned());
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !stopping.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let mut seq = sent.load(Ordering::SeqCst);
+                while seq < due(start, rate) && !stopping.load(Ordering::SeqCst) {
+                    let topic = format!("{ns}/up/dev-{}", seq % 10);
+                    if client
+                        .publish(topic, QoS::AtLeastOnce, false, payload(seq))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    seq += 1;
+                    sent.store(seq, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            counts,
+            stop,
+            task,
+            poller,
+        }
+    }
+
+    /// Stops sending (returns at once).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops sending; waits (up to `timeout`) until the broker confirmed every publish.
+    pub async fn finish(&mut self, timeout: Duration) {
+        self.stop();
+        let _ = (&mut self.task).await;
+        let deadline = Instant::now() + timeout;
+        while self.counts.confirmed() < self.counts.sent() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for MqttSender {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.poller.abort();
+    }
+}
+
+/// Reads `topic` from the beginning into a tally (one consumer, its own group).
+pub struct KafkaReceiver {
+    pub tally: Tally,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaReceiver {
+    pub fn start(ns: &str, topic: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &env().kafka_bootstrap)
+            .set("group.id", format!("{ns}-load-reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("load consumer");
+        consumer
+            .subscribe(&[topic])
+            .expect("subscribe the load consumer");
+        let tally = Tally::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sink, stopping) = (tally.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    if let Some(seq) = m.payload().and_then(seq_of) {
+                        sink.record(seq, Instant::now());
+                    }
+                }
+            }
+        });
+        Self {
+            tally,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for KafkaReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Counts the producer's delivery reports.
+struct Confirmations(Arc<AtomicU64>);
+
+impl ClientContext for Confirmations {}
+
+impl ProducerContext for Confirmations {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if result.is_ok() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Produces `{"seq":N}` keyed `dev-<N mod 10>` to `topic` at `rate` per second until
+/// stopped; idempotent, and never giving up on a record.
+pub struct KafkaSender {
+    pub counts: Counts,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaSender {
+    pub fn start(topic: &str, rate: u32) -> Self {
+        let counts = Counts::default();
+        let producer: BaseProducer<Confirmations> = ClientConfig::new()
+            .set("bootstrap.servers", &env().kafka_bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "0")
+            .create_with_context(Confirmations(counts.confirmed.clone()))
+            .expect("load producer");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sent, stopping, topic) = (counts.sent.clone(), stop.clone(), topic.to_owned());
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut seq = 0u64;
+            while !stopping.load(Ordering::SeqCst) {
+                while seq < due(start, rate) && !stopping.load(Ordering::SeqCst) {
+                    let key = format!("dev-{}", seq % 10);
+                    let value = payload(seq);
+                    let record = BaseRecord::to(&topic).key(&key).payload(&value);
+                    match producer.send(record) {
+                        Ok(()) => {
+                            seq += 1;
+                            sent.store(seq, Ordering::SeqCst);
+                        }
+                        Err(_) => {
+                            producer.poll(Duration::from_millis(10));
+                        }
+                    }
+                }
+                producer.poll(Duration::from_millis(10));
+            }
+            let _ = producer.flush(Duration::from_secs(120));
+        });
+        Self {
+            counts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops producing (returns at once).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops producing and waits until Kafka confirmed what was produced (up to 120 s).
+    pub fn finish(&mut self) {
+        self.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for KafkaSender {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Subscribes at QoS 1 with a persistent session to `filter` and tallies what arrives.
+pub struct MqttReceiver {
+    pub tally: Tally,
+    task: JoinHandle<()>,
+}
+
+impl MqttReceiver {
+    pub async fn start(ns: &str, filter: &str) -> Self {
+        let (client, mut eventloop) =
+            AsyncClient::new(mqtt_options(&format!("{ns}-load-sub")), 100);
+        let tally = Tally::default();
+        let sink = tally.clone();
+        let (subscribed_tx, mut subscribed) = tokio::sync::watch::channel(false);
+        let filter = filter.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Some(seq) = seq_of(&p.payload) {
+                            sink.record(seq, Instant::now());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed.wait_for(|s| *s))
+            .await
+            .expect("the load subscriber subscribes within 10 s")
+            .expect("load subscriber task alive");
+        Self { tally, task }
+    }
+}
+
+impl Drop for MqttReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,197 @@
+//! The reliability suite: a bridge-runtime under sustained QoS 1 load in both directions,
+//! with one fault at a time between it and the brokers; for each fault, per direction, what
+//! was sent, delivered, lost and duplicated, and how long the bridge took to catch up.
+//! `make reliability` runs [`Plan::full`]; `make test` runs [`Plan::short`].
+
+mod faults;
+mod load;
+mod report;
+mod tally;
+mod toxiproxy;
+
+use std::time::{Duration, Instant};
+
+pub use faults::Fault;
+pub use report::{markdown, to_json, Row};
+
+use crate::bridge::Bridge;
+use crate::{env, kafka, unique};
+use load::{KafkaReceiver, KafkaSender, MqttReceiver, MqttSender};
+
+/// How hard and how long.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: &'static str,
+    /// Messages per second in each direction.
+    pub rate: u32,
+    pub kills: u32,
+    pub cut: Duration,
+    /// How long latency and the throttle last.
+    pub degraded: Duration,
+    pub latency_ms: u32,
+    pub slow_kafka_kib: u32,
+    pub pause: Duration,
+    /// Load before and after each fault.
+    pub settle: Duration,
+}
+
+impl Plan {
+    /// What `make reliability` runs (about 10 minutes).
+    pub fn full() -> Self {
+        Self {
+            name: "full",
+            rate: 500,
+            kills: 5,
+            cut: Duration::from_secs(30),
+            degraded: Duration::from_secs(20),
+            latency_ms: 200,
+            slow_kafka_kib: 8,
+            pause: Duration::from_secs(20),
+            settle: Duration::from_secs(5),
+        }
+    }
+
+    /// One of each, smaller and shorter, for `make test` (about 3 minutes).
+    pub fn short() -> Self {
+        Self {
+            name: "short",
+            rate: 100,
+            kills: 1,
+            cut: Duration::from_secs(5),
+            degraded: Duration::from_secs(5),
+            latency_ms: 200,
+            slow_kafka_kib: 2,
+            pause: Duration::from_secs(5),
+            settle: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Runs the faults in turn, each against a new bridge and new topics.
+pub async fn run(plan: &Plan, faults: &[Fault]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &fault in faults {
+        let started = Instant::now();
+        let found = scenario(plan, fault).await;
+        eprintln!(
+            "[reliability] {} done in {:.0} s",
+            fault.describe(plan),
+            started.elapsed().as_secs_f64()
+        );
+        rows.extend(found);
+    }
+    rows
+}
+
+/// How long the receivers may take to catch up once the load has stopped.
+const DRAIN: Duration = Duration::from_secs(180);
+
+async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
+    toxiproxy::reset();
+    let ns = unique(&format!("rel-{}", fault.slug()));
+    let (up_topic, down_topic) = (format!("{ns}-up"), format!("{ns}-down"));
+    kafka::create_topic(&up_topic, 3).await;
+    kafka::create_topic(&down_topic, 3).await;
+    let mut bridge = Bridge::start(&ns, &bridge_config(&ns));
+    tokio::task::block_in_place(|| bridge.wait_ready(Duration::from_secs(60)));
+
+    let up_received = KafkaReceiver::start(&ns, &up_topic);
+    let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#")).await;
+    let mut up_sent = MqttSender::start(&ns, plan.rate);
+    let mut down_sent = KafkaSender::start(&down_topic, plan.rate);
+
+    tokio::time::sleep(plan.settle).await;
+    let fault_started = Instant::now();
+    let (cleared, notes) = fault.inject(plan, &mut bridge, &ns).await;
+    let (up_before, down_before) = (up_sent.counts.sent(), down_sent.counts.sent());
+    tokio::time::sleep(plan.settle).await;
+
+    // Both stop at once, then wait for their brokers' confirmations.
+    up_sent.stop();
+    down_sent.stop();
+    up_sent.finish(Duration::from_secs(60)).await;
+    tokio::task::block_in_place(|| down_sent.finish());
+    let (up_total, down_total) = (up_sent.counts.sent(), down_sent.counts.sent());
+    let deadline = Instant::now() + DRAIN;
+    while (up_received.tally.distinct() < up_total || down_received.tally.distinct() < down_total)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    toxiproxy::reset();
+
+    let description = fault.describe(plan);
+    let row = |direction: &str, sent: u64, confirmed: u64, tally: &tally::Tally, before: u64| {
+        let missing = tally.missing(sent);
+        if !missing.is_empty() {
+            eprintln!(
+                "[reliability] {description}, {direction}: {} of {sent} never arrived, first {:?} (bridge log: {})",
+                missing.len(),
+                &missing[..missing.len().min(20)],
+                bridge.process.log_path().display()
+            );
+            for line in bridge.metrics().0.lines().filter(|l| {
+                l.starts_with("mkb_messages_")
+                    || l.starts_with("mkb_in_flight")
+                    || l.starts_with("mkb_connection_up")
+            }) {
+                eprintln!("[reliability]   {line}");
+            }
+        }
+        Row {
+            fault: description.clone(),
+            direction: direction.to_owned(),
+            sent,
+            confirmed,
+            delivered: tally.distinct(),
+            lost: missing.len() as u64,
+            duplicated: tally.total().saturating_sub(tally.distinct()),
+            fault_seconds: cleared.duration_since(fault_started).as_secs_f64(),
+            recovery_seconds: tally.caught_up_after(before, cleared),
+            notes: notes.clone(),
+        }
+    };
+    [
+        row(
+            "MQTT → Kafka",
+            up_total,
+            up_sent.counts.confirmed(),
+            &up_received.tally,
+            up_before,
+        ),
+        row(
+            "Kafka → MQTT",
+            down_total,
+            down_sent.counts.confirmed(),
+            &down_received.tally,
+            down_before,
+        ),
+    ]
+}
+
+/// One route each way, both through the proxies.
+fn bridge_config(ns: &str) -> String {
+    let env = env();
+    format!(
+        "bridgeName: {ns}
+mqtt:
+  url: mqtt://127.0.0.1:{mqtt_port}
+  protocolVersion: \"5\"
+  keepAliveSeconds: 10
+kafka:
+  bootstrapServers: {kafka}
+delivery:
+  shutdownGracePeriodSeconds: 10
+mqttToKafka:
+  - name: up
+    mqtt: {{topicFilters: [\"{ns}/up/+\"]}}
+    kafka: {{topic: {ns}-up, key: \"${{topic[2]}}\"}}
+kafkaToMqtt:
+  - name: down
+    kafka: {{topics: [{ns}-down], autoOffsetReset: earliest}}
+    mqtt: {{topic: \"{ns}/down/${{.key}}\", qos: 1}}
+",
+        mqtt_port = env.mqtt_proxied_port,
+        kafka = env.kafka_proxied_bootstrap,
+    )
+}

@@ -1,0 +1,88 @@
+//! The figures of a run, as a markdown table and as JSON.
+
+use serde_json::json;
+
+/// One fault, one direction.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub fault: String,
+    pub direction: String,
+    /// Messages handed to the broker of the sending side (MQTT publishes; Kafka records).
+    pub sent: u64,
+    /// Of those, how many that broker confirmed (PUBACK; delivery report).
+    pub confirmed: u64,
+    /// Distinct messages that reached the other side.
+    pub delivered: u64,
+    pub lost: u64,
+    /// Copies beyond the first (at-least-once allows them).
+    pub duplicated: u64,
+    /// How long the fault lasted.
+    pub fault_seconds: f64,
+    /// From the fault's end until everything sent before it had arrived.
+    pub recovery_seconds: f64,
+    pub notes: String,
+}
+
+/// The table `make reliability` prints and docs/reliability.md shows.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| fault | direction | sent | confirmed | delivered | lost | duplicated | fault s | recovery s | notes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |\n",
+            r.fault,
+            r.direction,
+            r.sent,
+            r.confirmed,
+            r.delivered,
+            r.lost,
+            r.duplicated,
+            r.fault_seconds,
+            r.recovery_seconds,
+            r.notes
+        ));
+    }
+    out
+}
+
+pub fn to_json(rows: &[Row]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            json!({
+                "fault": r.fault, "direction": r.direction, "sent": r.sent,
+                "confirmed": r.confirmed, "delivered": r.delivered, "lost": r.lost,
+                "duplicated": r.duplicated, "fault_seconds": r.fault_seconds,
+                "recovery_seconds": r.recovery_seconds, "notes": r.notes,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_per_line_with_every_figure() {
+        let row = Row {
+            fault: "Kafka restart".into(),
+            direction: "MQTT → Kafka".into(),
+            sent: 10,
+            confirmed: 10,
+            delivered: 10,
+            lost: 0,
+            duplicated: 2,
+            fault_seconds: 7.25,
+            recovery_seconds: 1.04,
+            notes: String::new(),
+        };
+        let table = markdown(std::slice::from_ref(&row));
+        assert!(
+            table
+                .contains("| Kafka restart | MQTT → Kafka | 10 | 10 | 10 | 0 | 2 | 7.2 | 1.0 |  |"),
+            "{table}"
+        );
+        assert_eq!(to_json(&[row])[0]["duplicated"], 2);
+    }
+}

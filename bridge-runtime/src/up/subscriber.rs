@@ -172,19 +172,32 @@ impl Subscriber {
                         }
                         info!(client_id = %self.client_id, session_present, "retiring the session: unsubscribed, draining what the broker queued");
                         self.ready.set(true);
-                    } else if first_connection || !session_present {
+                    } else {
                         // Subscribe on start (the configuration may have changed) and whenever
-                        // the broker lost the session; a resumed session keeps its subscriptions.
+                        // the broker lost the session. A resumed session keeps its plain
+                        // subscriptions, but not always its shared ones: Mosquitto 2.0 restores
+                        // a session after a restart without them, and then drops what is
+                        // published to them. Subscribing again is harmless where they were
+                        // kept (and shared subscriptions never send retained messages).
+                        let fresh = first_connection || !session_present;
+                        let wanted = if fresh {
+                            subscriptions.clone()
+                        } else {
+                            shared_only(&subscriptions)
+                        };
                         awaiting_subacks.clear();
                         refused.clear();
-                        for (qos, filters) in &subscriptions {
+                        for (qos, filters) in &wanted {
                             match self.client.subscribe(filters, *qos).await {
                                 Ok(()) => awaiting_subacks.extend(self.subscribe_packets(filters)),
                                 Err(e) => error!(error = %e, "cannot queue a SUBSCRIBE"),
                             }
                         }
-                    } else {
-                        self.ready.set(true);
+                        if awaiting_subacks.is_empty() {
+                            self.ready.set(true);
+                        } else if !fresh {
+                            debug!(client_id = %self.client_id, "session resumed; subscribing the shared filters again");
+                        }
                     }
                     first_connection = false;
                 }
@@ -360,5 +373,44 @@ impl Subscriber {
             }
         }
         info!(client_id = %client_id, "disconnected from the MQTT broker");
+    }
+}
+
+/// The shared filters (`$share/...`) of `subscriptions`, per route; routes without any left out.
+fn shared_only(subscriptions: &[(u8, Vec<(String, usize)>)]) -> Vec<(u8, Vec<(String, usize)>)> {
+    subscriptions
+        .iter()
+        .map(|(qos, filters)| {
+            let shared: Vec<(String, usize)> = filters
+                .iter()
+                .filter(|(f, _)| f.starts_with("$share/"))
+                .cloned()
+                .collect();
+            (*qos, shared)
+        })
+        .filter(|(_, filters)| !filters.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_session_subscribes_only_its_shared_filters_again() {
+        let subscriptions = vec![
+            (
+                1,
+                vec![
+                    ("$share/b.up/devices/+/state".to_owned(), 1),
+                    ("alerts/#".to_owned(), 2),
+                ],
+            ),
+            (0, vec![("plain/+".to_owned(), 3)]),
+        ];
+        assert_eq!(
+            shared_only(&subscriptions),
+            vec![(1, vec![("$share/b.up/devices/+/state".to_owned(), 1)])]
+        );
     }
 }

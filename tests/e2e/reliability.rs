@@ -7,12 +7,7 @@ use testbed::reliability::{markdown, run, Fault, Plan};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_fault_loses_a_message() {
     let plan = Plan::short();
-    // The Mosquitto restart loses messages today (see docs/reliability.md, "Open defects");
-    // it stays in `make reliability`, which fails on it, and out of here until it is fixed.
-    let faults: Vec<Fault> = Fault::ALL
-        .into_iter()
-        .filter(|f| *f != Fault::MosquittoRestart)
-        .collect();
+    let faults = Fault::ALL;
     let rows = run(&plan, &faults).await;
     let table = markdown(&rows);
     eprintln!("{table}");

@@ -23,7 +23,8 @@ async fn main() -> ExitCode {
             match parsed {
                 Some(faults) if !faults.is_empty() => faults,
                 _ => {
-                    let known: Vec<&str> = Fault::ALL.iter().map(|f| f.slug()).collect();
+                    let mut known: Vec<&str> = Fault::ALL.iter().map(|f| f.slug()).collect();
+                    known.push(Fault::MosquittoRestartShared.slug());
                     eprintln!(
                         "--only {wanted:?}: expected a comma-separated list of {}",
                         known.join(", ")

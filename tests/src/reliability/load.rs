@@ -64,11 +64,9 @@ pub struct MqttSender {
 impl MqttSender {
     pub fn start(ns: &str, rate: u32) -> Self {
         let mut opts = mqtt_options(&format!("{ns}-load-pub"));
-        // rumqttc sends unconfirmed publishes again after a reconnection either way; a
-        // publisher needs no session on the broker.
-        opts.set_clean_start(true)
-            .set_session_expiry_interval(None)
-            .set_outgoing_inflight_upper_limit(1000);
+        // A persistent session: rumqttc sends the unconfirmed publishes again only when the
+        // broker resumes it (it drops them on a clean one).
+        opts.set_outgoing_inflight_upper_limit(1000);
         let (client, mut eventloop) = AsyncClient::new(opts, 1000);
         let counts = Counts::default();
         let confirmed = counts.confirmed.clone();

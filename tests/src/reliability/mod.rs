@@ -92,7 +92,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     let (up_topic, down_topic) = (format!("{ns}-up"), format!("{ns}-down"));
     kafka::create_topic(&up_topic, 3).await;
     kafka::create_topic(&down_topic, 3).await;
-    let mut bridge = Bridge::start(&ns, &bridge_config(&ns));
+    let mut bridge = Bridge::start(&ns, &bridge_config(&ns, fault.shared_subscription()));
     tokio::task::block_in_place(|| bridge.wait_ready(Duration::from_secs(60)));
 
     let up_received = KafkaReceiver::start(&ns, &up_topic);
@@ -170,7 +170,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
 }
 
 /// One route each way, both through the proxies.
-fn bridge_config(ns: &str) -> String {
+fn bridge_config(ns: &str, shared: bool) -> String {
     let env = env();
     format!(
         "bridgeName: {ns}
@@ -184,7 +184,7 @@ delivery:
   shutdownGracePeriodSeconds: 10
 mqttToKafka:
   - name: up
-    mqtt: {{topicFilters: [\"{ns}/up/+\"]}}
+    mqtt: {{topicFilters: [\"{ns}/up/+\"], shared: {shared}}}
     kafka: {{topic: {ns}-up, key: \"${{topic[2]}}\"}}
 kafkaToMqtt:
   - name: down

@@ -309,6 +309,9 @@ start_kubernetes() {
   start_kwok
 }
 
+# The API server alone (the operator's fault tests restart it under a reconcile).
+stop_apiserver() { stop_process kube-apiserver "bin/kube-apiserver"; }
+
 stop_kubernetes() {
   stop_process kwok "bin/kwok"
   stop_process kube-scheduler "bin/kube-scheduler"

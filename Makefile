@@ -28,7 +28,7 @@ unit-tests: ## Unit and property tests (no servers), including the CRD staleness
 	$(CARGO) test --workspace --locked --lib --bins
 
 .PHONY: fuzz
-fuzz: ## The no-panic property runs of the input parsers at scale (FUZZ_CASES, default a million each).
+fuzz: ## The no-panic property runs of the input parsers and the template renderer at scale (FUZZ_CASES, default a million each).
 	PROPTEST_CASES=$(or $(FUZZ_CASES),1000000) $(CARGO) test --release --locked -p mkb-api --test no_panic
 
 .PHONY: reliability

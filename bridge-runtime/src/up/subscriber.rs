@@ -110,7 +110,8 @@ impl Subscriber {
                 .map(|r| (**r).clone())
                 .collect::<Vec<_>>(),
         );
-        let subscriptions = self.subscriptions();
+        let subscriptions = route_subscriptions(&self.routes, false);
+        let shared_subscriptions = route_subscriptions(&self.routes, true);
         let mut first_connection = true;
         // The filters of each SUBSCRIBE not answered yet, in order; the refused ones.
         let mut awaiting_subacks: VecDeque<Vec<String>> = VecDeque::new();
@@ -181,13 +182,13 @@ impl Subscriber {
                         // kept (and shared subscriptions never send retained messages).
                         let fresh = first_connection || !session_present;
                         let wanted = if fresh {
-                            subscriptions.clone()
+                            &subscriptions
                         } else {
-                            shared_only(&subscriptions)
+                            &shared_subscriptions
                         };
                         awaiting_subacks.clear();
                         refused.clear();
-                        for (qos, filters) in &wanted {
+                        for (qos, filters) in wanted {
                             match self.client.subscribe(filters, *qos).await {
                                 Ok(()) => awaiting_subacks.extend(self.subscribe_packets(filters)),
                                 Err(e) => error!(error = %e, "cannot queue a SUBSCRIBE"),
@@ -247,23 +248,6 @@ impl Subscriber {
         info!(client_id = %self.client_id, held, "the dead-letter topic is usable again; renewing the MQTT connection so the broker sends the held-back messages again");
         self.renew.store(true, Ordering::SeqCst);
         true
-    }
-
-    /// Route filters grouped per route, as (QoS, [(subscription, identifier)]).
-    fn subscriptions(&self) -> Vec<(u8, Vec<(String, usize)>)> {
-        self.routes
-            .iter()
-            .enumerate()
-            .map(|(r, route)| {
-                let filters = route
-                    .subscriptions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.to_string(), Dispatcher::subscription_id(r, i)))
-                    .collect();
-                (route.qos, filters)
-            })
-            .collect()
     }
 
     /// The filters of each SUBSCRIBE sent for one route: MQTT 5 sends one per filter (each
@@ -376,19 +360,26 @@ impl Subscriber {
     }
 }
 
-/// The shared filters (`$share/...`) of `subscriptions`, per route; routes without any left out.
-fn shared_only(subscriptions: &[(u8, Vec<(String, usize)>)]) -> Vec<(u8, Vec<(String, usize)>)> {
-    subscriptions
+/// Route filters grouped per route, as (QoS, [(subscription, identifier)]); with
+/// `only_shared`, just the shared subscriptions, and no route that has none.
+fn route_subscriptions(
+    routes: &[Arc<CompiledMqttToKafka>],
+    only_shared: bool,
+) -> Vec<(u8, Vec<(String, usize)>)> {
+    routes
         .iter()
-        .map(|(qos, filters)| {
-            let shared: Vec<(String, usize)> = filters
+        .enumerate()
+        .map(|(r, route)| {
+            let filters: Vec<(String, usize)> = route
+                .subscriptions
                 .iter()
-                .filter(|(f, _)| f.starts_with("$share/"))
-                .cloned()
+                .enumerate()
+                .filter(|(_, s)| !only_shared || s.share_group().is_some())
+                .map(|(i, s)| (s.to_string(), Dispatcher::subscription_id(r, i)))
                 .collect();
-            (*qos, shared)
+            (route.qos, filters)
         })
-        .filter(|(_, filters)| !filters.is_empty())
+        .filter(|(_, filters)| !only_shared || !filters.is_empty())
         .collect()
 }
 
@@ -398,19 +389,34 @@ mod tests {
 
     #[test]
     fn a_resumed_session_subscribes_only_its_shared_filters_again() {
-        let subscriptions = vec![
-            (
-                1,
-                vec![
-                    ("$share/b.up/devices/+/state".to_owned(), 1),
-                    ("alerts/#".to_owned(), 2),
-                ],
-            ),
-            (0, vec![("plain/+".to_owned(), 3)]),
-        ];
+        let yaml = "bridgeName: b\nmqtt: {url: 'mqtt://m', protocolVersion: '5'}\nkafka: {bootstrapServers: 'k:9092'}\nmqttToKafka:\n  - name: up\n    mqtt: {topicFilters: ['devices/+/state', 'devices/+/event']}\n    kafka: {topic: t}\n  - name: plain\n    mqtt: {topicFilters: ['alerts/#'], shared: false}\n    kafka: {topic: a}\n";
+        let routes: Vec<Arc<CompiledMqttToKafka>> = mkb_api::load_runtime_config(yaml)
+            .expect("valid")
+            .mqtt_to_kafka
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let all = route_subscriptions(&routes, false);
+        assert_eq!(all.len(), 2);
         assert_eq!(
-            shared_only(&subscriptions),
-            vec![(1, vec![("$share/b.up/devices/+/state".to_owned(), 1)])]
+            all[1].1,
+            vec![("alerts/#".to_owned(), Dispatcher::subscription_id(1, 0))]
+        );
+        assert_eq!(
+            route_subscriptions(&routes, true),
+            vec![(
+                all[0].0,
+                vec![
+                    (
+                        "$share/b.up/devices/+/state".to_owned(),
+                        Dispatcher::subscription_id(0, 0)
+                    ),
+                    (
+                        "$share/b.up/devices/+/event".to_owned(),
+                        Dispatcher::subscription_id(0, 1)
+                    ),
+                ]
+            )]
         );
     }
 }

@@ -206,25 +206,13 @@ impl RouteWorker {
                 self.metrics.failed(&reason_label(&e));
                 warn!(route = %self.route.name, topic = %parts.topic, error = %e,
                     "Kafka reported the topic unknown but its metadata has it (a broker restarting?); producing the record again");
-                pending.push(
-                    async move {
-                        tokio::time::sleep(RETRY_BACKOFF).await;
-                        Step::Retry(job, parts)
-                    }
-                    .boxed(),
-                );
+                retry_later(job, parts, pending);
             }
             Step::Failed(job, parts, e) => {
                 self.metrics.failed(&reason_label(&e));
                 self.not_delivered(&e, &parts.topic);
                 warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
-                pending.push(
-                    async move {
-                        tokio::time::sleep(RETRY_BACKOFF).await;
-                        Step::Retry(job, parts)
-                    }
-                    .boxed(),
-                );
+                retry_later(job, parts, pending);
             }
             Step::Retry(job, parts) => Box::pin(self.produce(job, parts, pending)).await,
         }
@@ -312,6 +300,17 @@ impl RouteWorker {
             .boxed(),
         );
     }
+}
+
+/// Produces the record again after `RETRY_BACKOFF`.
+fn retry_later(job: Job, parts: RecordParts, pending: &mut Pending) {
+    pending.push(
+        async move {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            Step::Retry(job, parts)
+        }
+        .boxed(),
+    );
 }
 
 fn reason_label(e: &KafkaError) -> String {

@@ -38,12 +38,7 @@ fn two_hundred_bridges_at_once_all_become_ready() {
     );
     let took = started.elapsed();
     let metrics = s.operator.metrics();
-    let errors: f64 = metrics
-        .0
-        .lines()
-        .filter(|l| l.starts_with("mkb_operator_reconcile_errors_total"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+    let errors = metrics.sum("mkb_operator_reconcile_errors_total");
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.operator.process.pid()))
         .unwrap_or_default();
     let peak_rss = status

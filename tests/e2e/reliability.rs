@@ -35,18 +35,14 @@ async fn no_fault_loses_a_message() {
         );
     }
     // The kills must hit a bridge with work in hand, or they prove nothing.
-    let kill = rows
+    let kills = &rows
         .iter()
-        .find(|r| r.notes.starts_with("in flight at the kills: "))
-        .expect("the kill row notes the messages in flight");
-    let in_flight: Vec<u64> = kill.notes["in flight at the kills: ".len()..]
-        .split(", ")
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    assert_eq!(in_flight.len(), plan.kills as usize, "{}", kill.notes);
+        .find(|r| !r.in_flight_at_kills.is_empty())
+        .expect("the kill rows count the messages in flight")
+        .in_flight_at_kills;
+    assert_eq!(kills.len(), plan.kills as usize, "{kills:?}");
     assert!(
-        in_flight.iter().all(|&n| n > 0),
-        "a kill found nothing in flight: {}",
-        kill.notes
+        kills.iter().all(|&n| n > 0),
+        "a kill found nothing in flight: {kills:?}"
     );
 }

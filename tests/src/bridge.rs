@@ -20,9 +20,29 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.0 GET; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, "")
+}
+
+/// A plain HTTP/1.0 request with a JSON `body` (none when empty); returns the status code
+/// and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n").ok()?;
+    if !body.is_empty() {
+        write!(
+            stream,
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+        .ok()?;
+    }
+    write!(stream, "\r\n{body}").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -53,6 +73,21 @@ impl MetricsText {
                     .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
                 all.then(|| value.parse().ok()).flatten()
             })
+    }
+
+    /// The sum of every sample of `name`, whatever its labels; 0 when there is none.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let metric = series.split_once('{').map_or(series, |(m, _)| m);
+                (metric == name)
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
     }
 
     /// A route's counter (`mkb_messages_<what>_total`), 0 when absent.
@@ -163,6 +198,22 @@ impl Bridge {
         )
     }
 
+    /// Prints the bridge's `mkb_` samples (histogram buckets left out), for a failure.
+    pub fn print_metrics(&self) {
+        eprintln!(
+            "---- mkb_ metrics of {} ----",
+            self.process.log_path().display()
+        );
+        for line in self
+            .metrics()
+            .0
+            .lines()
+            .filter(|l| l.starts_with("mkb_") && !l.contains("_bucket"))
+        {
+            eprintln!("{line}");
+        }
+    }
+
     pub fn kill9(&mut self) {
         self.process.kill9();
     }
@@ -195,18 +246,22 @@ impl Drop for Bridge {
         if let Some(status) = self.process.exit_status() {
             eprintln!("---- the bridge had exited: {status} ----");
         } else {
-            let metrics = self.metrics();
-            eprintln!(
-                "---- mkb_ metrics of {} ----",
-                self.process.log_path().display()
-            );
-            for line in metrics
-                .0
-                .lines()
-                .filter(|l| l.starts_with("mkb_") && !l.contains("_bucket"))
-            {
-                eprintln!("{line}");
-            }
+            self.print_metrics();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetricsText;
+
+    #[test]
+    fn sums_a_metric_over_its_label_sets_and_nothing_else() {
+        let text = MetricsText(
+            "# HELP mkb_in_flight_messages x\nmkb_in_flight_messages{route=\"a\"} 2\nmkb_in_flight_messages{route=\"b\"} 3\nmkb_in_flight_messages_other 7\n"
+                .to_owned(),
+        );
+        assert_eq!(text.sum("mkb_in_flight_messages"), 5.0);
+        assert_eq!(text.sum("mkb_absent_total"), 0.0);
     }
 }

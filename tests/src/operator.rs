@@ -95,12 +95,7 @@ impl Operator {
 
     /// Reconciliations so far, all results.
     pub fn reconciles(&self) -> u64 {
-        self.metrics()
-            .0
-            .lines()
-            .filter(|l| l.starts_with("mkb_operator_reconciles_total"))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum::<f64>() as u64
+        self.metrics().sum("mkb_operator_reconciles_total") as u64
     }
 }
 

@@ -99,17 +99,15 @@ impl Fault {
         }
     }
 
-    /// Injects the fault and clears it; returns when it was cleared and notes for the table.
-    pub async fn inject(self, plan: &Plan, bridge: &mut Bridge, name: &str) -> (Instant, String) {
+    /// Injects the fault and clears it; returns, for kills, the messages in flight at each.
+    pub async fn inject(self, plan: &Plan, bridge: &mut Bridge, name: &str) -> Vec<u64> {
         match self {
-            Fault::KillRuntime => kill_repeatedly(plan, bridge, name).await,
+            Fault::KillRuntime => return kill_repeatedly(plan, bridge, name).await,
             Fault::KafkaRestart => {
                 blocking(|| env().service("restart", "kafka")).await;
-                (Instant::now(), String::new())
             }
             Fault::MosquittoRestart | Fault::MosquittoRestartShared => {
                 blocking(|| env().service("restart", "mosquitto")).await;
-                (Instant::now(), String::new())
             }
             Fault::CutMqtt | Fault::CutKafka => {
                 let proxy = if self == Fault::CutMqtt {
@@ -120,35 +118,33 @@ impl Fault {
                 toxiproxy::set_enabled(proxy, false);
                 tokio::time::sleep(plan.cut).await;
                 toxiproxy::set_enabled(proxy, true);
-                (Instant::now(), String::new())
             }
             Fault::Latency => {
                 toxiproxy::add_latency(toxiproxy::MQTT, plan.latency_ms);
                 toxiproxy::add_latency(toxiproxy::KAFKA, plan.latency_ms);
                 tokio::time::sleep(plan.degraded).await;
                 toxiproxy::reset();
-                (Instant::now(), String::new())
             }
             Fault::SlowKafka => {
                 toxiproxy::add_bandwidth(toxiproxy::KAFKA, plan.slow_kafka_kib);
                 tokio::time::sleep(plan.degraded).await;
                 toxiproxy::reset();
-                (Instant::now(), String::new())
             }
             Fault::FrozenRuntime => {
                 let pid = bridge.process.pid().to_string();
                 signal("STOP", &pid);
                 tokio::time::sleep(plan.pause).await;
                 signal("CONT", &pid);
-                (Instant::now(), String::new())
             }
         }
+        Vec::new()
     }
 }
 
 /// Kills the runtime `plan.kills` times, each at a random point 0.5–3 s into a run (the first
-/// moment after it with messages in flight), and restarts it; notes how many messages it had in flight just before each kill.
-async fn kill_repeatedly(plan: &Plan, bridge: &mut Bridge, name: &str) -> (Instant, String) {
+/// moment after it with messages in flight), and restarts it; returns how many messages it had
+/// in flight just before each kill.
+async fn kill_repeatedly(plan: &Plan, bridge: &mut Bridge, name: &str) -> Vec<u64> {
     let mut in_flight = Vec::new();
     for _ in 0..plan.kills {
         let wait = rand::rng().random_range(500..3000);
@@ -163,29 +159,18 @@ async fn kill_repeatedly(plan: &Plan, bridge: &mut Bridge, name: &str) -> (Insta
         in_flight.push(taken);
         bridge.kill9();
         bridge.restart(name);
-        let ready_wait = blocking_ready(bridge);
-        ready_wait.await;
+        wait_ready(bridge);
     }
-    let list: Vec<String> = in_flight.iter().map(u64::to_string).collect();
-    (
-        Instant::now(),
-        format!("in flight at the kills: {}", list.join(", ")),
-    )
+    in_flight
 }
 
 /// Messages the bridge has taken and not yet finished, both directions.
-pub fn in_flight_messages(bridge: &Bridge) -> u64 {
-    bridge
-        .metrics()
-        .0
-        .lines()
-        .filter(|l| l.starts_with("mkb_in_flight_messages"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum::<f64>() as u64
+fn in_flight_messages(bridge: &Bridge) -> u64 {
+    bridge.metrics().sum("mkb_in_flight_messages") as u64
 }
 
-async fn blocking_ready(bridge: &mut Bridge) {
-    // wait_ready polls with sleeps; keep it off the load's tasks.
+/// Waits until the bridge is ready, off the load's tasks (`wait_ready` sleeps between polls).
+pub(super) fn wait_ready(bridge: &mut Bridge) {
     tokio::task::block_in_place(|| bridge.wait_ready(Duration::from_secs(60)));
 }
 

@@ -93,7 +93,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     kafka::create_topic(&up_topic, 3).await;
     kafka::create_topic(&down_topic, 3).await;
     let mut bridge = Bridge::start(&ns, &bridge_config(&ns, fault.shared_subscription()));
-    tokio::task::block_in_place(|| bridge.wait_ready(Duration::from_secs(60)));
+    faults::wait_ready(&mut bridge);
 
     let up_received = KafkaReceiver::start(&ns, &up_topic);
     let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#")).await;
@@ -102,7 +102,8 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
 
     tokio::time::sleep(plan.settle).await;
     let fault_started = Instant::now();
-    let (cleared, notes) = fault.inject(plan, &mut bridge, &ns).await;
+    let in_flight_at_kills = fault.inject(plan, &mut bridge, &ns).await;
+    let cleared = Instant::now();
     let (up_before, down_before) = (up_sent.counts.sent(), down_sent.counts.sent());
     tokio::time::sleep(plan.settle).await;
 
@@ -130,13 +131,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
                 &missing[..missing.len().min(20)],
                 bridge.process.log_path().display()
             );
-            for line in bridge.metrics().0.lines().filter(|l| {
-                l.starts_with("mkb_messages_")
-                    || l.starts_with("mkb_in_flight")
-                    || l.starts_with("mkb_connection_up")
-            }) {
-                eprintln!("[reliability]   {line}");
-            }
+            bridge.print_metrics();
         }
         Row {
             fault: description.clone(),
@@ -148,7 +143,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
             duplicated: tally.total().saturating_sub(tally.distinct()),
             fault_seconds: cleared.duration_since(fault_started).as_secs_f64(),
             recovery_seconds: tally.caught_up_after(before, cleared),
-            notes: notes.clone(),
+            in_flight_at_kills: in_flight_at_kills.clone(),
         }
     };
     [

@@ -20,7 +20,19 @@ pub struct Row {
     pub fault_seconds: f64,
     /// From the fault's end until everything sent before it had arrived.
     pub recovery_seconds: f64,
-    pub notes: String,
+    /// For kills: the messages the bridge had in flight at each (proof that it was working).
+    pub in_flight_at_kills: Vec<u64>,
+}
+
+impl Row {
+    /// The notes column.
+    fn notes(&self) -> String {
+        if self.in_flight_at_kills.is_empty() {
+            return String::new();
+        }
+        let counts: Vec<String> = self.in_flight_at_kills.iter().map(u64::to_string).collect();
+        format!("in flight at the kills: {}", counts.join(", "))
+    }
 }
 
 /// The table `make reliability` prints and docs/reliability.md shows.
@@ -40,7 +52,7 @@ pub fn markdown(rows: &[Row]) -> String {
             r.duplicated,
             r.fault_seconds,
             r.recovery_seconds,
-            r.notes
+            r.notes()
         ));
     }
     out
@@ -53,7 +65,8 @@ pub fn to_json(rows: &[Row]) -> serde_json::Value {
                 "fault": r.fault, "direction": r.direction, "sent": r.sent,
                 "confirmed": r.confirmed, "delivered": r.delivered, "lost": r.lost,
                 "duplicated": r.duplicated, "fault_seconds": r.fault_seconds,
-                "recovery_seconds": r.recovery_seconds, "notes": r.notes,
+                "recovery_seconds": r.recovery_seconds,
+                "in_flight_at_kills": r.in_flight_at_kills,
             })
         })
         .collect()
@@ -75,14 +88,16 @@ mod tests {
             duplicated: 2,
             fault_seconds: 7.25,
             recovery_seconds: 1.04,
-            notes: String::new(),
+            in_flight_at_kills: vec![3, 1],
         };
         let table = markdown(std::slice::from_ref(&row));
         assert!(
             table
-                .contains("| Kafka restart | MQTT → Kafka | 10 | 10 | 10 | 0 | 2 | 7.2 | 1.0 |  |"),
+                .contains("| Kafka restart | MQTT → Kafka | 10 | 10 | 10 | 0 | 2 | 7.2 | 1.0 | in flight at the kills: 3, 1 |"),
             "{table}"
         );
-        assert_eq!(to_json(&[row])[0]["duplicated"], 2);
+        let json = to_json(&[row]);
+        assert_eq!(json[0]["duplicated"], 2);
+        assert_eq!(json[0]["in_flight_at_kills"], serde_json::json!([3, 1]));
     }
 }

@@ -1,10 +1,9 @@
 //! A client for toxiproxy's HTTP API: the test bed's `mqtt` and `kafka` proxies stand between
 //! a bridge under test and the brokers, and are cut, delayed and throttled here.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::SocketAddr;
 
+use crate::bridge::http_request;
 use crate::env;
 
 /// The proxy in front of Mosquitto.
@@ -14,24 +13,17 @@ pub const KAFKA: &str = "kafka";
 
 /// Sends one request; panics with toxiproxy's answer unless it is a 2xx.
 fn request(method: &str, path: &str, body: &str) {
-    let base = env().toxiproxy_url.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&base)
-        .unwrap_or_else(|e| panic!("toxiproxy at {base} is not reachable: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {base}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send a request to toxiproxy");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response.split_whitespace().nth(1).unwrap_or("none");
+    let url = &env().toxiproxy_url;
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|e| panic!("TOXIPROXY_URL {url} is not http://<ip>:<port>: {e}"));
+    let answer = http_request(addr, method, path, body);
     assert!(
-        status.starts_with('2'),
-        "toxiproxy refused {method} {path} {body}: {response}"
+        answer
+            .as_ref()
+            .is_some_and(|(status, _)| (200..300).contains(status)),
+        "toxiproxy at {url} refused {method} {path} {body}: {answer:?}"
     );
 }
 

@@ -158,6 +158,8 @@ async fn dead_letter(
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a full window may stop the route taking records before its partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 impl DownRoute {
     /// Consumes until `stop`, then finishes in-flight records within `grace`, commits, and
@@ -166,21 +168,35 @@ impl DownRoute {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
         let mut paused = false;
+        let mut full_since: Option<tokio::time::Instant> = None;
         let mut consumer_failing: Option<String> = None;
         loop {
-            // A full window pauses the partitions but keeps polling the consumer: a consumer
-            // not polled for max.poll.interval.ms would be put out of its group.
+            // A full window stops taking records. If it stays full for PAUSE_AFTER, the
+            // partitions are paused and the consumer is polled on: a consumer not polled for
+            // max.poll.interval.ms would be put out of its group. Pausing only then matters
+            // for speed: a pause drops librdkafka's prefetched records, and the fetches after
+            // the resume wait out fetch.queue.backoff.ms. Resuming waits for a half-empty
+            // window for the same reason.
             let full = in_flight.len() >= self.window || self.bytes_in_flight >= self.window_bytes;
-            if full != paused {
-                self.pause_all(full);
-                paused = full;
+            let half_empty =
+                in_flight.len() <= self.window / 2 && self.bytes_in_flight <= self.window_bytes / 2;
+            let now = tokio::time::Instant::now();
+            let pause_at = *full_since.get_or_insert(now) + PAUSE_AFTER;
+            if !full {
+                full_since = None;
             }
+            if (!paused && full && now >= pause_at) || (paused && half_empty) {
+                paused = !paused;
+                self.pause_all(paused);
+            }
+            let take = !full || paused;
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finish(done),
                 _ = commit_tick.tick() => self.commit(CommitMode::Async),
-                message = self.consumer.recv() => match message {
+                _ = tokio::time::sleep_until(pause_at), if !take => {}
+                message = self.consumer.recv(), if take => match message {
                     Ok(m) => {
                         consumer_failing = None;
                         // Fetched before the pause took effect (or newly assigned): taken,

@@ -34,6 +34,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let client_id = format!("{}-{ordinal}-pub", config.client_id_prefix);
     let window = settings.delivery.max_in_flight as usize;
     let window_kib = settings.delivery.max_in_flight_mib as usize * 1024;
+    let prefetch_kib = (window_kib / 2).clamp(1024, 2_097_151);
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: true,
@@ -80,11 +81,19 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                 "auto.offset.reset",
                 compiled.auto_offset_reset.as_kafka_str(),
             )
-            // The consumer's prefetch is part of the route's memory: half of its budget.
+            // The consumer's prefetch is part of the route's memory: half of its budget, and
+            // no single fetch larger than that.
+            .set("queued.max.messages.kbytes", prefetch_kib.to_string())
+            .set("fetch.max.bytes", (prefetch_kib * 1024).to_string())
+            // and in records (per partition): librdkafka's 100,000 default costs far more
+            // memory in per-record overhead than small payloads take.
             .set(
-                "queued.max.messages.kbytes",
-                (window_kib / 2).clamp(1024, 2_097_151).to_string(),
+                "queued.min.messages",
+                (window / 10).clamp(100, 1_000_000).to_string(),
             )
+            // Once the prefetch is full, librdkafka waits this long before fetching again;
+            // its 1 s default starved a route whose window had emptied in milliseconds.
+            .set("fetch.queue.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000");
         let consumer: StreamConsumer<route::RouteContext> =

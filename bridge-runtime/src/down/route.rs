@@ -333,7 +333,9 @@ impl DownRoute {
                                     },
                                 )
                             });
-                            done(dead_letter(spare, place, &reason).await)
+                            // Boxed: inline, the rare dead-letter write would make every
+                            // record's future as large as its state (kilobytes per record).
+                            done(Box::pin(dead_letter(spare, place, &reason)).await)
                         }
                         Err(_) => done(Outcome::Abandoned),
                     }

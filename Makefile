@@ -56,3 +56,7 @@ testbed-down: ## Stop everything `make testbed` started.
 .PHONY: demo
 demo: ## Run the smart-lock bridge locally (Mosquitto + Kafka on loopback) and show messages flowing both ways.
 	scripts/demo.sh
+
+.PHONY: bench
+bench: ## Throughput, latency, CPU and memory of bridge-runtime against the broker ceilings and Redpanda Connect, and the operator at 1/100/500 bridges: bench/results/ (docs/performance.md).
+	bench/run.sh $(BENCH_ARGS)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make bench`: builds what the benchmark runs (release bridge-runtime, operator and load
+# generator; Redpanda Connect from its Go module; matplotlib for the plots, in a cached venv),
+# starts the test bed if it is not running (and stops it again afterwards), runs every part and
+# writes bench/results/{results.json,results.md,*.png}. Arguments go to mkb-bench, e.g.
+#   make bench BENCH_ARGS="--only throughput --samples 3 --messages 100000"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/testbed/lib.sh
+env_file=target/testbed/env
+was_running=false
+[ -f "$env_file" ] && was_running=true
+finish() { $was_running || tests/testbed/down.sh; }
+trap finish EXIT
+
+peer=$(bench/build-peer.sh)
+venv=$CACHE_DIR/bench-venv
+if ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
+  log "installing matplotlib for the plots into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "matplotlib>=3.8,<4"
+fi
+cargo build --release --locked -p bridge-runtime -p mkb-operator -p mkb-bench
+tests/testbed/up.sh
+mkdir -p bench/results
+"${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" --out bench/results "$@"
+"$venv/bin/python" bench/plot.py bench/results/results.json bench/results
+log "results: bench/results/results.md, results.json, throughput.png, latency-*.png"

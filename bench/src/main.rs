@@ -1,0 +1,274 @@
+//! `make bench`: bridge-runtime against the brokers' own ceilings and Redpanda Connect, on one
+//! machine, in one run; ratios come from figures taken in the same run. See docs/performance.md.
+
+mod broker;
+mod kafka_load;
+mod latency;
+mod latency_runs;
+mod mqtt_load;
+mod operator_runs;
+mod payload;
+mod procstat;
+mod report;
+mod systems;
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use report::{IdleMemory, LatencyCase, Results, ThroughputCase};
+use systems::{Route, Running, Setup, System};
+use throughput::Subject;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks bridge-runtime against the broker ceilings and Redpanda Connect")]
+struct Args {
+    /// Where results.json and results.md go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// The Redpanda Connect binary (bench/build-peer.sh builds it).
+    #[arg(long)]
+    peer: PathBuf,
+    /// Messages per throughput sample.
+    #[arg(long, default_value_t = 200_000)]
+    messages: u64,
+    /// Samples per figure.
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+    /// Seconds measured per latency sample (after 2 s of warm-up).
+    #[arg(long, default_value_t = 8.0)]
+    latency_seconds: f64,
+    /// Parts to run: throughput, latency, idle, operator.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,idle,operator"
+    )]
+    only: Vec<String>,
+    /// Bridge counts for the operator part.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,500")]
+    bridges: Vec<usize>,
+}
+
+const SYSTEMS: [System; 2] = [System::BridgeRuntime, System::RedpandaConnect];
+const SUBJECTS: [Subject; 3] = [
+    Subject::Ceiling,
+    Subject::System(System::BridgeRuntime),
+    Subject::System(System::RedpandaConnect),
+];
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1048576.0);
+    format!("{cpus} CPUs, {mem:.0} GiB; Mosquitto, Kafka, the subject and the load generator share them")
+}
+
+fn save(args: &Args, results: &Results) -> Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(results)?,
+    )?;
+    std::fs::write(args.out.join("results.md"), results.markdown())?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let wants = |part: &str| args.only.iter().any(|p| p == part);
+    let work = args.out.join("work");
+    let broker = broker::Mosquitto::start(&work).context("the benchmark's Mosquitto")?;
+    let kafka = testbed::env().kafka_bootstrap.clone();
+    let kafka_pid = std::fs::read_to_string(testbed::env().dir.join("pids/kafka.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .context("the test bed's Kafka pid (target/testbed/pids/kafka.pid)")?;
+    let setup = Setup {
+        dir: &work,
+        peer: &args.peer,
+        mqtt_port: broker.port,
+        kafka: &kafka,
+        brokers: [broker.pid(), kafka_pid],
+    };
+    let mut results = Results {
+        machine: machine(),
+        messages_per_sample: args.messages,
+        samples: args.samples,
+        ..Results::default()
+    };
+
+    if wants("throughput") {
+        eprintln!("bench: warm-up");
+        for who in SUBJECTS {
+            throughput::mqtt_to_kafka(&setup, who, 1, 100, args.messages / 10).await?;
+        }
+        for (direction, qos, size) in cases() {
+            let mut cases: Vec<ThroughputCase> = SUBJECTS
+                .iter()
+                .map(|who| ThroughputCase {
+                    direction,
+                    qos,
+                    size,
+                    subject: who.name(),
+                    samples: vec![],
+                })
+                .collect();
+            for i in 0..args.samples {
+                for (who, case) in SUBJECTS.iter().zip(cases.iter_mut()) {
+                    let sample = if direction == "mqtt-to-kafka" {
+                        throughput::mqtt_to_kafka(&setup, *who, qos, size, args.messages).await
+                    } else {
+                        throughput::kafka_to_mqtt(&setup, *who, qos, size, args.messages)
+                            .await
+                            .map(|(s, baseline)| {
+                                if let Some(b) = baseline {
+                                    results.kafka_baseline.push((size, b));
+                                }
+                                s
+                            })
+                    }
+                    .with_context(|| {
+                        format!("{direction} QoS {qos} {size} B, {} sample {i}", who.name())
+                    })?;
+                    eprintln!(
+                        "bench: {direction} QoS {qos} {size} B {}: {:.0} msg/s ({} delivered)",
+                        who.name(),
+                        sample.messages_per_s,
+                        sample.delivered
+                    );
+                    case.samples.push(sample);
+                }
+            }
+            results.throughput.extend(cases);
+            save(&args, &results)?;
+        }
+    }
+
+    if wants("latency") {
+        latency_part(&args, &setup, &mut results).await?;
+        save(&args, &results)?;
+    }
+
+    if wants("idle") {
+        for system in SYSTEMS {
+            let name = testbed::unique("idle");
+            let route = Route::MqttToKafka {
+                prefix: name.clone(),
+                qos: 1,
+                topic: name.clone(),
+            };
+            testbed::kafka::create_topic(&name, 6).await;
+            let mut running = Running::start(system, &name, &route, &setup)?;
+            running.wait_ready(Duration::from_secs(60))?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            results.idle.push(IdleMemory {
+                system: system.name(),
+                rss_mib: running.rss_mib(),
+            });
+            drop(running);
+            kafka_load::delete_topic(&kafka, &name).await?;
+        }
+        save(&args, &results)?;
+    }
+
+    if wants("operator") {
+        for &n in &args.bridges {
+            let run = operator_runs::bridges_ready(n)?;
+            eprintln!(
+                "bench: operator, {} of {n} bridges Ready after {:.1} s, peak RSS {:.1} MiB",
+                run.ready, run.ready_s, run.peak_rss_mib
+            );
+            results.operator.push(run);
+            save(&args, &results)?;
+        }
+    }
+    save(&args, &results)?;
+    println!("{}", results.markdown());
+    Ok(())
+}
+
+fn cases() -> Vec<(&'static str, u8, usize)> {
+    let mut v = Vec::new();
+    for direction in ["mqtt-to-kafka", "kafka-to-mqtt"] {
+        for qos in [0, 1] {
+            for size in [100, 1024] {
+                v.push((direction, qos, size));
+            }
+        }
+    }
+    v
+}
+
+/// Latency at 50 % and 90 % of bridge-runtime's own maximum rate in this run (QoS 1, 100 B),
+/// the same absolute load for every path, so the paths compare at equal load.
+async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> Result<()> {
+    let max_m2k = results.median_rate("mqtt-to-kafka", 1, latency_runs::SIZE, "bridge-runtime");
+    let max_k2m = results.median_rate("kafka-to-mqtt", 1, latency_runs::SIZE, "bridge-runtime");
+    // Without a throughput part in this run, a conservative stand-in.
+    let max_m2k = if max_m2k.is_finite() {
+        max_m2k
+    } else {
+        50_000.0
+    };
+    let max_k2m = if max_k2m.is_finite() {
+        max_k2m
+    } else {
+        50_000.0
+    };
+    for (load, fraction) in [("50 %", 0.5), ("90 %", 0.9)] {
+        let pace = |max: f64| latency_runs::Pace {
+            rate: max * fraction,
+            warm_up_s: 2.0,
+            measured_s: args.latency_seconds,
+        };
+        let paths: Vec<(String, f64)> = vec![
+            ("bare MQTT (publish -> subscriber)".into(), max_m2k),
+            ("bare Kafka (produce -> consumer)".into(), max_m2k),
+            ("bridge-runtime MQTT -> Kafka".into(), max_m2k),
+            ("redpanda-connect MQTT -> Kafka".into(), max_m2k),
+            ("bridge-runtime Kafka -> MQTT".into(), max_k2m),
+            ("redpanda-connect Kafka -> MQTT".into(), max_k2m),
+        ];
+        for (i, (path, max)) in paths.into_iter().enumerate() {
+            let p = pace(max);
+            let mut case = LatencyCase {
+                path: path.clone(),
+                load,
+                rate: p.rate,
+                samples: vec![],
+            };
+            for _ in 0..args.samples {
+                let run = match i {
+                    0 => latency_runs::bare_mqtt(setup, p).await,
+                    1 => latency_runs::bare_kafka(setup, p).await,
+                    2 => latency_runs::mqtt_to_kafka(setup, System::BridgeRuntime, p).await,
+                    3 => latency_runs::mqtt_to_kafka(setup, System::RedpandaConnect, p).await,
+                    4 => latency_runs::kafka_to_mqtt(setup, System::BridgeRuntime, p).await,
+                    _ => latency_runs::kafka_to_mqtt(setup, System::RedpandaConnect, p).await,
+                }
+                .with_context(|| format!("latency, {path} at {load}"))?;
+                eprintln!(
+                    "bench: latency {path} at {load} ({:.0} msg/s): p50 {:.2} p99 {:.2} p99.9 {:.2} ms, {}/{} arrived",
+                    p.rate, run.percentiles.p50, run.percentiles.p99, run.percentiles.p999, run.arrived, run.sent
+                );
+                case.samples.push(run);
+            }
+            results.latency.push(case);
+        }
+    }
+    Ok(())
+}

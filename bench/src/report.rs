@@ -1,0 +1,272 @@
+//! The results of one `make bench`: every sample in JSON, and the summary as a markdown table
+//! with the ratios to the ceiling and to the peer computed from this run alone.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::latency_runs::Run;
+use crate::operator_runs::OperatorRun;
+use crate::throughput::{KafkaBaseline, Sample};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputCase {
+    pub direction: &'static str,
+    pub qos: u8,
+    pub size: usize,
+    pub subject: &'static str,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyCase {
+    pub path: String,
+    pub load: &'static str,
+    pub rate: f64,
+    pub samples: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleMemory {
+    pub system: &'static str,
+    pub rss_mib: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub machine: String,
+    pub messages_per_sample: u64,
+    pub samples: usize,
+    pub throughput: Vec<ThroughputCase>,
+    pub kafka_baseline: Vec<(usize, KafkaBaseline)>,
+    pub latency: Vec<LatencyCase>,
+    pub idle: Vec<IdleMemory>,
+    pub operator: Vec<OperatorRun>,
+}
+
+/// Median, smallest and largest of some figures.
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
+fn rate_of(case: &ThroughputCase) -> (f64, f64, f64) {
+    spread(
+        &case
+            .samples
+            .iter()
+            .map(|s| s.messages_per_s)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn fmt_rate((median, min, max): (f64, f64, f64)) -> String {
+    format!("{median:.0} ({min:.0}–{max:.0})")
+}
+
+impl Results {
+    fn case(
+        &self,
+        direction: &str,
+        qos: u8,
+        size: usize,
+        subject: &str,
+    ) -> Option<&ThroughputCase> {
+        self.throughput.iter().find(|c| {
+            c.direction == direction && c.qos == qos && c.size == size && c.subject == subject
+        })
+    }
+
+    /// The median rate of a subject in a case (NaN when it was not measured).
+    pub fn median_rate(&self, direction: &str, qos: u8, size: usize, subject: &str) -> f64 {
+        self.case(direction, qos, size, subject)
+            .map_or(f64::NAN, |c| rate_of(c).0)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "# make bench results\n\n{}; {} messages per throughput sample, {} samples per figure; \
+             figures are medians with (min–max).\n",
+            self.machine, self.messages_per_sample, self.samples
+        );
+        if !self.throughput.is_empty() {
+            md.push_str("## Throughput (msg/s)\n\n| direction | QoS | payload | ceiling | bridge-runtime | Redpanda Connect | bridge / ceiling | bridge / Redpanda Connect | bridge MB/s | bridge CPU s per million | bridge peak RSS MiB | Redpanda Connect CPU s per million | Redpanda Connect peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            let mut keys: Vec<(&str, u8, usize)> = self
+                .throughput
+                .iter()
+                .map(|c| (c.direction, c.qos, c.size))
+                .collect();
+            keys.dedup();
+            for (d, q, size) in keys {
+                let get = |who: &str| self.case(d, q, size, who);
+                let cell = |who: &str| get(who).map_or("–".to_owned(), |c| fmt_rate(rate_of(c)));
+                let median = |who: &str, f: fn(&Sample) -> f64| {
+                    get(who).map_or(f64::NAN, |c| {
+                        spread(&c.samples.iter().map(f).collect::<Vec<_>>()).0
+                    })
+                };
+                let bridge = self.median_rate(d, q, size, "bridge-runtime");
+                let _ = writeln!(
+                    md,
+                    "| {d} | {q} | {size} B | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} |",
+                    cell("ceiling"),
+                    cell("bridge-runtime"),
+                    cell("redpanda-connect"),
+                    bridge / self.median_rate(d, q, size, "ceiling"),
+                    bridge / self.median_rate(d, q, size, "redpanda-connect"),
+                    median("bridge-runtime", |s| s.mb_per_s),
+                    median("bridge-runtime", |s| s.cpu_s_per_million),
+                    median("bridge-runtime", |s| s.peak_rss_mib),
+                    median("redpanda-connect", |s| s.cpu_s_per_million),
+                    median("redpanda-connect", |s| s.peak_rss_mib),
+                );
+            }
+        }
+        if !self.throughput.is_empty() {
+            md.push_str("\n## CPU seconds per million messages (subject; Mosquitto + Kafka during its run)\n\n| direction | QoS | payload | bridge-runtime | brokers with bridge-runtime | Redpanda Connect | brokers with Redpanda Connect |\n|---|---|---|---|---|---|---|\n");
+            let mut keys: Vec<(&str, u8, usize)> = self
+                .throughput
+                .iter()
+                .map(|c| (c.direction, c.qos, c.size))
+                .collect();
+            keys.dedup();
+            for (d, q, size) in keys {
+                let median = |who: &str, f: fn(&Sample) -> f64| {
+                    self.case(d, q, size, who).map_or(f64::NAN, |c| {
+                        spread(&c.samples.iter().map(f).collect::<Vec<_>>()).0
+                    })
+                };
+                let _ = writeln!(
+                    md,
+                    "| {d} | {q} | {size} B | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    median("bridge-runtime", |s| s.cpu_s_per_million),
+                    median("bridge-runtime", |s| s.brokers_cpu_s_per_million),
+                    median("redpanda-connect", |s| s.cpu_s_per_million),
+                    median("redpanda-connect", |s| s.brokers_cpu_s_per_million),
+                );
+            }
+        }
+        if !self.kafka_baseline.is_empty() {
+            md.push_str("\n## Bare Kafka (msg/s)\n\n| payload | produce (acks=all, lz4, linger 5 ms) | consume |\n|---|---|---|\n");
+            let mut sizes: Vec<usize> = self.kafka_baseline.iter().map(|(s, _)| *s).collect();
+            sizes.sort_unstable();
+            sizes.dedup();
+            for size in sizes {
+                let of = |f: fn(&KafkaBaseline) -> f64| {
+                    fmt_rate(spread(
+                        &self
+                            .kafka_baseline
+                            .iter()
+                            .filter(|(s, _)| *s == size)
+                            .map(|(_, b)| f(b))
+                            .collect::<Vec<_>>(),
+                    ))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {size} B | {} | {} |",
+                    of(|b| b.produce.messages_per_s),
+                    of(|b| b.consume.messages_per_s)
+                );
+            }
+        }
+        if !self.latency.is_empty() {
+            md.push_str("\n## End-to-end latency (ms), QoS 1, 100 B\n\n| path | load | rate msg/s | p50 | p99 | p99.9 | max | arrived / sent |\n|---|---|---|---|---|---|---|---|\n");
+            for c in &self.latency {
+                let of = |f: fn(&Run) -> f64| {
+                    let (m, lo, hi) = spread(&c.samples.iter().map(f).collect::<Vec<_>>());
+                    format!("{m:.2} ({lo:.2}–{hi:.2})")
+                };
+                let arrived: u64 = c.samples.iter().map(|r| r.arrived).sum();
+                let sent: u64 = c.samples.iter().map(|r| r.sent).sum();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} | {} | {} | {arrived} / {sent} |",
+                    c.path,
+                    c.load,
+                    c.rate,
+                    of(|r| r.percentiles.p50),
+                    of(|r| r.percentiles.p99),
+                    of(|r| r.percentiles.p999),
+                    of(|r| r.percentiles.max),
+                );
+            }
+        }
+        if !self.idle.is_empty() {
+            md.push_str("\n## Idle memory (both directions configured, connected, no load)\n\n| system | RSS MiB |\n|---|---|\n");
+            for i in &self.idle {
+                let _ = writeln!(md, "| {} | {:.1} |", i.system, i.rss_mib);
+            }
+        }
+        if !self.operator.is_empty() {
+            md.push_str("\n## Operator (release build, KWOK nodes)\n\n| bridges | Ready | all Ready after s | reconciliations | mean reconcile s | peak RSS MiB | RSS at the end MiB |\n|---|---|---|---|---|---|---|\n");
+            for o in &self.operator {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {:.0} | {:.2} | {:.1} | {:.1} |",
+                    o.bridges,
+                    o.ready,
+                    o.ready_s,
+                    o.reconciles,
+                    o.mean_reconcile_s,
+                    o.peak_rss_mib,
+                    o.rss_when_ready_mib
+                );
+            }
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_min_max() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert!(spread(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn ratios_come_from_the_same_run() {
+        let sample = |r: f64| Sample {
+            messages_per_s: r,
+            mb_per_s: 0.0,
+            delivered: 1,
+            cpu_s_per_million: 0.0,
+            brokers_cpu_s_per_million: 0.0,
+            peak_rss_mib: 0.0,
+        };
+        let case = |subject, rates: &[f64]| ThroughputCase {
+            direction: "mqtt-to-kafka",
+            qos: 1,
+            size: 100,
+            subject,
+            samples: rates.iter().map(|&r| sample(r)).collect(),
+        };
+        let r = Results {
+            throughput: vec![
+                case("ceiling", &[100.0, 120.0, 110.0]),
+                case("bridge-runtime", &[99.0, 90.0, 95.0]),
+                case("redpanda-connect", &[30.0, 31.0, 32.0]),
+            ],
+            ..Results::default()
+        };
+        let md = r.markdown();
+        assert!(md.contains("| mqtt-to-kafka | 1 | 100 B | 110 (100–120) | 95 (90–99) | 31 (30–32) | 0.86 | 3.06 |"), "{md}");
+    }
+}

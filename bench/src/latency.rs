@@ -1,6 +1,8 @@
 //! End-to-end latency of a run: a histogram of (arrival - send stamp) for the messages after
 //! the warm-up.
 
+use std::time::Instant;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -8,6 +10,8 @@ pub struct Latencies {
     histogram: Histogram<u64>,
     /// Messages that arrived, warm-up included.
     pub seen: u64,
+    /// When the first and the last of them arrived.
+    arrivals: Option<(Instant, Instant)>,
 }
 
 /// Percentiles in milliseconds.
@@ -31,14 +35,30 @@ impl Latencies {
         // 1 µs to 10 minutes at three significant digits: the bounds are constants that hold.
         let histogram = Histogram::new_with_bounds(1_000, 600_000_000_000, 3)
             .expect("constant histogram bounds are valid");
-        Self { histogram, seen: 0 }
+        Self {
+            histogram,
+            seen: 0,
+            arrivals: None,
+        }
     }
 
     /// Counts a message; measures it unless it belongs to the warm-up.
     pub fn record(&mut self, measured: bool, nanos: u64) {
         self.seen += 1;
+        let now = Instant::now();
+        self.arrivals = Some((self.arrivals.map_or(now, |(first, _)| first), now));
         if measured {
             self.histogram.saturating_record(nanos.max(1_000));
+        }
+    }
+
+    /// Messages per second between the first and the last arrival: what the path delivered.
+    pub fn arrival_rate(&self) -> f64 {
+        match self.arrivals {
+            Some((first, last)) if last > first => {
+                (self.seen - 1) as f64 / (last - first).as_secs_f64()
+            }
+            _ => f64::NAN,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Run {
     pub percentiles: Percentiles,
     pub arrived: u64,
     pub sent: u64,
+    /// Messages per second between the first and the last arrival.
+    pub arrival_rate: f64,
     /// (latency ms, fraction at or below), for the CDF plot.
     pub cdf: Vec<(f64, f64)>,
 }
@@ -44,6 +46,7 @@ fn run(latencies: Latencies, sent: u64) -> Run {
         percentiles: latencies.percentiles(),
         arrived: latencies.seen,
         sent,
+        arrival_rate: latencies.arrival_rate(),
         cdf: latencies.cdf(),
     }
 }

@@ -26,6 +26,15 @@ pub struct LatencyCase {
     pub samples: Vec<Run>,
 }
 
+/// The rate bridge-runtime sustains with the load generator on the same cores, which the
+/// latency loads are fractions of.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveMaximum {
+    pub direction: &'static str,
+    pub offered: f64,
+    pub delivered: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleMemory {
     pub system: &'static str,
@@ -39,6 +48,7 @@ pub struct Results {
     pub samples: usize,
     pub throughput: Vec<ThroughputCase>,
     pub kafka_baseline: Vec<(usize, KafkaBaseline)>,
+    pub live_maximum: Vec<LiveMaximum>,
     pub latency: Vec<LatencyCase>,
     pub idle: Vec<IdleMemory>,
     pub operator: Vec<OperatorRun>,
@@ -87,6 +97,24 @@ impl Results {
         })
     }
 
+    /// Direction, QoS and payload size of each measured case, in the order measured.
+    fn case_keys(&self) -> Vec<(&'static str, u8, usize)> {
+        let mut keys: Vec<_> = self
+            .throughput
+            .iter()
+            .map(|c| (c.direction, c.qos, c.size))
+            .collect();
+        keys.dedup();
+        keys
+    }
+
+    /// The median of one figure of a subject's samples in a case (NaN when not measured).
+    fn median_of(&self, d: &str, q: u8, size: usize, who: &str, f: fn(&Sample) -> f64) -> f64 {
+        self.case(d, q, size, who).map_or(f64::NAN, |c| {
+            spread(&c.samples.iter().map(f).collect::<Vec<_>>()).0
+        })
+    }
+
     /// The median rate of a subject in a case (NaN when it was not measured).
     pub fn median_rate(&self, direction: &str, qos: u8, size: usize, subject: &str) -> f64 {
         self.case(direction, qos, size, subject)
@@ -103,20 +131,12 @@ impl Results {
         );
         if !self.throughput.is_empty() {
             md.push_str("## Throughput (msg/s)\n\n| direction | QoS | payload | ceiling | bridge-runtime | Redpanda Connect | bridge / ceiling | bridge / Redpanda Connect | bridge MB/s | bridge CPU s per million | bridge peak RSS MiB | Redpanda Connect CPU s per million | Redpanda Connect peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-            let mut keys: Vec<(&str, u8, usize)> = self
-                .throughput
-                .iter()
-                .map(|c| (c.direction, c.qos, c.size))
-                .collect();
-            keys.dedup();
-            for (d, q, size) in keys {
-                let get = |who: &str| self.case(d, q, size, who);
-                let cell = |who: &str| get(who).map_or("–".to_owned(), |c| fmt_rate(rate_of(c)));
-                let median = |who: &str, f: fn(&Sample) -> f64| {
-                    get(who).map_or(f64::NAN, |c| {
-                        spread(&c.samples.iter().map(f).collect::<Vec<_>>()).0
-                    })
+            for (d, q, size) in self.case_keys() {
+                let cell = |who: &str| {
+                    self.case(d, q, size, who)
+                        .map_or("–".to_owned(), |c| fmt_rate(rate_of(c)))
                 };
+                let median = |who: &str, f: fn(&Sample) -> f64| self.median_of(d, q, size, who, f);
                 let bridge = self.median_rate(d, q, size, "bridge-runtime");
                 let _ = writeln!(
                     md,
@@ -136,18 +156,8 @@ impl Results {
         }
         if !self.throughput.is_empty() {
             md.push_str("\n## CPU seconds per million messages (subject; Mosquitto + Kafka during its run)\n\n| direction | QoS | payload | bridge-runtime | brokers with bridge-runtime | Redpanda Connect | brokers with Redpanda Connect |\n|---|---|---|---|---|---|---|\n");
-            let mut keys: Vec<(&str, u8, usize)> = self
-                .throughput
-                .iter()
-                .map(|c| (c.direction, c.qos, c.size))
-                .collect();
-            keys.dedup();
-            for (d, q, size) in keys {
-                let median = |who: &str, f: fn(&Sample) -> f64| {
-                    self.case(d, q, size, who).map_or(f64::NAN, |c| {
-                        spread(&c.samples.iter().map(f).collect::<Vec<_>>()).0
-                    })
-                };
+            for (d, q, size) in self.case_keys() {
+                let median = |who: &str, f: fn(&Sample) -> f64| self.median_of(d, q, size, who, f);
                 let _ = writeln!(
                     md,
                     "| {d} | {q} | {size} B | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -182,8 +192,18 @@ impl Results {
                 );
             }
         }
+        if !self.live_maximum.is_empty() {
+            md.push_str("\n## Live maximum (bridge-runtime, QoS 1, 100 B, the load generator on the same cores)\n\n| direction | offered msg/s | delivered msg/s |\n|---|---|---|\n");
+            for m in &self.live_maximum {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.0} |",
+                    m.direction, m.offered, m.delivered
+                );
+            }
+        }
         if !self.latency.is_empty() {
-            md.push_str("\n## End-to-end latency (ms), QoS 1, 100 B\n\n| path | load | rate msg/s | p50 | p99 | p99.9 | max | arrived / sent |\n|---|---|---|---|---|---|---|---|\n");
+            md.push_str("\n## End-to-end latency (ms), QoS 1, 100 B, at 50 % and 90 % of the live maximum\n\n| path | load | rate msg/s | p50 | p99 | p99.9 | max | arrived / sent |\n|---|---|---|---|---|---|---|---|\n");
             for c in &self.latency {
                 let of = |f: fn(&Run) -> f64| {
                     let (m, lo, hi) = spread(&c.samples.iter().map(f).collect::<Vec<_>>());

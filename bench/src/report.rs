@@ -225,7 +225,7 @@ impl Results {
             }
         }
         if !self.idle.is_empty() {
-            md.push_str("\n## Idle memory (both directions configured, connected, no load)\n\n| system | RSS MiB |\n|---|---|\n");
+            md.push_str("\n## Idle memory (one MQTT -> Kafka route, connected and ready, no load)\n\n| system | RSS MiB |\n|---|---|\n");
             for i in &self.idle {
                 let _ = writeln!(md, "| {} | {:.1} |", i.system, i.rss_mib);
             }

@@ -10,7 +10,12 @@ cd "$(dirname "$0")/.."
 env_file=target/testbed/env
 was_running=false
 [ -f "$env_file" ] && was_running=true
-finish() { $was_running || tests/testbed/down.sh; }
+# An interrupted run (Ctrl-C) ends mkb-bench before it can stop its own Mosquitto and subject.
+finish() {
+  pkill -f "mosquitto -c bench/results/work/mosquitto.conf" || true
+  pkill -f "bench/results/work/.*\.yaml" || true
+  $was_running || tests/testbed/down.sh
+}
 trap finish EXIT
 
 peer=$(bench/build-peer.sh)

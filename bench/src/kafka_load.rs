@@ -76,6 +76,20 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
     Ok(t.partitions().iter().map(|p| p.id()).collect())
 }
 
+/// Assigns every partition of `topic` to `consumer`, each at the offset `at` gives it.
+fn assign_all(
+    consumer: &BaseConsumer,
+    topic: &str,
+    at: impl Fn(i32) -> Result<Offset>,
+) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(consumer, topic)? {
+        tpl.add_partition_offset(topic, p, at(p)?)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(())
+}
+
 /// What reading a topic back found.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadBack {
@@ -94,11 +108,7 @@ pub fn read_back(bootstrap: &str, topic: &str, count: u64, timeout: Duration) ->
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
         .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions(&consumer, topic)? {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    assign_all(&consumer, topic, |_| Ok(Offset::Beginning))?;
     let (mut records, mut first, mut last) = (0u64, None, Instant::now());
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     let mut progress = Instant::now();
@@ -152,12 +162,10 @@ pub fn latency_sink(
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "1")
         .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions(&consumer, topic)? {
+    assign_all(&consumer, topic, |p| {
         let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5))?;
-        tpl.add_partition_offset(topic, p, Offset::Offset(high))?;
-    }
-    consumer.assign(&tpl)?;
+        Ok(Offset::Offset(high))
+    })?;
     let topic = topic.to_owned();
     Ok(std::thread::spawn(move || {
         let mut latencies = Latencies::new();

@@ -63,6 +63,13 @@ fn load(s: &Setup<'_>, prefix: &str, pace: Pace, connections: u64) -> Load {
     }
 }
 
+/// Waits for a Kafka latency sink's thread without blocking the runtime.
+async fn join_kafka_sink(sink: std::thread::JoinHandle<Result<Latencies>>) -> Result<Latencies> {
+    tokio::task::spawn_blocking(move || sink.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("latency sink panicked"))?
+}
+
 /// The bare MQTT path: publishers -> broker -> one subscriber.
 pub async fn bare_mqtt(s: &Setup<'_>, pace: Pace) -> Result<Run> {
     let prefix = testbed::unique("lat-mqtt");
@@ -89,9 +96,7 @@ pub async fn bare_kafka(s: &Setup<'_>, pace: Pace) -> Result<Run> {
         kafka_load::produce(&kafka, &t, pace.total(), SIZE, Some(pace.rate))
     })
     .await??;
-    let latencies = tokio::task::spawn_blocking(move || sink.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("latency sink panicked"))??;
+    let latencies = join_kafka_sink(sink).await?;
     kafka_load::delete_topic(s.kafka, &topic).await?;
     Ok(run(latencies, pace.total()))
 }
@@ -109,9 +114,7 @@ pub async fn mqtt_to_kafka(s: &Setup<'_>, system: System, pace: Pace) -> Result<
     running.wait_ready(Duration::from_secs(60))?;
     let sink = kafka_load::latency_sink(s.kafka, &run_id, pace.first_measured_seq(), pace.total())?;
     mqtt_load::publish(&load(s, &run_id, pace, 10)).await?;
-    let latencies = tokio::task::spawn_blocking(move || sink.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("latency sink panicked"))??;
+    let latencies = join_kafka_sink(sink).await?;
     drop(running);
     kafka_load::delete_topic(s.kafka, &run_id).await?;
     Ok(run(latencies, pace.total()))

@@ -103,14 +103,38 @@ async fn await_acks(mut events: EventLoop, qos: QoS, count: u64) -> Result<()> {
             Err(e) => bail!("publisher connection failed after {acked} acknowledgements: {e}"),
         }
     }
-    // Let the DISCONNECT go out.
-    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+    let_disconnect_out(&mut events, Duration::from_millis(200)).await;
+    Ok(())
+}
+
+/// Polls until a queued DISCONNECT has gone out (or the connection ended), at most `within`.
+async fn let_disconnect_out(events: &mut EventLoop, within: Duration) {
+    let _ = tokio::time::timeout(within, async {
         while !matches!(
             events.poll().await,
             Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)
         ) {}
     })
     .await;
+}
+
+/// Hands each arriving message's payload to `on_message`, which returns how many count so
+/// far, until that reaches `expect` or nothing arrives for 30 s.
+async fn receive(
+    events: &mut EventLoop,
+    expect: u64,
+    who: &str,
+    mut on_message: impl FnMut(&[u8]) -> u64,
+) -> Result<()> {
+    let mut counted = 0;
+    while counted < expect {
+        match tokio::time::timeout(Duration::from_secs(30), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => counted = on_message(&p.payload),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("{who} lost its connection: {e}"),
+            Err(_) => break,
+        }
+    }
     Ok(())
 }
 
@@ -133,19 +157,14 @@ impl LatencySink {
         let task = tokio::spawn(async move {
             let _client = client;
             let mut latencies = Latencies::new();
-            while latencies.seen < expect {
-                match tokio::time::timeout(Duration::from_secs(30), events.poll()).await {
-                    Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                        let now = now_ns();
-                        if let Some((seq, sent)) = read_stamp(&p.payload) {
-                            latencies.record(seq >= from_seq, now.saturating_sub(sent));
-                        }
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => bail!("latency subscriber lost its connection: {e}"),
-                    Err(_) => break,
+            receive(&mut events, expect, "latency subscriber", |payload| {
+                let now = now_ns();
+                if let Some((seq, sent)) = read_stamp(payload) {
+                    latencies.record(seq >= from_seq, now.saturating_sub(sent));
                 }
-            }
+                latencies.seen
+            })
+            .await?;
             Ok(latencies)
         });
         Ok(Self { task })
@@ -194,13 +213,7 @@ async fn subscribed(
 pub async fn create_session(port: u16, id: &str, filter: &str, qos: QoS) -> Result<()> {
     let (client, mut events) = subscribed(port, id, true, filter, qos).await?;
     client.disconnect().await?;
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while !matches!(
-            events.poll().await,
-            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)
-        ) {}
-    })
-    .await;
+    let_disconnect_out(&mut events, Duration::from_secs(2)).await;
     Ok(())
 }
 
@@ -231,18 +244,13 @@ impl Counter {
         let task = tokio::spawn(async move {
             let _client = client;
             let (mut received, mut first, mut last) = (0u64, None, Instant::now());
-            while received < expect {
-                match tokio::time::timeout(Duration::from_secs(30), events.poll()).await {
-                    Ok(Ok(Event::Incoming(Packet::Publish(_)))) => {
-                        last = Instant::now();
-                        first.get_or_insert(last);
-                        received += 1;
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => bail!("counting subscriber lost its connection: {e}"),
-                    Err(_) => break,
-                }
-            }
+            receive(&mut events, expect, "counting subscriber", |_| {
+                last = Instant::now();
+                first.get_or_insert(last);
+                received += 1;
+                received
+            })
+            .await?;
             let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
             Ok(Count { received, span })
         });

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::Serialize;
 use testbed::kubectl::{ensure_crd, Namespace};
-use testbed::operator::{bridge_writing_to, condition_of, Operator, Setup};
+use testbed::operator::{bridge_writing_to, ready_bridges, Operator, Setup};
 
 use crate::procstat;
 
@@ -40,15 +40,7 @@ pub fn bridges_ready(n: usize) -> Result<OperatorRun> {
     let deadline = started + Duration::from_secs(600);
     let mut ready;
     loop {
-        let list = s.get("mkb").unwrap_or_default();
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        ready = items
-            .iter()
-            .filter(|b| {
-                let c = condition_of(b, "Ready");
-                c["status"] == "True" && c["observedGeneration"] == b["metadata"]["generation"]
-            })
-            .count();
+        ready = ready_bridges(&s.get("mkb").unwrap_or_default());
         if ready == n {
             break;
         }

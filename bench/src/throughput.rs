@@ -166,6 +166,20 @@ pub async fn kafka_to_mqtt(
     let produced =
         tokio::task::spawn_blocking(move || kafka_load::produce(&kafka, &topic, n, size, None))
             .await??;
+    // The counting subscriber: on the load generator's topics for the ceiling, on the route's
+    // output topic for a system.
+    let filter = match who {
+        Subject::Ceiling => format!("{run}/+/state"),
+        Subject::System(_) => format!("{run}/cmd"),
+    };
+    let counter = Counter::subscribe(
+        s.mqtt_port,
+        &format!("{run}-sub"),
+        &filter,
+        mqtt_load::qos(qos),
+        n,
+    )
+    .await?;
     let result = match who {
         Subject::Ceiling => {
             let (kafka, topic) = (s.kafka.to_owned(), run.clone());
@@ -177,15 +191,6 @@ pub async fn kafka_to_mqtt(
                 produce: sample(n, produced, size, UNMEASURED, f64::NAN)?,
                 consume: sample(back.records, back.arrival_span, size, UNMEASURED, f64::NAN)?,
             };
-            let filter = format!("{run}/+/state");
-            let counter = Counter::subscribe(
-                s.mqtt_port,
-                &format!("{run}-sub"),
-                &filter,
-                mqtt_load::qos(qos),
-                n,
-            )
-            .await?;
             let load = Load {
                 port: s.mqtt_port,
                 prefix: run.clone(),
@@ -203,15 +208,6 @@ pub async fn kafka_to_mqtt(
             )
         }
         Subject::System(system) => {
-            let filter = format!("{run}/cmd");
-            let counter = Counter::subscribe(
-                s.mqtt_port,
-                &format!("{run}-sub"),
-                &filter,
-                mqtt_load::qos(qos),
-                n,
-            )
-            .await?;
             let route = Route::KafkaToMqtt {
                 topic: run.clone(),
                 prefix: run.clone(),

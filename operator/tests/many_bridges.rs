@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use testbed::operator::{bridge_writing_to, condition_of, setup};
+use testbed::operator::{bridge_writing_to, ready_bridges, setup};
 use testbed::wait_until_seen;
 
 const BRIDGES: usize = 200;
@@ -21,18 +21,12 @@ fn two_hundred_bridges_at_once_all_become_ready() {
         Duration::from_secs(600),
         || {
             let list = s.get("mkb").unwrap_or_default();
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            let ready = items
-                .iter()
-                .filter(|b| {
-                    let c = condition_of(b, "Ready");
-                    c["status"] == "True" && c["observedGeneration"] == b["metadata"]["generation"]
-                })
-                .count();
+            let ready = ready_bridges(&list);
             if ready == BRIDGES {
                 Ok(ready)
             } else {
-                Err(format!("{ready} of {} Ready", items.len()))
+                let listed = list["items"].as_array().map_or(0, Vec::len);
+                Err(format!("{ready} of {listed} Ready"))
             }
         },
     );

@@ -244,6 +244,19 @@ impl Setup {
     }
 }
 
+/// How many bridges of a `kubectl get mkb` list are Ready for their current generation.
+pub fn ready_bridges(list: &Value) -> usize {
+    list["items"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|b| {
+                let c = condition_of(b, "Ready");
+                c["status"] == "True" && c["observedGeneration"] == b["metadata"]["generation"]
+            })
+            .count()
+    })
+}
+
 /// The condition of type `type_` in a bridge's status (Null when absent).
 pub fn condition_of(bridge: &Value, type_: &str) -> Value {
     bridge["status"]["conditions"]

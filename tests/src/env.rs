@@ -140,8 +140,10 @@ impl TestbedEnv {
         let Ok(entries) = std::fs::read_dir(&self.logs) else {
             return;
         };
-        for entry in entries.flatten() {
-            crate::process::print_tail(&entry.path(), lines);
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            crate::process::print_tail(&path, lines);
         }
     }
 }

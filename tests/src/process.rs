@@ -66,7 +66,17 @@ pub fn print_tail(path: &Path, lines: usize) {
         path.display()
     );
     for line in &all[start..] {
-        eprintln!("{line}");
+        eprintln!("{}", shorten(line, MAX_LINE));
+    }
+}
+
+/// Longer log lines are cut in a failing test's output, so the failure itself stays in view.
+const MAX_LINE: usize = 300;
+
+fn shorten(line: &str, max: usize) -> &str {
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => &line[..cut],
+        None => line,
     }
 }
 
@@ -159,5 +169,14 @@ impl Drop for ChildProcess {
         if std::thread::panicking() {
             print_tail(&self.log, 60);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_log_lines_are_cut_at_a_character_boundary() {
+        assert_eq!(super::shorten("abc", 5), "abc");
+        assert_eq!(super::shorten("äöüß", 2), "äö");
     }
 }

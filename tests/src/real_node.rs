@@ -35,8 +35,10 @@ pub fn smart_locks_on(node: &RealNode, id: &str) -> Value {
     let spec = &mut bridge["spec"];
     spec["replicas"] = json!(2);
     spec["mqtt"]["url"] = json!(node.mqtt_url);
-    // Client ids default to the bridge name: tests running the example at the same time, in
-    // other namespaces, would take over each other's sessions.
+    // Client ids, share groups and consumer groups default to names made of the bridge's
+    // name: tests running the example at the same time, in other namespaces, would take over
+    // each other's sessions and join each other's consumer group (each join and leave
+    // rebalances the other test's bridge mid-stream).
     spec["mqtt"]["clientIdPrefix"] = json!(id);
     spec["kafka"]["bootstrapServers"] = json!(node.kafka_bootstrap);
     spec["kafka"]["deadLetterTopic"] = json!(format!("{id}.dead-letter"));
@@ -49,10 +51,12 @@ pub fn smart_locks_on(node: &RealNode, id: &str) -> Value {
     let up = &mut spec["mqttToKafka"][0];
     up["mqtt"]["topicFilters"] = json!([format!("{id}/devices/+/state")]);
     up["mqtt"]["shared"] = json!(true);
+    up["mqtt"]["shareGroup"] = json!(format!("{id}.lock-state"));
     up["kafka"]["topic"] = json!(format!("{id}-lock-state"));
     up["kafka"]["key"] = json!("${topic[2]}");
     let down = &mut spec["kafkaToMqtt"][0];
     down["kafka"]["topics"] = json!([format!("{id}-lock-command")]);
+    down["kafka"]["groupId"] = json!(format!("{id}.lock-command"));
     down["mqtt"]["topic"] = json!(format!("{id}/devices/${{.key}}/command"));
     spec["image"] = json!(format!(
         "ghcr.io/mqtt-kafka-bridge/bridge-runtime:{}",

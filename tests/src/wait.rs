@@ -73,7 +73,7 @@ fn timed_out(what: &str, timeout: Duration, last_seen: &str) -> ! {
     // Said before the logs as well, so a reader of a cut output still finds it.
     eprintln!("{message}");
     if let Ok(env) = std::panic::catch_unwind(crate::env) {
-        env.dump_logs(20);
+        env.dump_logs(10);
     }
     panic!("{message}");
 }

@@ -1,16 +1,19 @@
 //! What every reconciliation shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::api::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::Client;
+use kube::{Client, ResourceExt};
 
 use crate::metrics::Metrics;
+use crate::seen::Seen;
 use crate::topics::{AdminClients, BridgeTopics};
+
+type ParsedBridge = (String, Option<Arc<BridgeTopics>>);
 
 pub struct Context {
     pub client: Client,
@@ -30,6 +33,10 @@ pub struct Context {
     /// The watched bridges, one store per watch (set once the controllers run), for topics
     /// they share.
     pub bridges: OnceLock<Vec<Store<DynamicObject>>>,
+    /// What the last reconciliation of each bridge saw.
+    pub seen: Seen,
+    /// What `watched_bridges` parsed: by uid, the resourceVersion and the result.
+    parsed_bridges: Mutex<HashMap<String, ParsedBridge>>,
     /// Consecutive failures per key, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -54,19 +61,71 @@ impl Context {
             topic_deletion_attempts,
             kafka: AdminClients::default(),
             bridges: OnceLock::new(),
+            seen: Seen::default(),
+            parsed_bridges: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Every watched bridge whose spec can be read, for sharing decisions.
-    pub fn watched_bridges(&self) -> Vec<BridgeTopics> {
-        self.bridges
+    /// Every watched bridge whose spec can be read, for sharing decisions. Each reconciliation
+    /// asks for all of them, so a bridge is parsed again only when it changed (by
+    /// resourceVersion): with hundreds of bridges, parsing every spec every time was most of
+    /// the operator's CPU.
+    pub fn watched_bridges(&self) -> Vec<Arc<BridgeTopics>> {
+        let objects: Vec<_> = self
+            .bridges
             .get()
             .into_iter()
             .flatten()
             .flat_map(|store| store.state())
-            .filter_map(|b| BridgeTopics::from_object(&b))
+            .collect();
+        let Ok(mut parsed) = self.parsed_bridges.lock() else {
+            return objects
+                .iter()
+                .filter_map(|b| BridgeTopics::from_object(b).map(Arc::new))
+                .collect();
+        };
+        // Forget the bridges that are gone.
+        if parsed.len() > objects.len() {
+            let live: HashSet<&str> = objects
+                .iter()
+                .filter_map(|b| b.metadata.uid.as_deref())
+                .collect();
+            parsed.retain(|uid, _| live.contains(uid.as_str()));
+        }
+        objects
+            .iter()
+            .filter_map(|b| {
+                let (Some(uid), Some(version)) = (&b.metadata.uid, &b.metadata.resource_version)
+                else {
+                    return BridgeTopics::from_object(b).map(Arc::new);
+                };
+                match parsed.get(uid) {
+                    Some((seen, topics)) if seen == version => topics.clone(),
+                    _ => {
+                        let topics = BridgeTopics::from_object(b).map(Arc::new);
+                        parsed.insert(uid.clone(), (version.clone(), topics.clone()));
+                        topics
+                    }
+                }
+            })
             .collect()
+    }
+
+    /// Forgets what is known of bridges that no longer exist, once there is a fair amount of
+    /// it (cheap to call after every reconciliation).
+    pub fn prune_seen(&self) {
+        let stores = self.bridges.get().map(Vec::as_slice).unwrap_or_default();
+        let watched: usize = stores.iter().map(|s| s.len()).sum();
+        if self.seen.len() <= watched + 64 {
+            return;
+        }
+        let live: HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|b| format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()))
+            .collect();
+        self.seen.retain(|key| live.contains(key));
     }
 
     /// A recorder without history: its event is always a new Event object.

@@ -4,6 +4,7 @@
 //! reconciliation needs are read then, for the referenced keys alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -12,9 +13,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{watcher, Controller};
-use kube::{Api, Client, ResourceExt};
-use mkb_api::crd::MqttKafkaBridgeSpec;
+use kube::runtime::{controller, watcher, Controller};
+use kube::{Api, Client, Resource, ResourceExt};
+use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
 use tracing::{debug, warn};
 
 use crate::build;
@@ -32,9 +33,16 @@ where
     }
 }
 
+/// Requests to reconcile one bridge that come closer together than this are served by one
+/// reconciliation: creating a bridge's children, and their status settling, come as bursts of
+/// watch events (each child created, each pod scheduled and ready, the echo of the status
+/// write), and each reconciliation costs a dozen API requests.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 /// Runs until SIGTERM/SIGINT: one watch of every namespace when `namespaces` is empty, else
-/// one per listed namespace (so the operator needs no cluster-wide permission).
-pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
+/// one per listed namespace (so the operator needs no cluster-wide permission). At most
+/// `concurrency` bridges are reconciled at once (per watch).
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -47,7 +55,11 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>) {
                 Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar()),
                 None => Api::all_with(ctx.client.clone(), &ar()),
             };
-            Controller::new_with(api, watcher::Config::default(), ar())
+            Controller::new_with(api, watcher::Config::default(), ar()).with_config(
+                controller::Config::default()
+                    .debounce(DEBOUNCE)
+                    .concurrency(concurrency),
+            )
         })
         .collect();
     // Reconciliations read the other bridges, for topics they share.
@@ -73,17 +85,41 @@ async fn run_one(
         build::FIELD_MANAGER
     ));
     let store = controller.store();
+    let secrets_ctx = ctx.clone();
+    // Like `owns`, and each change is noted for the owner (see `seen`).
     controller
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .owns(scoped::<Job>(&client, ns), owned)
+        .watches(
+            scoped::<StatefulSet>(&client, ns),
+            owned.clone(),
+            owner_of(&ctx),
+        )
+        .watches(
+            scoped::<ConfigMap>(&client, ns),
+            owned.clone(),
+            owner_of(&ctx),
+        )
+        .watches(
+            scoped::<Service>(&client, ns),
+            owned.clone(),
+            owner_of(&ctx),
+        )
+        .watches(
+            scoped::<PodDisruptionBudget>(&client, ns),
+            owned.clone(),
+            owner_of(&ctx),
+        )
+        .watches(scoped::<Job>(&client, ns), owned, owner_of(&ctx))
         // An Api of PartialObjectMeta lists and watches metadata only.
         .watches(
             scoped::<PartialObjectMeta<Secret>>(&client, ns),
             watcher::Config::default(),
-            move |secret| bridges_referencing(&store, &secret),
+            move |secret| {
+                let bridges = bridges_referencing(&store, &secret);
+                for b in &bridges {
+                    secrets_ctx.seen.changed(&key_of(b));
+                }
+                bridges
+            },
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -94,6 +130,37 @@ async fn run_one(
             }
         })
         .await;
+}
+
+/// Maps a child to the bridge that controls it (its controller owner reference), noting the
+/// change for that bridge.
+fn owner_of<K: Resource>(
+    ctx: &Arc<Context>,
+) -> impl Fn(K) -> Option<ObjectRef<DynamicObject>> + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |child| owner(&ctx, &child)
+}
+
+fn owner<K: Resource>(ctx: &Context, child: &K) -> Option<ObjectRef<DynamicObject>> {
+    let meta = child.meta();
+    let namespace = meta.namespace.as_deref()?;
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == MqttKafkaBridge::kind(&()))?;
+    let bridge = ObjectRef::new_with(&owner.name, ar()).within(namespace);
+    ctx.seen.changed(&key_of(&bridge));
+    Some(bridge)
+}
+
+/// `namespace/name` of a bridge reference.
+fn key_of(bridge: &ObjectRef<DynamicObject>) -> String {
+    format!(
+        "{}/{}",
+        bridge.namespace.as_deref().unwrap_or_default(),
+        bridge.name
+    )
 }
 
 /// The bridges in the Secret's namespace whose spec references it: a change of the Secret

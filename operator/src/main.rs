@@ -10,6 +10,7 @@ mod metrics;
 mod pods;
 mod reconcile;
 mod retirement;
+mod seen;
 mod status;
 mod topics;
 
@@ -39,6 +40,11 @@ struct Args {
     /// Seconds between reconciliations of an unchanged bridge (drift correction).
     #[arg(long, env = "MKB_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// How many bridges are reconciled at once. Each reconciliation is a dozen API requests
+    /// and a Kafka metadata request; unbounded, a burst of bridges (a GitOps sync) makes the
+    /// API server slow for everyone and the operator's memory grow with the burst.
+    #[arg(long, env = "MKB_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
     /// How many times to try deleting the topics of a deleted bridge (topicDeletionPolicy
     /// Delete) before releasing its finalizer anyway, with a Warning Event naming the topics
     /// left behind. The waits between tries double from 5 s.
@@ -133,7 +139,7 @@ async fn run(args: Args) -> Result<(), String> {
     info!(image = %args.runtime_image, namespace = ?args.namespace, listen = %args.listen, "mkb-operator started");
     if !args.leader_elect {
         metrics.set_leader(true);
-        controller::run(ctx, args.namespace).await;
+        controller::run(ctx, args.namespace, args.concurrency).await;
         server.abort();
         info!("mkb-operator stopped");
         return Ok(());
@@ -158,7 +164,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     metrics.set_leader(true);
     let result = tokio::select! {
-        () = controller::run(ctx, args.namespace) => {
+        () = controller::run(ctx, args.namespace, args.concurrency) => {
             elector.release().await;
             Ok(())
         }

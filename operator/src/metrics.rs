@@ -113,6 +113,16 @@ impl Metrics {
         self.duration.observe(took.as_secs_f64());
     }
 
+    /// A request to reconcile a bridge that had not changed, answered without a round of API
+    /// requests (counted as result `unchanged`, not timed).
+    pub fn unchanged(&self) {
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: "unchanged".to_owned(),
+            })
+            .inc();
+    }
+
     pub fn error(&self, reason: &str) {
         self.errors
             .get_or_create(&ErrorLabels {

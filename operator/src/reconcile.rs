@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -73,21 +73,58 @@ enum Change {
     Unchanged,
 }
 
+/// How a reconciliation ended.
+struct Reconciled {
+    action: Action,
+    /// The result label of the metrics.
+    label: &'static str,
+    /// When everything was applied: the bridge's resourceVersion after its status write, and
+    /// when the next full reconciliation is due (see `seen`).
+    settled: Option<(Option<String>, Duration)>,
+}
+
+impl Reconciled {
+    fn unsettled(action: Action, label: &'static str) -> Self {
+        Self {
+            action,
+            label,
+            settled: None,
+        }
+    }
+}
+
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let version = obj.metadata.resource_version.as_deref();
+    if obj.metadata.deletion_timestamp.is_none() {
+        if let Some(due_in) = ctx.seen.unchanged(&key, version, started) {
+            ctx.metrics.unchanged();
+            return Ok(Action::requeue(due_in));
+        }
+    }
+    let changes = ctx.seen.changes(&key);
     let result = reconcile_bridge(&obj, &ctx).await;
     match &result {
-        Ok((_, label)) => {
+        Ok(done) => {
             ctx.succeeded(&key);
-            ctx.metrics.reconciled(label, started.elapsed());
+            match &done.settled {
+                Some((version, next)) => {
+                    ctx.seen
+                        .visited(&key, version.clone(), changes, started + *next);
+                    ctx.prune_seen();
+                }
+                None => ctx.seen.forget(&key),
+            }
+            ctx.metrics.reconciled(done.label, started.elapsed());
         }
         Err(e) => {
+            ctx.seen.forget(&key);
             ctx.metrics.reconciled("error", started.elapsed());
             ctx.metrics.error(e.reason());
         }
     }
-    result.map(|(action, _)| action)
+    result.map(|done| done.action)
 }
 
 /// Retries a failed reconciliation with exponential backoff.
@@ -128,27 +165,34 @@ impl<'a> Bridge<'a> {
     }
 }
 
-async fn reconcile_bridge(
-    obj: &DynamicObject,
-    ctx: &Context,
-) -> Result<(Action, &'static str), Error> {
+async fn reconcile_bridge(obj: &DynamicObject, ctx: &Context) -> Result<Reconciled, Error> {
     let mut bridge = Bridge::new(obj)?;
     // The watch cache can lag behind our own last status write; the status records which
-    // topics this bridge created (what Delete removes), so it is read fresh.
-    if let Some(status) = live_status(ctx, &bridge).await? {
-        bridge.status = status;
+    // topics this bridge created (what Delete removes), so it is read fresh, unless the
+    // cached bridge is the version our last status write made.
+    if !ctx
+        .seen
+        .left(&bridge.key(), obj.metadata.resource_version.as_deref())
+    {
+        if let Some(status) = live_status(ctx, &bridge).await? {
+            bridge.status = status;
+        }
     }
     if obj.metadata.deletion_timestamp.is_some() {
         // The children go with the bridge: they carry it as their controller owner. Its
         // topics go too when the policy says so (the finalizer holds the bridge until then).
-        return finalizer::on_deletion(ctx, &bridge).await;
+        let (action, label) = finalizer::on_deletion(ctx, &bridge).await?;
+        return Ok(Reconciled::unsettled(action, label));
     }
     let spec = match read_spec(obj) {
         Ok(spec) => spec,
         Err(message) => {
             let report = Report::keep_previous(0);
             finish(ctx, &bridge, Outcome::Invalid(message), None, &report).await?;
-            return Ok((Action::await_change(), "invalid_spec"));
+            return Ok(Reconciled::unsettled(
+                Action::await_change(),
+                "invalid_spec",
+            ));
         }
     };
     if let Err(errors) = validate_spec(&bridge.name, &spec) {
@@ -159,7 +203,10 @@ async fn reconcile_bridge(
             .join("; ");
         let report = Report::keep_previous(spec.replicas);
         finish(ctx, &bridge, Outcome::Invalid(message), None, &report).await?;
-        return Ok((Action::await_change(), "invalid_spec"));
+        return Ok(Reconciled::unsettled(
+            Action::await_change(),
+            "invalid_spec",
+        ));
     }
     let insecure_tls =
         insecure_tls_warning("spec.", spec.mqtt.tls.as_ref(), spec.kafka.tls.as_ref());
@@ -175,7 +222,10 @@ async fn reconcile_bridge(
         Err(blocked) => {
             finish(ctx, &bridge, blocked, None, &report).await?;
             // The Secret watch brings the bridge back when the Secret appears.
-            return Ok((Action::requeue(ctx.resync), "blocked"));
+            return Ok(Reconciled::unsettled(
+                Action::requeue(ctx.resync),
+                "blocked",
+            ));
         }
     };
     // Before any topic is created: a bridge whose topics go with it holds a finalizer.
@@ -251,9 +301,21 @@ async fn reconcile_bridge(
     let retirement = retirement::prepare(ctx, &bridge, &input, &hash).await?;
     let sessions = retirement::condition(&retirement, &bridge.name, spec.replicas);
     report.sessions = Some((retirement.sessions, &sessions));
-    finish(ctx, &bridge, Outcome::Applied, Some((&sts, hash)), &report).await?;
+    let finished = finish(ctx, &bridge, Outcome::Applied, Some((&sts, hash)), &report).await?;
     retirement::complete(ctx, &bridge, &retirement).await?;
-    Ok((Action::requeue(next), "ok"))
+    // A pod that runs but is not ready has its reason in the status, asked of the pod: that
+    // can change with nothing else changing, so such a bridge is never taken as unchanged.
+    let settled = (!finished.pods_not_ready).then(|| {
+        let version = finished
+            .status_version
+            .or_else(|| obj.metadata.resource_version.clone());
+        (version, next)
+    });
+    Ok(Reconciled {
+        action: Action::requeue(next),
+        label: "ok",
+        settled,
+    })
 }
 
 /// Applies the ConfigMap (first: pods of a new template find their configuration), the
@@ -496,7 +558,7 @@ async fn finish(
     outcome: Outcome,
     applied: Option<(&StatefulSet, String)>,
     report: &Report<'_>,
-) -> Result<(), Error> {
+) -> Result<Finished, Error> {
     let Report {
         spec_replicas,
         http_port,
@@ -591,20 +653,34 @@ async fn finish(
             announce(ctx, bridge, EventType::Warning, reason, warning.to_owned()).await;
         }
     }
+    let mut status_version = None;
     if status != bridge.status {
         let patch = json!({
             "apiVersion": "mqttkafka.io/v1alpha1",
             "kind": "MqttKafkaBridge",
             "status": status,
         });
-        api.patch_status(
-            &bridge.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let written = api
+            .patch_status(
+                &bridge.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        status_version = written.metadata.resource_version;
     }
-    Ok(())
+    Ok(Finished {
+        status_version,
+        pods_not_ready: !pods_not_ready.is_empty(),
+    })
+}
+
+/// What `finish` did.
+struct Finished {
+    /// The bridge's resourceVersion after the status write, when there was one.
+    status_version: Option<String>,
+    /// Some pods run but are not ready; the status has their reasons.
+    pods_not_ready: bool,
 }
 
 /// Logs `note` (info for Normal, warn for Warning) and publishes it as an Event about the

@@ -93,9 +93,10 @@ impl Operator {
         )
     }
 
-    /// Reconciliations so far, all results.
+    /// Full reconciliations so far, all results (not the requests answered as `unchanged`).
     pub fn reconciles(&self) -> u64 {
-        self.metrics().sum("mkb_operator_reconciles_total") as u64
+        self.metrics()
+            .sum("mkb_operator_reconcile_duration_seconds_count") as u64
     }
 }
 

@@ -44,7 +44,7 @@ pub struct Request<'a, Others> {
     pub key: String,
     pub created_at: String,
     /// The bridges the operator watches; read only when Kafka answered and there are topics
-    /// to decide about (it parses every watched bridge's spec).
+    /// to decide about.
     pub others: Others,
 }
 
@@ -55,7 +55,7 @@ pub async fn ensure<Others>(
     req: Request<'_, Others>,
 ) -> TopicsReport
 where
-    Others: FnOnce() -> Vec<BridgeTopics>,
+    Others: FnOnce() -> Vec<std::sync::Arc<BridgeTopics>>,
 {
     let desired = plan::desired_topics(req.spec);
     if desired.is_empty() {

@@ -4,6 +4,7 @@
 //! others are told. A topic is never deleted while another bridge still uses it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use kube::api::DynamicObject;
 use kube::ResourceExt;
@@ -110,16 +111,23 @@ pub fn created_at(obj: &DynamicObject) -> String {
         .unwrap_or_default()
 }
 
+/// How many of the other users of a topic its note names.
+const NOTE_NAMES: usize = 3;
+
 /// One bridge and the other live bridges on its cluster.
 pub struct Sharing {
     me: BridgeTopics,
-    peers: Vec<BridgeTopics>,
+    peers: Vec<Arc<BridgeTopics>>,
 }
 
 impl Sharing {
-    pub fn new(me: BridgeTopics, all: impl IntoIterator<Item = BridgeTopics>) -> Self {
+    pub fn new<B: Into<Arc<BridgeTopics>>>(
+        me: BridgeTopics,
+        all: impl IntoIterator<Item = B>,
+    ) -> Self {
         let peers = all
             .into_iter()
+            .map(Into::into)
             .filter(|b| b.key != me.key && !b.deleting && me.same_cluster(b))
             .collect();
         Self { me, peers }
@@ -137,7 +145,7 @@ impl Sharing {
     /// The bridge whose spec manages the topic's settings: the oldest that lists it.
     pub fn settings_manager(&self, topic: &str) -> Option<&str> {
         std::iter::once(&self.me)
-            .chain(&self.peers)
+            .chain(self.peers.iter().map(|b| &**b))
             .filter(|b| b.lists.contains(topic))
             .min_by(|a, b| (&a.created_at, &a.key).cmp(&(&b.created_at, &b.key)))
             .map(|b| b.key.as_str())
@@ -147,13 +155,20 @@ impl Sharing {
         self.settings_manager(topic) == Some(self.me.key.as_str())
     }
 
-    /// The note for the topic's status when others use it too.
+    /// The note for the topic's status when others use it too. It names the first few users
+    /// only: with hundreds of bridges on one topic, a full list would make every status
+    /// hundreds of names long, and rewritten each time one of them comes or goes.
     pub fn note(&self, topic: &str) -> Option<String> {
-        let users = self.users(topic);
+        let mut users = self.users(topic);
         if users.is_empty() {
             return None;
         }
-        let mut note = format!("shared with bridge {}", users.join(", "));
+        users.sort_unstable();
+        let named = users.len().min(NOTE_NAMES);
+        let mut note = format!("shared with bridge {}", users[..named].join(", "));
+        if users.len() > named {
+            note.push_str(&format!(" and {} more", users.len() - named));
+        }
         if self.me.lists.contains(topic) && !self.manages_settings(topic) {
             if let Some(manager) = self.settings_manager(topic) {
                 note.push_str(&format!(
@@ -197,6 +212,20 @@ mod tests {
         let for_a = Sharing::new(a.clone(), [a, b]);
         assert!(for_a.manages_settings("t"));
         assert_eq!(for_a.note("t").as_deref(), Some("shared with bridge ns/b"));
+    }
+
+    #[test]
+    fn the_note_names_three_users_and_counts_the_rest() {
+        let me = bridge("ns/m", "9", "k:9092", &["t"], &[]);
+        let others: Vec<_> = ["ns/e", "ns/a", "ns/d", "ns/c", "ns/b"]
+            .iter()
+            .map(|k| bridge(k, "1", "k:9092", &["t"], &[]))
+            .collect();
+        let s = Sharing::new(me, others);
+        assert_eq!(
+            s.note("t").as_deref(),
+            Some("shared with bridge ns/a, ns/b, ns/c and 2 more")
+        );
     }
 
     #[test]

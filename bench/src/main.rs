@@ -48,6 +48,10 @@ struct Args {
         default_value = "throughput,latency,idle,operator"
     )]
     only: Vec<String>,
+    /// Throughput cases to run, as direction:qos:payload-bytes (e.g.
+    /// kafka-to-mqtt:1:100); default all eight.
+    #[arg(long, value_delimiter = ',', value_parser = parse_case)]
+    cases: Vec<(&'static str, u8, usize)>,
     /// Bridge counts for the operator part.
     #[arg(long, value_delimiter = ',', default_value = "1,100,500")]
     bridges: Vec<usize>,
@@ -116,7 +120,12 @@ async fn main() -> Result<()> {
         for who in SUBJECTS {
             throughput::mqtt_to_kafka(&setup, who, 1, 100, args.messages / 10).await?;
         }
-        for (direction, qos, size) in cases() {
+        let chosen = if args.cases.is_empty() {
+            cases()
+        } else {
+            args.cases.clone()
+        };
+        for (direction, qos, size) in chosen {
             let mut cases: Vec<ThroughputCase> = SUBJECTS
                 .iter()
                 .map(|who| ThroughputCase {
@@ -199,6 +208,20 @@ async fn main() -> Result<()> {
     save(&args, &results)?;
     println!("{}", results.markdown());
     Ok(())
+}
+
+/// One of [`cases`], written direction:qos:payload-bytes.
+fn parse_case(text: &str) -> Result<(&'static str, u8, usize), String> {
+    cases()
+        .into_iter()
+        .find(|(direction, qos, size)| format!("{direction}:{qos}:{size}") == text)
+        .ok_or_else(|| {
+            let all: Vec<String> = cases()
+                .iter()
+                .map(|(d, q, s)| format!("{d}:{q}:{s}"))
+                .collect();
+            format!("{text:?} is not a case; the cases are {}", all.join(", "))
+        })
 }
 
 fn cases() -> Vec<(&'static str, u8, usize)> {
@@ -285,4 +308,20 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cases_are_named_direction_qos_bytes() {
+        assert_eq!(
+            super::parse_case("kafka-to-mqtt:1:100"),
+            Ok(("kafka-to-mqtt", 1, 100))
+        );
+        let refused = super::parse_case("kafka-to-mqtt:2:100").unwrap_err();
+        assert!(
+            refused.contains("is not a case") && refused.contains("mqtt-to-kafka:0:100"),
+            "{refused}"
+        );
+    }
 }

@@ -35,6 +35,10 @@ use crate::mqtt::{self, Event, Refusal};
 pub const MAX_STRIKES: u32 = 3;
 /// How long a publish may wait for the broker's answer on an open connection.
 const UNANSWERED_LIMIT: Duration = Duration::from_secs(60);
+/// How often the publishes in flight are checked against [`UNANSWERED_LIMIT`]. The check
+/// looks at every one (up to the window), and the events that prompt it come with every
+/// QoS 2 publish.
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Transient refusals of one publish before it is refused for good.
 const MAX_TRANSIENT_REFUSALS: u32 = 5;
 
@@ -200,6 +204,7 @@ impl Poller {
     async fn run(self, mut eventloop: mqtt::EventLoop) {
         let client_id = &self.client_id;
         let mut backoff = Duration::from_millis(100);
+        let mut stall_checked = Instant::now();
         let mut status = mqtt::ConnectionStatus::new(
             "publisher",
             &self.client_id,
@@ -241,12 +246,14 @@ impl Poller {
                     }
                 }
                 Ok(Event::DisconnectSent) => return,
-                Ok(_) => {
+                Ok(_) if stall_checked.elapsed() >= STALL_CHECK_INTERVAL => {
+                    stall_checked = Instant::now();
                     if self.stalled() {
                         warn!(%client_id, after = ?UNANSWERED_LIMIT, "the MQTT broker has not answered a publish; renewing the connection and sending the unconfirmed ones again");
                         self.requeue_unconfirmed(&mut eventloop);
                     }
                 }
+                Ok(_) => {}
                 Err(e) => {
                     self.up.set(0);
                     status.failed(&e);
@@ -261,7 +268,8 @@ impl Poller {
 
     /// A publish has waited for the broker's answer longer than [`UNANSWERED_LIMIT`]: its
     /// acknowledgement was lost, and without a new connection it would never come. (Checked
-    /// on every event; keep-alive pings guarantee one at least every keep-alive interval.)
+    /// on events other than publishes and their answers, at most once a second; keep-alive
+    /// pings guarantee one at least every keep-alive interval.)
     fn stalled(&self) -> bool {
         self.state.lock().is_ok_and(|st| {
             st.in_flight

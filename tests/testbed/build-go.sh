@@ -94,6 +94,8 @@ build_pause_image() {
   "${buildah[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$c"
   "${buildah[@]}" commit --quiet "$c" "$PAUSE_IMAGE" >/dev/null
   "${buildah[@]}" rm "$c" >/dev/null
+  # On a fresh machine nothing has made the cache's images directory yet.
+  mkdir -p "$(dirname "$PAUSE_ARCHIVE")"
   rm -f "$PAUSE_ARCHIVE"
   "${buildah[@]}" push --quiet "$PAUSE_IMAGE" "oci-archive:$PAUSE_ARCHIVE:$PAUSE_IMAGE"
   "${buildah[@]}" rmi "$PAUSE_IMAGE" >/dev/null

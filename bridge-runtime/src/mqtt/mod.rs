@@ -34,11 +34,13 @@ fn qos5(level: u8) -> QoS5 {
     }
 }
 
-/// What is needed to acknowledge an inbound publish.
-#[derive(Debug, Clone)]
-pub enum AckToken {
-    V4(rumqttc::Publish),
-    V5(v5b::Publish),
+/// What is needed to acknowledge an inbound publish: its packet id and QoS, nothing more.
+/// Acknowledgements can wait by the hundred thousand while a broker floods the bridge (see
+/// `up::acks`), so a token holds neither the topic nor, for MQTT 5, a slice of the read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckToken {
+    pub pkid: u16,
+    pub qos: u8,
 }
 
 /// An inbound publish.
@@ -124,10 +126,18 @@ impl Client {
     /// Queues the acknowledgement of an inbound publish (PUBACK or PUBREC). Never blocks: the
     /// request channel is sized above the in-flight window.
     pub fn try_ack(&self, token: &AckToken) -> Result<(), String> {
-        match (self, token) {
-            (Client::V4(c), AckToken::V4(p)) => c.try_ack(p).map_err(|e| e.to_string()),
-            (Client::V5(c), AckToken::V5(p)) => c.try_ack(p).map_err(|e| e.to_string()),
-            _ => Err("acknowledgement of another protocol version".to_owned()),
+        // rumqttc builds the acknowledgement from a publish's packet id and QoS alone.
+        match self {
+            Client::V4(c) => {
+                let mut p = rumqttc::Publish::new("", qos4(token.qos), Bytes::new());
+                p.pkid = token.pkid;
+                c.try_ack(&p).map_err(|e| e.to_string())
+            }
+            Client::V5(c) => {
+                let mut p = v5b::Publish::new("", qos5(token.qos), Bytes::new(), None);
+                p.pkid = token.pkid;
+                c.try_ack(&p).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -265,10 +275,10 @@ fn v4_event(event: rumqttc::Event) -> Event {
             retain: p.retain,
             user_properties: Vec::new(),
             subscription_ids: Vec::new(),
-            ack: AckToken::V4(rumqttc::Publish {
-                payload: Bytes::new(),
-                ..p
-            }),
+            ack: AckToken {
+                pkid: p.pkid,
+                qos: p.qos as u8,
+            },
         })),
         E::Incoming(Packet::PubAck(a)) => Event::PublishConfirmed(a.pkid),
         E::Incoming(Packet::PubComp(c)) => Event::PublishConfirmed(c.pkid),
@@ -311,11 +321,10 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
                 retain: p.retain,
                 user_properties,
                 subscription_ids,
-                ack: AckToken::V5(v5b::Publish {
-                    payload: Bytes::new(),
-                    properties: None,
-                    ..p
-                }),
+                ack: AckToken {
+                    pkid: p.pkid,
+                    qos: p.qos as u8,
+                },
             }))
         }
         E::Incoming(Packet::PubAck(a)) => match puback_refusal(&a.reason) {
@@ -347,5 +356,17 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
         _ => Event::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckToken;
+
+    /// A broker flooding the bridge can leave a hundred thousand acknowledgements waiting
+    /// (see `up::acks`): each must stay a few bytes, never a copy of its publish.
+    #[test]
+    fn a_waiting_acknowledgement_is_a_few_bytes() {
+        assert!(std::mem::size_of::<AckToken>() <= 4);
     }
 }

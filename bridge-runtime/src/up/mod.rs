@@ -42,8 +42,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         clean_session: settings.mqtt.clean_session,
         manual_acks: true,
         inflight: settings.mqtt.max_inflight.min(u32::from(u16::MAX)) as u16,
-        // Acknowledgements can queue up in rumqttc faster than it sends them (see acks.rs).
-        request_capacity: window * 4 + 10_000,
+        // Acknowledgements can queue up faster than rumqttc sends them (see acks.rs); those
+        // beyond this wait in the ack tracker, 16 bytes each instead of a full request.
+        request_capacity: 4_096,
     };
     let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
     let routes: Vec<_> = config.mqtt_to_kafka.iter().cloned().map(Arc::new).collect();

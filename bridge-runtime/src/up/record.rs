@@ -142,11 +142,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             subscription_ids: vec![],
-            ack: AckToken::V4(rumqttc::Publish::new(
-                "",
-                rumqttc::QoS::AtLeastOnce,
-                Vec::new(),
-            )),
+            ack: AckToken { pkid: 1, qos: 1 },
         }
     }
 

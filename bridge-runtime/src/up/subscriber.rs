@@ -276,7 +276,7 @@ impl Subscriber {
         let Some(room) = self.room_for(msg.payload.len(), stop).await else {
             return false;
         };
-        let token = (msg.qos > 0).then(|| msg.ack.clone());
+        let token = (msg.qos > 0).then_some(msg.ack);
         let tickets = self.tracker.track(token, routes.len(), room);
         let msg = Arc::new(*msg);
         let received_at = Instant::now();

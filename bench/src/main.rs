@@ -52,6 +52,10 @@ struct Args {
     /// kafka-to-mqtt:1:100); default all eight.
     #[arg(long, value_delimiter = ',', value_parser = parse_case)]
     cases: Vec<(&'static str, u8, usize)>,
+    /// Throughput subjects to run: ceiling, bridge-runtime, redpanda-connect; default all
+    /// three (a ratio needs both of its subjects).
+    #[arg(long, value_delimiter = ',', value_parser = parse_subject)]
+    subjects: Vec<Subject>,
     /// Bridge counts for the operator part.
     #[arg(long, value_delimiter = ',', default_value = "1,100,500")]
     bridges: Vec<usize>,
@@ -116,8 +120,13 @@ async fn main() -> Result<()> {
     };
 
     if wants("throughput") {
+        let subjects = if args.subjects.is_empty() {
+            SUBJECTS.to_vec()
+        } else {
+            args.subjects.clone()
+        };
         eprintln!("bench: warm-up");
-        for who in SUBJECTS {
+        for &who in &subjects {
             throughput::mqtt_to_kafka(&setup, who, 1, 100, args.messages / 10).await?;
         }
         let chosen = if args.cases.is_empty() {
@@ -126,7 +135,7 @@ async fn main() -> Result<()> {
             args.cases.clone()
         };
         for (direction, qos, size) in chosen {
-            let mut cases: Vec<ThroughputCase> = SUBJECTS
+            let mut cases: Vec<ThroughputCase> = subjects
                 .iter()
                 .map(|who| ThroughputCase {
                     direction,
@@ -137,7 +146,7 @@ async fn main() -> Result<()> {
                 })
                 .collect();
             for i in 0..args.samples {
-                for (who, case) in SUBJECTS.iter().zip(cases.iter_mut()) {
+                for (who, case) in subjects.iter().zip(cases.iter_mut()) {
                     let sample = if direction == "mqtt-to-kafka" {
                         throughput::mqtt_to_kafka(&setup, *who, qos, size, args.messages).await
                     } else {
@@ -208,6 +217,20 @@ async fn main() -> Result<()> {
     save(&args, &results)?;
     println!("{}", results.markdown());
     Ok(())
+}
+
+/// One of [`SUBJECTS`], by name.
+fn parse_subject(text: &str) -> Result<Subject, String> {
+    SUBJECTS
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            let all: Vec<&str> = SUBJECTS.iter().map(|s| s.name()).collect();
+            format!(
+                "{text:?} is not a subject; the subjects are {}",
+                all.join(", ")
+            )
+        })
 }
 
 /// One of [`cases`], written direction:qos:payload-bytes.
@@ -321,6 +344,16 @@ mod tests {
         let refused = super::parse_case("kafka-to-mqtt:2:100").unwrap_err();
         assert!(
             refused.contains("is not a case") && refused.contains("mqtt-to-kafka:0:100"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn subjects_are_named() {
+        assert_eq!(super::parse_subject("ceiling"), Ok(super::Subject::Ceiling));
+        let refused = super::parse_subject("kafka-connect").unwrap_err();
+        assert!(
+            refused.contains("bridge-runtime, redpanda-connect"),
             "{refused}"
         );
     }

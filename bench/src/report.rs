@@ -80,6 +80,15 @@ fn rate_of(case: &ThroughputCase) -> (f64, f64, f64) {
     )
 }
 
+/// A figure with `decimals` places; "–" for one not measured (a subject left out of the run).
+fn figure(value: f64, decimals: usize) -> String {
+    if value.is_nan() {
+        "–".to_owned()
+    } else {
+        format!("{value:.decimals$}")
+    }
+}
+
 fn fmt_rate((median, min, max): (f64, f64, f64)) -> String {
     format!("{median:.0} ({min:.0}–{max:.0})")
 }
@@ -140,17 +149,17 @@ impl Results {
                 let bridge = self.median_rate(d, q, size, "bridge-runtime");
                 let _ = writeln!(
                     md,
-                    "| {d} | {q} | {size} B | {} | {} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} |",
+                    "| {d} | {q} | {size} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     cell("ceiling"),
                     cell("bridge-runtime"),
                     cell("redpanda-connect"),
-                    bridge / self.median_rate(d, q, size, "ceiling"),
-                    bridge / self.median_rate(d, q, size, "redpanda-connect"),
-                    median("bridge-runtime", |s| s.mb_per_s),
-                    median("bridge-runtime", |s| s.cpu_s_per_million),
-                    median("bridge-runtime", |s| s.peak_rss_mib),
-                    median("redpanda-connect", |s| s.cpu_s_per_million),
-                    median("redpanda-connect", |s| s.peak_rss_mib),
+                    figure(bridge / self.median_rate(d, q, size, "ceiling"), 2),
+                    figure(bridge / self.median_rate(d, q, size, "redpanda-connect"), 2),
+                    figure(median("bridge-runtime", |s| s.mb_per_s), 1),
+                    figure(median("bridge-runtime", |s| s.cpu_s_per_million), 2),
+                    figure(median("bridge-runtime", |s| s.peak_rss_mib), 1),
+                    figure(median("redpanda-connect", |s| s.cpu_s_per_million), 2),
+                    figure(median("redpanda-connect", |s| s.peak_rss_mib), 1),
                 );
             }
         }
@@ -160,11 +169,14 @@ impl Results {
                 let median = |who: &str, f: fn(&Sample) -> f64| self.median_of(d, q, size, who, f);
                 let _ = writeln!(
                     md,
-                    "| {d} | {q} | {size} B | {:.2} | {:.2} | {:.2} | {:.2} |",
-                    median("bridge-runtime", |s| s.cpu_s_per_million),
-                    median("bridge-runtime", |s| s.brokers_cpu_s_per_million),
-                    median("redpanda-connect", |s| s.cpu_s_per_million),
-                    median("redpanda-connect", |s| s.brokers_cpu_s_per_million),
+                    "| {d} | {q} | {size} B | {} | {} | {} | {} |",
+                    figure(median("bridge-runtime", |s| s.cpu_s_per_million), 2),
+                    figure(median("bridge-runtime", |s| s.brokers_cpu_s_per_million), 2),
+                    figure(median("redpanda-connect", |s| s.cpu_s_per_million), 2),
+                    figure(
+                        median("redpanda-connect", |s| s.brokers_cpu_s_per_million),
+                        2
+                    ),
                 );
             }
         }
@@ -288,5 +300,20 @@ mod tests {
         };
         let md = r.markdown();
         assert!(md.contains("| mqtt-to-kafka | 1 | 100 B | 110 (100–120) | 95 (90–99) | 31 (30–32) | 0.86 | 3.06 |"), "{md}");
+
+        // A run without the peer (--subjects ceiling,bridge-runtime) leaves its cells blank.
+        let r = Results {
+            throughput: vec![
+                case("ceiling", &[100.0, 120.0, 110.0]),
+                case("bridge-runtime", &[99.0, 90.0, 95.0]),
+            ],
+            ..Results::default()
+        };
+        let md = r.markdown();
+        assert!(
+            md.contains("| 110 (100–120) | 95 (90–99) | – | 0.86 | – |"),
+            "{md}"
+        );
+        assert!(!md.contains("NaN"), "{md}");
     }
 }

@@ -52,7 +52,7 @@ async fn a_full_byte_window_pauses_the_route_until_the_broker_confirms() {
     eprintln!("byte window: {taken} of 20 records of 256 KiB taken with 1 MiB");
     assert_eq!(
         taken, 4,
-        "the byte window, not the count (10,000), stopped the route"
+        "the byte window, not the count (5,000), stopped the route"
     );
 
     let broker = Broker::start_on(port, &format!("{ns}-again"), "", None);

@@ -17,8 +17,8 @@ async fn a_flood_of_queued_messages_is_acknowledged_without_dropping_acks() {
     let ns = unique("flood");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
-    // A small window: rumqttc's request channel is sized from it (4 × window + 10,000), so the
-    // flood outgrows it.
+    // A small window, and 40,000 messages: ten times rumqttc's request channel (4,096), so
+    // most acknowledgements wait in the bridge's own queue.
     let config = format!(
         "{}  maxInFlight: 100\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {topic}, key: \"${{topic[2]}}\"}}\n",
         base_config(&ns, "5", None)

@@ -14,7 +14,7 @@ use testbed::mqtt::Publisher;
 use testbed::{env, unique};
 
 /// The bound `docs/runtime.md` states for the runtime's memory while Kafka is down, with the
-/// default window (10,000 messages, 32 MiB) and 1 KiB messages.
+/// default window (5,000 messages, 32 MiB) and 1 KiB messages.
 const OUTAGE_RSS_BOUND_KIB: u64 = 64 * 1024;
 
 /// A smart-lock state padded to 1 KiB.
@@ -37,7 +37,7 @@ async fn kafka_down_for_60s_under_5000_msgs_per_s_stays_bounded_and_loses_nothin
     let ns = unique("outage");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
-    let window = 10_000u64;
+    let window = 5_000u64;
     let mut bridge = Bridge::start(&ns, &device_state_config(&ns, &topic, "5"));
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("outage-pub")).await;

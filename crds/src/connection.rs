@@ -350,7 +350,7 @@ pub struct DeliverySettings {
 }
 
 fn default_window() -> u32 {
-    10_000
+    5_000
 }
 fn default_window_mib() -> u32 {
     32

@@ -159,7 +159,7 @@ fn examples_are_valid() {
 fn defaults_are_filled_in() {
     let bridge = smart_locks();
     assert!(bridge.spec.mqtt_to_kafka.iter().all(|r| r.mqtt.shared));
-    assert_eq!(bridge.spec.delivery.max_in_flight, 10_000);
+    assert_eq!(bridge.spec.delivery.max_in_flight, 5_000);
     assert_eq!(bridge.spec.metrics.port, 9090);
     assert_eq!(
         bridge.spec.kafka.topic_deletion_policy,

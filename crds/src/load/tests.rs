@@ -74,7 +74,7 @@ fn the_smart_lock_config_is_valid_and_compiles() {
     );
     assert_eq!(down.payload.source(), "${.value}");
     assert_eq!(down.auto_offset_reset, OffsetReset::Latest);
-    assert_eq!(valid.config.delivery.max_in_flight, 10_000);
+    assert_eq!(valid.config.delivery.max_in_flight, 5_000);
     assert_eq!(valid.config.http.listen, "0.0.0.0:9090");
 }
 

@@ -4,16 +4,26 @@
 # starts the test bed if it is not running (and stops it again afterwards), runs every part and
 # writes bench/results/{results.json,results.md,*.png}. Arguments go to mkb-bench, e.g.
 #   make bench BENCH_ARGS="--only throughput --samples 3 --messages 100000"
+#   make bench BENCH_ARGS="--out /tmp/partial --only operator"   # leaves bench/results alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where the results go: bench/results unless the arguments name another directory.
+out=bench/results
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --out) out=${args[$((i + 1))]:-$out} ;;
+    --out=*) out=${args[$i]#--out=} ;;
+  esac
+done
 . tests/testbed/lib.sh
 env_file=target/testbed/env
 was_running=false
 [ -f "$env_file" ] && was_running=true
 # An interrupted run (Ctrl-C) ends mkb-bench before it can stop its own Mosquitto and subject.
 finish() {
-  pkill -f "mosquitto -c bench/results/work/mosquitto.conf" || true
-  pkill -f "bench/results/work/.*\.yaml" || true
+  pkill -f "mosquitto -c $out/work/mosquitto.conf" || true
+  pkill -f "$out/work/.*\.yaml" || true
   $was_running || tests/testbed/down.sh
 }
 trap finish EXIT
@@ -27,7 +37,8 @@ if ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
 fi
 cargo build --release --locked -p bridge-runtime -p mkb-operator -p mkb-bench
 tests/testbed/up.sh
-mkdir -p bench/results
-"${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" --out bench/results "$@"
-"$venv/bin/python" bench/plot.py bench/results/results.json bench/results
-log "results: bench/results/results.md, results.json, throughput.png, latency-*.png"
+mkdir -p "$out"
+# An --out in the arguments comes last and wins.
+"${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" --out "$out" "$@"
+"$venv/bin/python" bench/plot.py "$out/results.json" "$out"
+log "results: $out/results.md, results.json, throughput.png, latency-*.png"

@@ -38,7 +38,7 @@ fi
 cargo build --release --locked -p bridge-runtime -p mkb-operator -p mkb-bench
 tests/testbed/up.sh
 mkdir -p "$out"
-# An --out in the arguments comes last and wins.
-"${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" --out "$out" "$@"
+# mkb-bench's own --out defaults to bench/results too; an --out in the arguments reaches it.
+"${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" "$@"
 "$venv/bin/python" bench/plot.py "$out/results.json" "$out"
 log "results: $out/results.md, results.json, throughput.png, latency-*.png"

@@ -24,11 +24,7 @@ use systems::{Route, Running, Setup, System};
 use throughput::Subject;
 
 #[derive(Parser)]
-// args_override_self: `make bench` passes its own --out first; one in BENCH_ARGS wins.
-#[command(
-    about = "Benchmarks bridge-runtime against the broker ceilings and Redpanda Connect",
-    args_override_self = true
-)]
+#[command(about = "Benchmarks bridge-runtime against the broker ceilings and Redpanda Connect")]
 struct Args {
     /// Where results.json and results.md go.
     #[arg(long, default_value = "bench/results")]
@@ -350,15 +346,6 @@ mod tests {
             refused.contains("is not a case") && refused.contains("mqtt-to-kafka:0:100"),
             "{refused}"
         );
-    }
-
-    #[test]
-    fn a_later_out_wins() {
-        use clap::Parser;
-        let args =
-            super::Args::try_parse_from(["mkb-bench", "--peer", "p", "--out", "a", "--out", "b"])
-                .expect("parses");
-        assert_eq!(args.out, std::path::PathBuf::from("b"));
     }
 
     #[test]

@@ -123,8 +123,8 @@ pub fn connect(
 }
 
 impl Client {
-    /// Queues the acknowledgement of an inbound publish (PUBACK or PUBREC). Never blocks: the
-    /// request channel is sized above the in-flight window.
+    /// Queues the acknowledgement of an inbound publish (PUBACK or PUBREC). Never blocks: an
+    /// error when rumqttc's request channel is full, and the ack tracker keeps it for later.
     pub fn try_ack(&self, token: &AckToken) -> Result<(), String> {
         // rumqttc builds the acknowledgement from a publish's packet id and QoS alone.
         match self {

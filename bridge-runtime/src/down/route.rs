@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
-use super::publisher::{Outbound, Publisher};
+use super::publisher::Publisher;
 use crate::kafka::{BridgeContext, DeadLetter, DeadLetters};
 use crate::metrics::RouteMetrics;
+use crate::mqtt::Outbound;
 
 /// The consumer's context: connection state, and commits on partition revocation.
 pub struct RouteContext {

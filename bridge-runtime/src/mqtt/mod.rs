@@ -1,6 +1,7 @@
 //! One MQTT client over rumqttc's MQTT 3.1.1 and MQTT 5 implementations, with events
 //! normalised to what the routes need.
 
+mod direct;
 mod options;
 mod publish;
 mod status;
@@ -13,6 +14,7 @@ use mkb_api::connection::{MqttSettings, MqttVersion};
 use rumqttc::v5::mqttbytes::v5 as v5b;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 
+pub use direct::Outbound;
 pub use options::ConnectionOptions;
 use publish::{puback_refusal, pubrec_refusal};
 pub use publish::{publish_packet_size, Refusal};

@@ -4,7 +4,9 @@
 //!
 //! rumqttc does not say which packet id a publish got; it reports each id as the publish
 //! leaves, in queue order. Publishes are queued under a lock together with their place in
-//! that order, so ids match records. After a connection loss the bridge drops rumqttc's own
+//! that order, so ids match records. On MQTT 3.1.1 the poller writes queued publishes to the
+//! connection itself, many per write (`mqtt::direct`); rumqttc's request channel then only
+//! wakes an idle poller. After a connection loss the bridge drops rumqttc's own
 //! replay queue and queues every unconfirmed publish again itself, in the original order: the
 //! broker gets each at least once, and per-partition order holds.
 //!
@@ -16,20 +18,21 @@
 //! oversized packet on MQTT 3.1.1, or a reason code rumqttc cannot parse) would be sent again
 //! after every reconnect forever; after [`MAX_STRIKES`] such cuts it is refused too.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod state;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mkb_api::compiled::MqttEndpoint;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
-use crate::mqtt::{self, Event, Refusal};
+use crate::mqtt::{self, Event, Outbound, Refusal};
+use state::{Pending, State};
 
 /// Connections cut while a publish was the oldest one in flight, before it is refused.
 pub const MAX_STRIKES: u32 = 3;
@@ -41,79 +44,12 @@ const UNANSWERED_LIMIT: Duration = Duration::from_secs(60);
 const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Transient refusals of one publish before it is refused for good.
 const MAX_TRANSIENT_REFUSALS: u32 = 5;
-
-/// A message to publish.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    pub topic: String,
-    pub payload: Bytes,
-    pub qos: u8,
-    pub retain: bool,
-    pub user_properties: Vec<(String, String)>,
-}
+/// Most publishes written to the connection at once (MQTT 3.1.1): a batch is reported
+/// one event per publish before the poller reads the broker's answers again.
+const MAX_BATCH: usize = 256;
 
 /// How a publish ended: confirmed, or refused for good with the reason.
 pub type Delivery = Result<(), String>;
-
-struct Pending {
-    msg: Outbound,
-    confirmed: Option<oneshot::Sender<Delivery>>,
-    /// Connections cut while this was the oldest publish in flight.
-    strikes: u32,
-    /// Transient refusals so far.
-    refusals: u32,
-    /// Waiting to be sent again after a transient refusal (not re-queued on reconnect).
-    retry_scheduled: bool,
-}
-
-#[derive(Default)]
-struct State {
-    next_id: u64,
-    /// Every publish not yet confirmed, in the order it was first queued.
-    unconfirmed: BTreeMap<u64, Pending>,
-    /// Queued publishes whose packet id is not known yet, in queue order.
-    awaiting_id: VecDeque<u64>,
-    /// Packet id of each publish on the wire, and when it left.
-    in_flight: HashMap<u16, (u64, Instant)>,
-    /// The broker's Maximum Packet Size, once announced (MQTT 5).
-    max_packet_size: Option<u32>,
-    v5: bool,
-}
-
-impl State {
-    fn finish(&mut self, id: u64, delivery: Delivery) {
-        if let Some(p) = self.unconfirmed.remove(&id) {
-            if let Some(tx) = p.confirmed {
-                let _ = tx.send(delivery);
-            }
-        }
-    }
-
-    /// Why `msg` cannot be sent to this broker at all, if it cannot.
-    fn too_large(&self, msg: &Outbound) -> Option<String> {
-        let max = self.max_packet_size? as usize;
-        let size = mqtt::publish_packet_size(
-            self.v5,
-            &msg.topic,
-            msg.qos,
-            msg.payload.len(),
-            &msg.user_properties,
-        );
-        (size > max).then(|| {
-            format!("the publish takes {size} bytes, above the MQTT broker's maximum packet size of {max} bytes")
-        })
-    }
-}
-
-fn queue(client: &mqtt::Client, msg: &Outbound) -> Result<(), String> {
-    client.try_publish(
-        msg.topic.clone(),
-        msg.qos,
-        msg.retain,
-        msg.payload.clone(),
-        msg.user_properties.clone(),
-    )
-}
 
 #[derive(Clone)]
 pub struct Publisher {
@@ -135,11 +71,6 @@ impl Publisher {
         }
         let id = st.next_id;
         st.next_id += 1;
-        match queue(&self.client, &msg) {
-            Ok(()) => st.awaiting_id.push_back(id),
-            // Sent again after the next reconnect, like every unconfirmed publish.
-            Err(e) => error!(error = %e, topic = %msg.topic, "cannot queue a publish"),
-        }
         st.unconfirmed.insert(
             id,
             Pending {
@@ -150,6 +81,7 @@ impl Publisher {
                 retry_scheduled: false,
             },
         );
+        st.submit(&self.client, id);
         rx
     }
 
@@ -167,10 +99,7 @@ impl Publisher {
         metrics: Arc<Metrics>,
         ready: Readiness,
     ) -> (Self, JoinHandle<()>) {
-        let state = State {
-            v5: matches!(client, mqtt::Client::V5(_)),
-            ..State::default()
-        };
+        let state = State::new(matches!(client, mqtt::Client::V5(_)));
         let publisher = Self {
             client: client.clone(),
             state: Arc::new(Mutex::new(state)),
@@ -202,7 +131,6 @@ struct Poller {
 impl Poller {
     /// Polls until the DISCONNECT is sent, reconnecting with capped exponential backoff.
     async fn run(self, mut eventloop: mqtt::EventLoop) {
-        let client_id = &self.client_id;
         let mut backoff = Duration::from_millis(100);
         let mut stall_checked = Instant::now();
         let mut status = mqtt::ConnectionStatus::new(
@@ -212,58 +140,107 @@ impl Poller {
             self.ready.clone(),
         );
         loop {
-            match eventloop.poll().await {
-                Ok(Event::Connected {
-                    max_packet_size, ..
-                }) => {
-                    backoff = Duration::from_millis(100);
-                    if let Ok(mut st) = self.state.lock() {
-                        st.max_packet_size = max_packet_size;
+            let result = match eventloop.poll().await {
+                Ok(Event::DisconnectSent) => return,
+                Ok(event) => {
+                    if matches!(event, Event::Connected { .. }) {
+                        backoff = Duration::from_millis(100);
                     }
-                    self.up.set(1);
-                    status.connected(false);
-                    self.ready.set(true);
+                    self.handle(event, &mut eventloop, &mut status, &mut stall_checked);
+                    self.write_queued(&mut eventloop).await
                 }
-                Ok(Event::PublishSent(pkid)) => self.sent(pkid),
-                Ok(Event::PublishConfirmed(pkid)) => {
-                    let Ok(mut st) = self.state.lock() else {
-                        continue;
-                    };
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.up.set(0);
+                status.failed(&e);
+                self.strike_largest_in_flight(&e);
+                self.requeue_unconfirmed(&mut eventloop);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        event: Event,
+        eventloop: &mut mqtt::EventLoop,
+        status: &mut mqtt::ConnectionStatus,
+        stall_checked: &mut Instant,
+    ) {
+        match event {
+            Event::Connected {
+                max_packet_size, ..
+            } => {
+                if let Ok(mut st) = self.state.lock() {
+                    st.max_packet_size = max_packet_size;
+                }
+                self.up.set(1);
+                status.connected(false);
+                self.ready.set(true);
+            }
+            Event::PublishSent(pkid) => self.sent(pkid, true),
+            Event::PublishConfirmed(pkid) => {
+                if let Ok(mut st) = self.state.lock() {
                     if let Some((id, _)) = st.in_flight.remove(&pkid) {
                         st.finish(id, Ok(()));
                     }
                 }
-                Ok(Event::PublishRefused {
-                    pkid,
-                    refusal,
-                    reset_connection,
-                }) => {
-                    self.refused(pkid, refusal);
-                    if reset_connection {
-                        // rumqttc keeps the slot of a refused QoS 2 publish; a new connection
-                        // frees them all.
-                        self.requeue_unconfirmed(&mut eventloop);
-                    }
-                }
-                Ok(Event::DisconnectSent) => return,
-                Ok(_) if stall_checked.elapsed() >= STALL_CHECK_INTERVAL => {
-                    stall_checked = Instant::now();
-                    if self.stalled() {
-                        warn!(%client_id, after = ?UNANSWERED_LIMIT, "the MQTT broker has not answered a publish; renewing the connection and sending the unconfirmed ones again");
-                        self.requeue_unconfirmed(&mut eventloop);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.up.set(0);
-                    status.failed(&e);
-                    self.strike_largest_in_flight(&e);
-                    self.requeue_unconfirmed(&mut eventloop);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Event::PublishRefused {
+                pkid,
+                refusal,
+                reset_connection,
+            } => {
+                self.refused(pkid, refusal);
+                if reset_connection {
+                    // rumqttc keeps the slot of a refused QoS 2 publish; a new connection
+                    // frees them all.
+                    self.requeue_unconfirmed(eventloop);
                 }
             }
+            _ if stall_checked.elapsed() >= STALL_CHECK_INTERVAL => {
+                *stall_checked = Instant::now();
+                if self.stalled() {
+                    warn!(client_id = %self.client_id, after = ?UNANSWERED_LIMIT, "the MQTT broker has not answered a publish; renewing the connection and sending the unconfirmed ones again");
+                    self.requeue_unconfirmed(eventloop);
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// Writes publishes waiting for a direct write (MQTT 3.1.1), as many as rumqttc's
+    /// in-flight limit allows, with one flush. An error means the connection is broken.
+    async fn write_queued(&self, eventloop: &mut mqtt::EventLoop) -> Result<(), String> {
+        let Some(room) = eventloop.direct_room() else {
+            return Ok(());
+        };
+        let Some(batch) = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut st| st.take_batch(MAX_BATCH, room))
+        else {
+            return Ok(());
+        };
+        let written = eventloop.write_publishes(&batch).await;
+        // After a failed write, rumqttc's unreturned events are this batch's "sent" ones (a
+        // batch starts only when there are no others): the publishes it took are in flight,
+        // which is what picks the suspect when the broker cut the connection over one.
+        let sent_before_failure = match written {
+            Ok(_) => Vec::new(),
+            Err(_) => eventloop.take_sent_events(),
+        };
+        if let Ok(mut st) = self.state.lock() {
+            let taken = *written.as_ref().unwrap_or(&sent_before_failure.len());
+            st.batch_written(batch.len(), taken);
+        }
+        for pkid in sent_before_failure {
+            self.sent(pkid, false);
+        }
+        written.map(|_| ())
     }
 
     /// A publish has waited for the broker's answer longer than [`UNANSWERED_LIMIT`]: its
@@ -278,15 +255,20 @@ impl Poller {
         })
     }
 
-    fn sent(&self, pkid: u16) {
+    /// A publish left with packet id `pkid` (0 for QoS 0). `connected`: false for one that
+    /// was part of a write the connection broke in; a QoS 0 one then stays unconfirmed (it
+    /// may never have left the buffer) and is sent again after the reconnect.
+    fn sent(&self, pkid: u16, connected: bool) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        st.count_sent();
         let Some(id) = st.awaiting_id.pop_front() else {
             return;
         };
         match st.unconfirmed.get(&id).map(|p| p.msg.qos) {
-            Some(0) => st.finish(id, Ok(())),
+            Some(0) if connected => st.finish(id, Ok(())),
+            Some(0) => {}
             Some(_) => {
                 st.in_flight.insert(pkid, (id, Instant::now()));
             }
@@ -335,10 +317,7 @@ impl Poller {
                 return;
             };
             pending.retry_scheduled = false;
-            match queue(&client, &pending.msg) {
-                Ok(()) => st.awaiting_id.push_back(id),
-                Err(e) => error!(error = %e, "cannot queue a publish again"),
-            }
+            st.submit(&client, id);
         });
     }
 
@@ -382,8 +361,7 @@ impl Poller {
             return;
         };
         eventloop.discard_pending();
-        st.awaiting_id.clear();
-        st.in_flight.clear();
+        st.connection_discarded();
         let ids: Vec<u64> = st.unconfirmed.keys().copied().collect();
         for id in ids {
             let Some(pending) = st.unconfirmed.get(&id) else {
@@ -397,10 +375,7 @@ impl Poller {
                 st.finish(id, Err(reason));
                 continue;
             }
-            match queue(&self.client, &pending.msg) {
-                Ok(()) => st.awaiting_id.push_back(id),
-                Err(e) => error!(error = %e, "cannot queue a publish again"),
-            }
+            st.submit(&self.client, id);
         }
     }
 }

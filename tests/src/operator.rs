@@ -205,16 +205,33 @@ impl Setup {
 
     /// Waits until the bridge is Ready=True for its current generation; returns the bridge,
     /// as read in the check (one read: a second one could differ from what was checked).
+    /// Waits until the bridge is Ready for its generation. On timeout the failure shows the
+    /// bridge's status and its StatefulSet's, as last seen.
     pub fn wait_ready(&self, name: &str) -> Value {
-        wait_until(&format!("bridge {name} to be Ready"), WAIT, || {
+        wait_until_seen(&format!("bridge {name} to be Ready"), WAIT, || {
             let bridge = self.bridge(name);
             let generation = bridge["metadata"]["generation"].clone();
             let ready = condition_of(&bridge, "Ready");
-            (ready["status"] == "True"
+            if ready["status"] == "True"
                 && ready["observedGeneration"] == generation
-                && bridge["status"]["observedGeneration"] == generation)
-                .then_some(bridge)
+                && bridge["status"]["observedGeneration"] == generation
+            {
+                return Ok(bridge);
+            }
+            let sts = self.get(&format!("statefulset/{name}"));
+            Err(format!(
+                "generation {generation}, bridge status {}, StatefulSet status {}",
+                bridge["status"],
+                sts.as_ref().map_or(Value::Null, |s| s["status"].clone())
+            ))
         })
+    }
+
+    /// The object's `metadata.generation`: it changes with its spec, not with its status.
+    pub fn generation(&self, what: &str) -> String {
+        self.get(what)
+            .map(|v| v["metadata"]["generation"].to_string())
+            .unwrap_or_default()
     }
 
     pub fn resource_version(&self, what: &str) -> String {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::bridge::{free_port, http_get, MetricsText};
 use crate::kubectl::{ensure_crd, get_json, kubectl_ok, Namespace};
 use crate::process::{workspace_binary, ChildProcess};
-use crate::{env, wait_until, wait_until_seen};
+use crate::{env, wait_until_seen};
 
 /// How long end-to-end tests wait for the operator and Kubernetes.
 pub const WAIT: Duration = Duration::from_secs(90);

@@ -1,18 +1,18 @@
-//! Publishes written straight to an MQTT 3.1.1 connection, many per write.
+//! Publishes and acknowledgements written straight to an MQTT 3.1.1 connection, many per write.
 //!
 //! rumqttc's event loop takes one request from its channel per poll and flushes the socket
-//! after each: one `writev` and one TCP segment per publish, which was 40 % of the bridge's CPU
-//! on the Kafka → MQTT path (perf, QoS 1, 100 B). Its MQTT 3.1.1 event loop exposes its state
-//! and connection, so between two polls the publisher can register a batch of publishes with
-//! rumqttc's state (packet ids, in-flight limit, replay after a reconnect, all as usual) and
-//! write them with one flush. rumqttc's MQTT 5 event loop keeps its connection private: MQTT 5
-//! publishes still go one per poll through the request channel.
+//! after each: one `writev` and one TCP segment per publish or acknowledgement, which was 40 %
+//! of the bridge's CPU on the Kafka → MQTT path (perf, QoS 1, 100 B). Its MQTT 3.1.1 event loop
+//! exposes its state and connection, so between two polls the task that polls it can register
+//! a batch with rumqttc's state (packet ids, in-flight limit, replay after a reconnect, all as
+//! usual) and write it with one flush. rumqttc's MQTT 5 event loop keeps its connection
+//! private: MQTT 5 requests still go one per poll through the request channel.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{qos4, EventLoop};
+use super::{qos4, AckToken, EventLoop};
 
 /// rumqttc's flush timeout for a request, the same here.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,5 +102,52 @@ impl EventLoop {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Whether requests can be written straight to the connection now: MQTT 3.1.1, connected.
+    pub fn writes_directly(&self) -> bool {
+        matches!(self, EventLoop::V4(e) if e.network.is_some())
+    }
+
+    /// Writes the acknowledgements (PUBACK for QoS 1, PUBREC for QoS 2) in order straight to
+    /// the connection with one flush; each is reported by a later poll as
+    /// [`super::Event::AckSent`], like one from the channel. An error means the connection is
+    /// broken: call [`EventLoop::abandon_connection`].
+    pub async fn write_acks(&mut self, tokens: &[AckToken]) -> Result<(), String> {
+        let EventLoop::V4(e) = self else {
+            return Err("MQTT 5 acknowledgements go through rumqttc's request channel".to_owned());
+        };
+        let Some(network) = e.network.as_mut() else {
+            return Err("not connected".to_owned());
+        };
+        for token in tokens {
+            let request = match token.qos {
+                1 => rumqttc::Request::PubAck(rumqttc::PubAck::new(token.pkid)),
+                2 => rumqttc::Request::PubRec(rumqttc::PubRec::new(token.pkid)),
+                _ => continue,
+            };
+            let packet = e
+                .state
+                .handle_outgoing_packet(request)
+                .map_err(|err| err.to_string())?;
+            if let Some(packet) = packet {
+                network.write(packet).await.map_err(|err| err.to_string())?;
+            }
+        }
+        match tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await {
+            Ok(flushed) => flushed.map_err(|err| err.to_string()),
+            Err(_) => Err(format!(
+                "flushing acknowledgements took over {FLUSH_TIMEOUT:?}"
+            )),
+        }
+    }
+
+    /// After a failed direct write: drops the connection as rumqttc does after a failed poll
+    /// (the next poll reconnects), and the events of the old connection not yet returned.
+    pub fn abandon_connection(&mut self) {
+        if let EventLoop::V4(e) = self {
+            e.clean();
+        }
+        self.drop_stale_events();
     }
 }

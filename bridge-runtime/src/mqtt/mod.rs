@@ -69,6 +69,8 @@ pub enum Event {
     Message(Box<Inbound>),
     /// A publish left for the network with this packet id (0 for QoS 0).
     PublishSent(u16),
+    /// The acknowledgement of an inbound publish (PUBACK or PUBREC) left for the network.
+    AckSent,
     /// The broker confirmed a QoS 1 publish (PUBACK) or a QoS 2 publish (PUBCOMP).
     PublishConfirmed(u16),
     /// The broker refused a publish with an MQTT 5 reason code in its PUBACK or PUBREC.
@@ -294,6 +296,7 @@ fn v4_event(event: rumqttc::Event) -> Event {
                 .collect(),
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
+        E::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) => Event::AckSent,
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
         _ => Event::Other,
     }
@@ -356,6 +359,7 @@ fn v5_event(event: rumqttc::v5::Event) -> Event {
                 .collect(),
         },
         E::Outgoing(Outgoing::Publish(pkid)) => Event::PublishSent(pkid),
+        E::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_)) => Event::AckSent,
         E::Outgoing(Outgoing::Disconnect) => Event::DisconnectSent,
         _ => Event::Other,
     }

@@ -4,15 +4,21 @@
 //!
 //! A message frees its slot of the in-flight window when its acknowledgement is ready to go,
 //! not when it is sent: the task that sends it is the one that reads new messages, so waiting
-//! for the send could deadlock a full window. rumqttc sends one queued request per poll while
-//! reading packets ten at a time, so during a flood (a broker that ignores the receive
-//! maximum, as Mosquitto 2.0.11 does for queued messages) acknowledgements can pile up beyond
-//! rumqttc's request channel. They are never dropped while their connection lives: those that
-//! do not fit wait here, in order, and are queued as the channel drains ([`AckTracker::flush`]).
-//! A dropped acknowledgement would leave its message in the broker's in-flight window until
-//! the next reconnect; enough of them and the broker stops sending — a stall.
-//! Acknowledgements of an earlier connection are dropped (and counted): the broker sends those
-//! messages again on the new one.
+//! for the send could deadlock a full window.
+//!
+//! With MQTT 3.1.1 the connection task writes the acknowledgements that are due itself, many
+//! per write, between two polls ([`AckTracker::take_direct`], see `mqtt::direct`); one goes
+//! through rumqttc's request channel only to wake an idle connection task, and none is written
+//! directly before the channel's has left, so they leave in order. With MQTT 5 every one goes
+//! through the channel, and rumqttc sends one queued request per poll while reading packets
+//! ten at a time, so during a flood (a broker that ignores the receive maximum, as Mosquitto
+//! 2.0.11 does for queued messages) they can pile up beyond the channel: those that do not
+//! fit wait here, in order, and are queued as the channel drains ([`AckTracker::flush`]).
+//!
+//! None is dropped while its connection lives: a dropped acknowledgement would leave its
+//! message in the broker's in-flight window until the next reconnect; enough of them and the
+//! broker stops sending — a stall. Acknowledgements of an earlier connection are dropped (and
+//! counted): the broker sends those messages again on the new one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -55,8 +61,23 @@ struct Queue {
     /// Sequence number of `entries[0]`.
     head: u64,
     entries: VecDeque<Entry>,
-    /// Acknowledgements due, in order, that did not fit in rumqttc's request channel yet.
+    /// Acknowledgements due, in order, not handed to the connection yet: waiting for room in
+    /// rumqttc's request channel, or for the connection task's next direct write.
     unsent: VecDeque<(u64, AckToken)>,
+    /// Direct writes: acknowledgements in rumqttc's channel, not yet reported sent.
+    in_channel: usize,
+    /// Direct writes: acknowledgements written, not yet reported sent. rumqttc reports them
+    /// before it takes anything more from its channel.
+    direct_unreported: usize,
+    /// Direct writes: the connection task is writing a batch.
+    writing: bool,
+}
+
+impl Queue {
+    /// Whether the connection task will look at the queue soon without being woken.
+    fn connection_task_busy(&self) -> bool {
+        self.writing || self.in_channel > 0 || self.direct_unreported > 0
+    }
 }
 
 /// Tracks messages from arrival to acknowledgement.
@@ -64,8 +85,14 @@ pub struct AckTracker {
     client: Client,
     dropped: Counter,
     queue: Mutex<Queue>,
+    /// Connections the subscriber has seen (it tags messages with this).
     connection: AtomicU64,
+    /// Connections the connection task has seen. It learns of a reconnect before the
+    /// subscriber does; an acknowledgement of any earlier connection is dropped.
+    live_connection: AtomicU64,
     held: AtomicUsize,
+    /// The connection task writes acknowledgements directly (MQTT 3.1.1).
+    direct: bool,
 }
 
 /// A route's hold on a message: complete it once Kafka has the record (or the dead-letter
@@ -91,10 +118,12 @@ impl Ticket {
 impl AckTracker {
     pub fn new(client: Client, dropped: Counter) -> Arc<Self> {
         Arc::new(Self {
+            direct: matches!(client, Client::V4(_)),
             client,
             dropped,
             queue: Mutex::new(Queue::default()),
             connection: AtomicU64::new(0),
+            live_connection: AtomicU64::new(0),
             held: AtomicUsize::new(0),
         })
     }
@@ -178,7 +207,7 @@ impl AckTracker {
         self.send_due(&mut q);
     }
 
-    /// Acknowledgements waiting for room in rumqttc's request channel.
+    /// Acknowledgements due and not handed to the connection yet.
     pub fn unsent(&self) -> usize {
         self.queue.lock().map(|q| q.unsent.len()).unwrap_or(0)
     }
@@ -191,16 +220,214 @@ impl AckTracker {
     }
 
     fn send_due(&self, q: &mut Queue) {
-        let current = self.connection.load(Ordering::SeqCst);
-        while let Some((connection, token)) = q.unsent.front() {
-            if *connection != current {
-                self.dropped.inc();
-                trace!("acknowledgement of an earlier connection dropped; the broker sends the message again");
-            } else if let Err(e) = self.client.try_ack(token) {
+        let live = self.live_connection.load(Ordering::SeqCst);
+        while let Some(&(connection, token)) = q.unsent.front() {
+            if connection != live {
+                self.drop_stale();
+                q.unsent.pop_front();
+                continue;
+            }
+            if self.direct && q.connection_task_busy() {
+                return;
+            }
+            if let Err(e) = self.client.try_ack(&token) {
                 trace!(error = %e, waiting = q.unsent.len(), "rumqttc's request channel is full; acknowledgements wait");
                 return;
             }
+            if self.direct {
+                q.in_channel += 1;
+            }
             q.unsent.pop_front();
         }
+    }
+
+    fn drop_stale(&self) {
+        self.dropped.inc();
+        trace!(
+            "acknowledgement of an earlier connection dropped; the broker sends the message again"
+        );
+    }
+
+    /// The connection task connected (again): acknowledgements of earlier connections are
+    /// dropped from now on.
+    pub fn connected(&self) {
+        self.live_connection.fetch_add(1, Ordering::SeqCst);
+        self.connection_lost();
+    }
+
+    /// The connection task lost or dropped its connection, and with it the acknowledgements
+    /// in rumqttc's channel and those written but not reported.
+    pub fn connection_lost(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.in_channel = 0;
+            q.direct_unreported = 0;
+            q.writing = false;
+        }
+    }
+
+    /// rumqttc reported an acknowledgement sent; they are reported in the order they left,
+    /// the ones written directly before the channel's.
+    pub fn ack_sent(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            if q.direct_unreported > 0 {
+                q.direct_unreported -= 1;
+            } else {
+                q.in_channel = q.in_channel.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The next acknowledgements for the connection task to write directly, up to `max`,
+    /// in order; `None` without direct writes, while one in the channel has not left yet, or
+    /// when none is due. Call [`AckTracker::direct_written`] after the write.
+    pub fn take_direct(&self, max: usize) -> Option<Vec<AckToken>> {
+        if !self.direct {
+            return None;
+        }
+        let mut q = self.queue.lock().ok()?;
+        if q.in_channel > 0 {
+            return None;
+        }
+        let live = self.live_connection.load(Ordering::SeqCst);
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let Some((connection, token)) = q.unsent.pop_front() else {
+                break;
+            };
+            if connection == live {
+                batch.push(token);
+            } else {
+                self.drop_stale();
+            }
+        }
+        if batch.is_empty() {
+            return None;
+        }
+        q.writing = true;
+        Some(batch)
+    }
+
+    /// The connection task wrote `count` acknowledgements taken with
+    /// [`AckTracker::take_direct`], or lost them with the connection (`written` false).
+    pub fn direct_written(&self, count: usize, written: bool) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.writing = false;
+            if written {
+                q.direct_unreported += count;
+            } else {
+                self.dropped.inc_by(count as u64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A tracker whose client's request channel stays open (the event loop is kept, never
+    /// polled), connected once as both the connection task and the subscriber see it.
+    fn tracker(v5: bool) -> (Arc<AckTracker>, Counter, Box<dyn std::any::Any>) {
+        let dropped = Counter::default();
+        let (client, eventloop): (Client, Box<dyn std::any::Any>) = if v5 {
+            let options = rumqttc::v5::MqttOptions::new("acks-test", "127.0.0.1", 1883);
+            let (c, e) = rumqttc::v5::AsyncClient::new(options, 100);
+            (Client::V5(c), Box::new(e))
+        } else {
+            let options = rumqttc::MqttOptions::new("acks-test", "127.0.0.1", 1883);
+            let (c, e) = rumqttc::AsyncClient::new(options, 100);
+            (Client::V4(c), Box::new(e))
+        };
+        let tracker = AckTracker::new(client, dropped.clone());
+        tracker.connected();
+        tracker.new_connection();
+        (tracker, dropped, eventloop)
+    }
+
+    fn arrive(tracker: &Arc<AckTracker>, pkid: u16) -> Ticket {
+        let window = Arc::new(Semaphore::new(10));
+        let room = Room::new(
+            window.clone().try_acquire_owned().expect("a permit"),
+            window.try_acquire_owned().expect("a permit"),
+        );
+        let token = AckToken { pkid, qos: 1 };
+        let mut tickets = tracker.track(Some(token), 1, room);
+        tickets.pop().expect("one ticket")
+    }
+
+    fn pkids(batch: Option<Vec<AckToken>>) -> Vec<u16> {
+        batch.unwrap_or_default().iter().map(|t| t.pkid).collect()
+    }
+
+    #[test]
+    fn one_acknowledgement_wakes_the_connection_task_and_the_rest_wait_for_its_write() {
+        let (tracker, dropped, _eventloop) = tracker(false);
+        let tickets: Vec<Ticket> = (1..=4).map(|pkid| arrive(&tracker, pkid)).collect();
+        let mut tickets = tickets.into_iter();
+        tickets.next().expect("ticket 1").complete();
+        // Through the channel: the connection task may be idle.
+        assert_eq!(tracker.unsent(), 0);
+        for ticket in tickets {
+            ticket.complete();
+        }
+        assert_eq!(tracker.unsent(), 3);
+        // Nothing is written before the channel's has left: they leave in order.
+        assert!(tracker.take_direct(1024).is_none());
+        tracker.ack_sent();
+        assert_eq!(pkids(tracker.take_direct(2)), [2, 3]);
+        tracker.direct_written(2, true);
+        // Its two reports are pending, so the next one waits for the task as well.
+        tracker.flush();
+        assert_eq!(tracker.unsent(), 1);
+        tracker.ack_sent();
+        tracker.ack_sent();
+        assert_eq!(pkids(tracker.take_direct(1024)), [4]);
+        assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn acknowledgements_of_an_earlier_connection_are_dropped_not_written() {
+        let (tracker, dropped, _eventloop) = tracker(false);
+        let first = arrive(&tracker, 1);
+        let second = arrive(&tracker, 2);
+        // The connection task reconnected before the subscriber heard of it.
+        tracker.connected();
+        first.complete();
+        second.complete();
+        assert!(tracker.take_direct(1024).is_none());
+        assert_eq!(tracker.unsent(), 0);
+        assert_eq!(dropped.get(), 2);
+    }
+
+    #[test]
+    fn acknowledgements_lost_with_a_failed_write_are_counted_as_dropped() {
+        let (tracker, dropped, _eventloop) = tracker(false);
+        let tickets: Vec<Ticket> = (1..=3).map(|pkid| arrive(&tracker, pkid)).collect();
+        for ticket in tickets {
+            ticket.complete();
+        }
+        tracker.ack_sent();
+        let batch = tracker.take_direct(1024).expect("a batch");
+        tracker.direct_written(batch.len(), false);
+        tracker.connection_lost();
+        assert_eq!(dropped.get(), 2);
+        // The next acknowledgement wakes the task again.
+        arrive(&tracker, 4).complete();
+        assert_eq!(tracker.unsent(), 0);
+    }
+
+    #[test]
+    fn with_mqtt_5_every_acknowledgement_goes_through_the_channel() {
+        let (tracker, _dropped, _eventloop) = tracker(true);
+        let tickets: Vec<Ticket> = (1..=3).map(|pkid| arrive(&tracker, pkid)).collect();
+        for ticket in tickets {
+            ticket.complete();
+        }
+        assert_eq!(tracker.unsent(), 0);
+        assert!(tracker.take_direct(1024).is_none());
     }
 }

@@ -2,6 +2,7 @@
 
 mod acks;
 mod dispatch;
+mod poller;
 mod record;
 mod route;
 mod subscriber;
@@ -87,7 +88,12 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     };
     // A short hand-off: the poller stops reading the socket (TCP pushes back on the broker)
     // when it is full, so what waits here is bounded by messages, not only by the window.
-    let (events, mut poller) = subscriber::spawn_poller(eventloop, window.min(64) + 16, renew);
+    let (events, mut poller) = poller::spawn(
+        eventloop,
+        window.min(64) + 16,
+        renew,
+        subscriber.tracker.clone(),
+    );
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     let retire = ctx.retire;
     Ok(tokio::spawn(async move {

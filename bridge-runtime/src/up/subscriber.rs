@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use super::acks::{AckTracker, Room};
 use super::dispatch::Dispatcher;
+use super::poller::Events;
 use super::route::Job;
 use crate::health::Readiness;
 use crate::kafka::DeadLetters;
@@ -36,7 +37,7 @@ pub struct Subscriber {
     pub endpoint: MqttEndpoint,
     pub up: Gauge,
     pub unrouted: Counter,
-    /// Asks the connection task to renew the connection (see [`spawn_poller`]).
+    /// Asks the connection task to renew the connection (see [`super::poller::spawn`]).
     pub renew: Arc<AtomicBool>,
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Retiring the session (see `crate::retire`): unsubscribe instead of subscribing, take
@@ -44,54 +45,16 @@ pub struct Subscriber {
     pub retire: bool,
 }
 
-type Events = mpsc::Receiver<Result<Event, String>>;
-
 /// A retiring session is drained once nothing arrived for this long and nothing is in flight.
 pub const RETIRE_QUIET: Duration = Duration::from_secs(3);
 
 /// How often held-back messages are looked at (see `renew_for_held_messages`).
 const HELD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often acknowledgements that did not fit in rumqttc's request channel are tried again.
+/// How often acknowledgements not handed to the connection yet are looked at again: those that
+/// did not fit in rumqttc's request channel, or (MQTT 3.1.1) a safety net for the connection
+/// task's writes.
 const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
-/// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
-/// DISCONNECT is sent, or when nobody listens any more. When `renew` is set, drops the
-/// connection after the next event (keep-alive pings guarantee one) and connects again, so
-/// the broker sends every unacknowledged message again.
-pub fn spawn_poller(
-    mut eventloop: mqtt::EventLoop,
-    capacity: usize,
-    renew: Arc<AtomicBool>,
-) -> (Events, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let event = eventloop.poll().await;
-            let failed = event.is_err();
-            if failed {
-                eventloop.drop_stale_events();
-            }
-            let disconnected = matches!(event, Ok(Event::DisconnectSent));
-            if matches!(event, Ok(Event::Connected { .. })) {
-                backoff = Duration::from_millis(100);
-            }
-            if tx.send(event).await.is_err() || disconnected {
-                return;
-            }
-            if renew.swap(false, Ordering::SeqCst) {
-                eventloop.discard_pending();
-            }
-            if failed {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    });
-    (rx, task)
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

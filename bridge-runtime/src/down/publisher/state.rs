@@ -85,7 +85,11 @@ impl State {
     /// poller may be idle, to wake it; while the poller has publishes to report or write
     /// anyway, it waits in `queued` for the poller's next batch.
     pub fn submit(&mut self, client: &mqtt::Client, id: u64) {
-        if self.direct && (self.writing || self.in_channel > 0 || !self.queued.is_empty()) {
+        let poller_busy = self.writing
+            || self.in_channel > 0
+            || self.direct_unreported > 0
+            || !self.queued.is_empty();
+        if self.direct && poller_busy {
             self.queued.push_back(id);
             return;
         }

@@ -91,6 +91,91 @@ async fn publish_one(load: Load, index: u64, count: u64) -> Result<()> {
     acked
 }
 
+/// Publishes `load` flat out on one connection the way a batching client does: as many
+/// publishes per socket write as rumqttc's in-flight limit allows (QoS 1) or 256 (QoS 0),
+/// written straight to rumqttc's MQTT 3.1.1 connection between polls as bridge-runtime's
+/// publisher does. rumqttc's own `publish` costs one write per message, which would make the
+/// ceiling a client's rather than the broker's. Returns once the broker has taken every
+/// message, like [`publish`].
+pub async fn publish_batched(load: &Load) -> Result<f64> {
+    const BATCH: usize = 256;
+    let started = Instant::now();
+    let id = format!("{}-pub-batched", load.prefix.replace('/', "-"));
+    let mut events = EventLoop::new(options(&id, load.port), 10);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => bail!("batching publisher cannot connect: {e}"),
+        }
+    }
+    let topic = format!("{}/d0/state", load.prefix);
+    let limit = usize::from(events.mqtt_options.inflight());
+    let (mut sent, mut acked) = (0u64, 0u64);
+    while sent < load.count {
+        let room = if load.qos == QoS::AtMostOnce {
+            BATCH
+        } else {
+            limit
+                .saturating_sub(usize::from(events.state.inflight()))
+                .min(BATCH)
+        };
+        if room > 0 && events.state.collision.is_none() {
+            let network = events.network.as_mut().context("the connection is gone")?;
+            for _ in 0..room.min((load.count - sent) as usize) {
+                let publish =
+                    rumqttc::Publish::from_bytes(&topic, load.qos, stamped(sent, load.size).into());
+                if let Some(packet) = events
+                    .state
+                    .handle_outgoing_packet(rumqttc::Request::Publish(publish))?
+                {
+                    network.write(packet).await?;
+                }
+                sent += 1;
+            }
+            network.flush().await?;
+            // Nobody reads the "sent" events; the acknowledgements are counted below.
+            events
+                .state
+                .events
+                .retain(|e| !matches!(e, Event::Outgoing(_)));
+            if load.qos == QoS::AtMostOnce {
+                continue;
+            }
+        }
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(_) => {}
+            Err(e) => bail!("batching publisher lost its connection after {sent} publishes: {e}"),
+        }
+    }
+    let mut expected = load.count;
+    if load.qos == QoS::AtMostOnce {
+        // The broker handles a connection's packets in order: its answer to a QoS 1 fence
+        // means it has taken every QoS 0 publish before it.
+        let fence = rumqttc::Publish::new(format!("{}/fence", load.prefix), QoS::AtLeastOnce, "");
+        let network = events.network.as_mut().context("the connection is gone")?;
+        if let Some(packet) = events
+            .state
+            .handle_outgoing_packet(rumqttc::Request::Publish(fence))?
+        {
+            network.write(packet).await?;
+        }
+        network.flush().await?;
+        expected = 1;
+    }
+    while acked < expected {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(_) => {}
+            Err(e) => {
+                bail!("batching publisher lost its connection after {acked} acknowledgements: {e}")
+            }
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// Polls a publisher's event loop until the broker has acknowledged what it must.
 async fn await_acks(mut events: EventLoop, qos: QoS, count: u64) -> Result<()> {
     let expected = if qos == QoS::AtMostOnce { 1 } else { count };

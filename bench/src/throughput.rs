@@ -200,7 +200,7 @@ pub async fn kafka_to_mqtt(
                 qos: mqtt_load::qos(qos),
                 rate: None,
             };
-            mqtt_load::publish(&load).await?;
+            mqtt_load::publish_batched(&load).await?;
             let sub = counter.finish().await?;
             (
                 sample(sub.received, sub.span, size, UNMEASURED, f64::NAN)?,

@@ -84,8 +84,11 @@ async fn topics_are_created_grown_configured_and_never_shrunk() {
     );
     assert_eq!(topic_status(&s, "locks", &route)["state"], "Ready");
     let cluster_id = s.bridge("locks")["status"]["kafkaClusterId"].clone();
+    // A Kafka cluster id: a UUID as 22 characters of URL-safe base64.
     assert!(
-        cluster_id.as_str().is_some_and(|c| !c.is_empty()),
+        cluster_id.as_str().is_some_and(|c| c.len() == 22
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
         "{cluster_id}"
     );
     let events = wait_until("the Created event", WAIT, || {

@@ -149,7 +149,9 @@ log.retention.hours=24
 CONF
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cluster_id
-    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka.log")
+    # The tool's log4j start-up line goes to stdout too; the id is its last line.
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka.log" | tail -n 1)
+    [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka-storage random-uuid gave '$cluster_id', not a cluster id"
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >>"$LOG_DIR/kafka.log" 2>&1 \
       || die "formatting Kafka's storage failed; see $LOG_DIR/kafka.log"
   fi

@@ -92,7 +92,8 @@ async fn publish_one(load: Load, index: u64, count: u64) -> Result<()> {
 }
 
 /// Publishes `load` flat out on one connection the way a batching client does: as many
-/// publishes per socket write as rumqttc's in-flight limit allows (QoS 1) or 256 (QoS 0),
+/// publishes per socket write as rumqttc's in-flight limit allows (QoS 1, refilled 64 or
+/// more at a time) or 256 (QoS 0),
 /// written straight to rumqttc's MQTT 3.1.1 connection between polls as bridge-runtime's
 /// publisher does. rumqttc's own `publish` costs one write per message, which would make the
 /// ceiling a client's rather than the broker's. Returns once the broker has taken every
@@ -113,13 +114,17 @@ pub async fn publish_batched(load: &Load) -> Result<f64> {
     let limit = usize::from(events.mqtt_options.inflight());
     let (mut sent, mut acked) = (0u64, 0u64);
     while sent < load.count {
-        let room = if load.qos == QoS::AtMostOnce {
+        let in_flight = usize::from(events.state.inflight());
+        let mut room = if load.qos == QoS::AtMostOnce {
             BATCH
         } else {
-            limit
-                .saturating_sub(usize::from(events.state.inflight()))
-                .min(BATCH)
+            limit.saturating_sub(in_flight).min(BATCH)
         };
+        // Refilling a full window one slot per acknowledgement would be one write per
+        // publish: wait for a batch's worth of room, as bridge-runtime's publisher does.
+        if load.qos != QoS::AtMostOnce && in_flight > 0 && room < (limit / 2).clamp(1, 64) {
+            room = 0;
+        }
         if room > 0 && events.state.collision.is_none() {
             let network = events.network.as_mut().context("the connection is gone")?;
             for _ in 0..room.min((load.count - sent) as usize) {

@@ -2,6 +2,7 @@
 //! normalised to what the routes need.
 
 mod direct;
+mod handoff;
 mod options;
 mod publish;
 mod status;
@@ -15,6 +16,7 @@ use rumqttc::v5::mqttbytes::v5 as v5b;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 
 pub use direct::Outbound;
+pub use handoff::Handoff;
 pub use options::ConnectionOptions;
 use publish::{puback_refusal, pubrec_refusal};
 pub use publish::{publish_packet_size, Refusal};

@@ -28,7 +28,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::trace;
 
-use crate::mqtt::{AckToken, Client};
+use crate::mqtt::{AckToken, Client, Handoff};
 
 struct Entry {
     /// The connection the message arrived on; acknowledging on a later connection could
@@ -64,20 +64,9 @@ struct Queue {
     /// Acknowledgements due, in order, not handed to the connection yet: waiting for room in
     /// rumqttc's request channel, or for the connection task's next direct write.
     unsent: VecDeque<(u64, AckToken)>,
-    /// Direct writes: acknowledgements in rumqttc's channel, not yet reported sent.
-    in_channel: usize,
-    /// Direct writes: acknowledgements written, not yet reported sent. rumqttc reports them
-    /// before it takes anything more from its channel.
-    direct_unreported: usize,
-    /// Direct writes: the connection task is writing a batch.
-    writing: bool,
-}
-
-impl Queue {
-    /// Whether the connection task will look at the queue soon without being woken.
-    fn connection_task_busy(&self) -> bool {
-        self.writing || self.in_channel > 0 || self.direct_unreported > 0
-    }
+    /// Where the acknowledgements handed to the connection are (MQTT 3.1.1: the connection
+    /// task writes them directly).
+    handoff: Handoff,
 }
 
 /// Tracks messages from arrival to acknowledgement.
@@ -91,8 +80,6 @@ pub struct AckTracker {
     /// subscriber does; an acknowledgement of any earlier connection is dropped.
     live_connection: AtomicU64,
     held: AtomicUsize,
-    /// The connection task writes acknowledgements directly (MQTT 3.1.1).
-    direct: bool,
 }
 
 /// A route's hold on a message: complete it once Kafka has the record (or the dead-letter
@@ -117,11 +104,14 @@ impl Ticket {
 
 impl AckTracker {
     pub fn new(client: Client, dropped: Counter) -> Arc<Self> {
+        let queue = Queue {
+            handoff: Handoff::new(matches!(client, Client::V4(_))),
+            ..Queue::default()
+        };
         Arc::new(Self {
-            direct: matches!(client, Client::V4(_)),
             client,
             dropped,
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(queue),
             connection: AtomicU64::new(0),
             live_connection: AtomicU64::new(0),
             held: AtomicUsize::new(0),
@@ -227,16 +217,14 @@ impl AckTracker {
                 q.unsent.pop_front();
                 continue;
             }
-            if self.direct && q.connection_task_busy() {
+            if q.handoff.direct() && q.handoff.task_busy() {
                 return;
             }
             if let Err(e) = self.client.try_ack(&token) {
                 trace!(error = %e, waiting = q.unsent.len(), "rumqttc's request channel is full; acknowledgements wait");
                 return;
             }
-            if self.direct {
-                q.in_channel += 1;
-            }
+            q.handoff.through_channel();
             q.unsent.pop_front();
         }
     }
@@ -259,9 +247,7 @@ impl AckTracker {
     /// in rumqttc's channel and those written but not reported.
     pub fn connection_lost(&self) {
         if let Ok(mut q) = self.queue.lock() {
-            q.in_channel = 0;
-            q.direct_unreported = 0;
-            q.writing = false;
+            q.handoff.reset();
         }
     }
 
@@ -269,11 +255,7 @@ impl AckTracker {
     /// the ones written directly before the channel's.
     pub fn ack_sent(&self) {
         if let Ok(mut q) = self.queue.lock() {
-            if q.direct_unreported > 0 {
-                q.direct_unreported -= 1;
-            } else {
-                q.in_channel = q.in_channel.saturating_sub(1);
-            }
+            q.handoff.reported_sent();
         }
     }
 
@@ -281,11 +263,8 @@ impl AckTracker {
     /// in order; `None` without direct writes, while one in the channel has not left yet, or
     /// when none is due. Call [`AckTracker::direct_written`] after the write.
     pub fn take_direct(&self, max: usize) -> Option<Vec<AckToken>> {
-        if !self.direct {
-            return None;
-        }
         let mut q = self.queue.lock().ok()?;
-        if q.in_channel > 0 {
+        if !q.handoff.may_write() {
             return None;
         }
         let live = self.live_connection.load(Ordering::SeqCst);
@@ -303,7 +282,7 @@ impl AckTracker {
         if batch.is_empty() {
             return None;
         }
-        q.writing = true;
+        q.handoff.write_started();
         Some(batch)
     }
 
@@ -311,10 +290,8 @@ impl AckTracker {
     /// [`AckTracker::take_direct`], or lost them with the connection (`written` false).
     pub fn direct_written(&self, count: usize, written: bool) {
         if let Ok(mut q) = self.queue.lock() {
-            q.writing = false;
-            if written {
-                q.direct_unreported += count;
-            } else {
+            q.handoff.write_ended(if written { count } else { 0 });
+            if !written {
                 self.dropped.inc_by(count as u64);
             }
         }

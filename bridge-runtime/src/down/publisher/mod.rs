@@ -262,7 +262,7 @@ impl Poller {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        st.count_sent();
+        st.handoff.reported_sent();
         let Some(id) = st.awaiting_id.pop_front() else {
             return;
         };

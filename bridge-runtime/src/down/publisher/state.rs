@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use super::Delivery;
-use crate::mqtt::{self, Outbound};
+use crate::mqtt::{self, Handoff, Outbound};
 
 pub(super) struct Pending {
     pub msg: Outbound,
@@ -34,25 +34,18 @@ pub(super) struct State {
     /// The broker's Maximum Packet Size, once announced (MQTT 5).
     pub max_packet_size: Option<u32>,
     pub v5: bool,
-    /// Whether the poller writes publishes straight to the connection (MQTT 3.1.1, see
-    /// `mqtt::direct`). Without it every publish goes through rumqttc's request channel.
-    pub direct: bool,
+    /// Where the publishes handed to the connection are (MQTT 3.1.1: the poller writes them
+    /// directly; without that every publish goes through rumqttc's request channel).
+    pub handoff: Handoff,
     /// Publishes waiting for the poller's next direct write, in order.
     pub queued: VecDeque<u64>,
-    /// Publishes in rumqttc's request channel, not yet reported sent.
-    pub in_channel: usize,
-    /// Publishes written directly, not yet reported sent. rumqttc reports them before it
-    /// takes anything more from its channel.
-    pub direct_unreported: usize,
-    /// The poller is writing a batch.
-    pub writing: bool,
 }
 
 impl State {
     pub fn new(v5: bool) -> Self {
         Self {
             v5,
-            direct: !v5,
+            handoff: Handoff::new(!v5),
             ..Self::default()
         }
     }
@@ -85,11 +78,7 @@ impl State {
     /// poller may be idle, to wake it; while the poller has publishes to report or write
     /// anyway, it waits in `queued` for the poller's next batch.
     pub fn submit(&mut self, client: &mqtt::Client, id: u64) {
-        let poller_busy = self.writing
-            || self.in_channel > 0
-            || self.direct_unreported > 0
-            || !self.queued.is_empty();
-        if self.direct && poller_busy {
+        if self.handoff.direct() && (self.handoff.task_busy() || !self.queued.is_empty()) {
             self.queued.push_back(id);
             return;
         }
@@ -107,22 +96,10 @@ impl State {
         match queued {
             Ok(()) => {
                 self.awaiting_id.push_back(id);
-                if self.direct {
-                    self.in_channel += 1;
-                }
+                self.handoff.through_channel();
             }
             // Sent again after the next reconnect, like every unconfirmed publish.
             Err(e) => error!(error = %e, topic = %msg.topic, "cannot queue a publish"),
-        }
-    }
-
-    /// A publish left (reported by rumqttc in the order they left): the direct ones written
-    /// before it was reported come first, then the channel's.
-    pub fn count_sent(&mut self) {
-        if self.direct_unreported > 0 {
-            self.direct_unreported -= 1;
-        } else {
-            self.in_channel = self.in_channel.saturating_sub(1);
         }
     }
 
@@ -130,7 +107,7 @@ impl State {
     /// and marks them as leaving. `None` while publishes in the channel have not left yet
     /// (they were submitted first) or nothing waits.
     pub fn take_batch(&mut self, max: usize, mut room: usize) -> Option<Vec<Outbound>> {
-        if self.in_channel > 0 || self.queued.is_empty() {
+        if !self.handoff.may_write() || self.queued.is_empty() {
             return None;
         }
         let mut batch = Vec::new();
@@ -155,15 +132,14 @@ impl State {
         if batch.is_empty() {
             return None;
         }
-        self.writing = true;
+        self.handoff.write_started();
         Some(batch)
     }
 
     /// rumqttc took `taken` of the `written` publishes of the last batch; the rest (after a
     /// packet-id collision) go back to the front of the queue.
     pub fn batch_written(&mut self, written: usize, taken: usize) {
-        self.writing = false;
-        self.direct_unreported += taken;
+        self.handoff.write_ended(taken);
         for _ in taken..written {
             if let Some(id) = self.awaiting_id.pop_back() {
                 self.queued.push_front(id);
@@ -176,9 +152,7 @@ impl State {
         self.awaiting_id.clear();
         self.in_flight.clear();
         self.queued.clear();
-        self.in_channel = 0;
-        self.direct_unreported = 0;
-        self.writing = false;
+        self.handoff.reset();
     }
 }
 
@@ -230,11 +204,11 @@ mod tests {
             add(&mut st, &client, 1);
         }
         assert_eq!(st.awaiting_id, [0]);
-        assert_eq!(st.in_channel, 1);
+        assert_eq!(st.handoff.in_channel, 1);
         assert_eq!(st.queued, [1, 2, 3, 4]);
         // Nothing is written directly before the channel's publish has left.
         assert!(st.take_batch(256, 1000).is_none());
-        st.count_sent();
+        st.handoff.reported_sent();
         assert_eq!(st.awaiting_id.pop_front(), Some(0));
         // Two in-flight slots: two publishes, in order.
         let batch = st.take_batch(256, 2).expect("a batch");
@@ -244,10 +218,13 @@ mod tests {
         add(&mut st, &client, 1);
         assert_eq!(st.queued, [3, 4, 5]);
         st.batch_written(2, 2);
-        assert_eq!(st.direct_unreported, 2);
-        st.count_sent();
-        st.count_sent();
-        assert_eq!((st.direct_unreported, st.in_channel), (0, 0));
+        assert_eq!(st.handoff.direct_unreported, 2);
+        st.handoff.reported_sent();
+        st.handoff.reported_sent();
+        assert_eq!(
+            (st.handoff.direct_unreported, st.handoff.in_channel),
+            (0, 0)
+        );
         let batch = st.take_batch(256, 10).expect("a batch");
         assert_eq!(topics(&batch), ["t/3", "t/4", "t/5"]);
     }
@@ -256,11 +233,11 @@ mod tests {
     fn qos_0_publishes_take_no_in_flight_slot() {
         let (client, _eventloop) = client();
         let mut st = State::new(false);
-        st.in_channel = 1; // keep all of them queued
+        st.handoff.in_channel = 1; // keep all of them queued
         for qos in [0, 0, 1, 0] {
             add(&mut st, &client, qos);
         }
-        st.in_channel = 0;
+        st.handoff.in_channel = 0;
         let batch = st.take_batch(256, 0).expect("a batch");
         assert_eq!(topics(&batch), ["t/0", "t/1"]);
         assert_eq!(st.queued, [2, 3]);
@@ -270,18 +247,18 @@ mod tests {
     fn publishes_not_taken_after_a_collision_go_back_to_the_front_in_order() {
         let (client, _eventloop) = client();
         let mut st = State::new(false);
-        st.in_channel = 1;
+        st.handoff.in_channel = 1;
         for _ in 0..4 {
             add(&mut st, &client, 1);
         }
-        st.in_channel = 0;
+        st.handoff.in_channel = 0;
         let batch = st.take_batch(3, 10).expect("a batch");
         assert_eq!(batch.len(), 3);
         st.batch_written(3, 1);
         assert_eq!(st.awaiting_id, [0]);
         assert_eq!(st.queued, [1, 2, 3]);
-        assert_eq!(st.direct_unreported, 1);
-        assert!(!st.writing);
+        assert_eq!(st.handoff.direct_unreported, 1);
+        assert!(!st.handoff.writing);
     }
 
     #[test]

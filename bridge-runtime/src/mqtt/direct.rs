@@ -71,21 +71,37 @@ impl EventLoop {
     /// An error means the connection is broken; call [`EventLoop::discard_pending`] and poll
     /// to reconnect. The caller keeps within [`EventLoop::direct_room`].
     pub async fn write_publishes(&mut self, msgs: &[Outbound]) -> Result<usize, String> {
+        let requests = msgs.iter().map(|msg| {
+            // from_bytes shares the payload; `Publish::new` (and `try_publish`) would copy it.
+            let mut publish =
+                rumqttc::Publish::from_bytes(&msg.topic, qos4(msg.qos), msg.payload.clone());
+            publish.retain = msg.retain;
+            rumqttc::Request::Publish(publish)
+        });
+        self.write_requests(requests, "publishes").await
+    }
+
+    /// Registers `requests` in order with rumqttc's state and writes them with one flush;
+    /// stops after the first one rumqttc holds back (a publish whose packet id collides with
+    /// one in flight). Returns how many rumqttc took. `what` names them in errors.
+    async fn write_requests(
+        &mut self,
+        requests: impl Iterator<Item = rumqttc::Request>,
+        what: &str,
+    ) -> Result<usize, String> {
         let EventLoop::V4(e) = self else {
-            return Err("MQTT 5 publishes go through rumqttc's request channel".to_owned());
+            return Err(format!(
+                "MQTT 5 {what} go through rumqttc's request channel"
+            ));
         };
         let Some(network) = e.network.as_mut() else {
             return Err("not connected".to_owned());
         };
         let mut taken = 0;
-        for msg in msgs {
-            // from_bytes shares the payload; `Publish::new` (and `try_publish`) would copy it.
-            let mut publish =
-                rumqttc::Publish::from_bytes(&msg.topic, qos4(msg.qos), msg.payload.clone());
-            publish.retain = msg.retain;
+        for request in requests {
             let packet = e
                 .state
-                .handle_outgoing_packet(rumqttc::Request::Publish(publish))
+                .handle_outgoing_packet(request)
                 .map_err(|err| err.to_string())?;
             taken += 1;
             match packet {
@@ -95,7 +111,7 @@ impl EventLoop {
         }
         match tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await {
             Ok(flushed) => flushed.map_err(|err| err.to_string())?,
-            Err(_) => return Err(format!("flushing publishes took over {FLUSH_TIMEOUT:?}")),
+            Err(_) => return Err(format!("flushing {what} took over {FLUSH_TIMEOUT:?}")),
         }
         Ok(taken)
     }
@@ -126,32 +142,15 @@ impl EventLoop {
     /// [`super::Event::AckSent`], like one from the channel. An error means the connection is
     /// broken: call [`EventLoop::abandon_connection`].
     pub async fn write_acks(&mut self, tokens: &[AckToken]) -> Result<(), String> {
-        let EventLoop::V4(e) = self else {
-            return Err("MQTT 5 acknowledgements go through rumqttc's request channel".to_owned());
-        };
-        let Some(network) = e.network.as_mut() else {
-            return Err("not connected".to_owned());
-        };
-        for token in tokens {
-            let request = match token.qos {
-                1 => rumqttc::Request::PubAck(rumqttc::PubAck::new(token.pkid)),
-                2 => rumqttc::Request::PubRec(rumqttc::PubRec::new(token.pkid)),
-                _ => continue,
-            };
-            let packet = e
-                .state
-                .handle_outgoing_packet(request)
-                .map_err(|err| err.to_string())?;
-            if let Some(packet) = packet {
-                network.write(packet).await.map_err(|err| err.to_string())?;
-            }
-        }
-        match tokio::time::timeout(FLUSH_TIMEOUT, network.flush()).await {
-            Ok(flushed) => flushed.map_err(|err| err.to_string()),
-            Err(_) => Err(format!(
-                "flushing acknowledgements took over {FLUSH_TIMEOUT:?}"
-            )),
-        }
+        let requests = tokens.iter().filter_map(|token| match token.qos {
+            1 => Some(rumqttc::Request::PubAck(rumqttc::PubAck::new(token.pkid))),
+            2 => Some(rumqttc::Request::PubRec(rumqttc::PubRec::new(token.pkid))),
+            _ => None,
+        });
+        // rumqttc holds back no acknowledgement: each is written.
+        self.write_requests(requests, "acknowledgements")
+            .await
+            .map(|_| ())
     }
 
     /// After a failed direct write: drops the connection as rumqttc does after a failed poll

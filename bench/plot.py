@@ -58,7 +58,9 @@ def latency(results, out):
     for load in sorted({c["load"] for c in cases}):
         fig, ax = plt.subplots(figsize=(9, 5))
         for c in (c for c in cases if c["load"] == load):
-            if not c["samples"] or not c["samples"][0]["cdf"]:
+            # The runs that time legs (an observer alongside, or both bare legs at once)
+            # are in the "Where the time goes" table of results.md, not here.
+            if not c["samples"] or not c["samples"][0]["cdf"] or "legs" in c["samples"][0]:
                 continue
             xs, ys = zip(*c["samples"][0]["cdf"])
             ax.plot(xs, ys, label=f'{c["path"]} ({c["rate"]:.0f} msg/s)')

@@ -168,7 +168,7 @@ pub fn latency_sink(
     })?;
     let topic = topic.to_owned();
     Ok(std::thread::spawn(move || {
-        let mut latencies = Latencies::new();
+        let mut latencies = Latencies::new(from_seq, expect);
         let mut progress = Instant::now();
         while latencies.seen < expect && progress.elapsed() < Duration::from_secs(30) {
             match consumer.poll(Duration::from_millis(100)) {
@@ -176,7 +176,7 @@ pub fn latency_sink(
                     let now = now_ns();
                     progress = Instant::now();
                     if let Some((seq, sent)) = m.payload().and_then(read_stamp) {
-                        latencies.record(seq >= from_seq, now.saturating_sub(sent));
+                        latencies.record(seq, sent, now);
                     }
                 }
                 Some(Err(e)) => bail!("reading {topic}: {e}"),

@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
+use latency_runs::Path;
 use report::{IdleMemory, LatencyCase, Results, ThroughputCase};
 use systems::{Route, Running, Setup, System};
 use throughput::Subject;
@@ -273,12 +274,15 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
             warm_up_s: 1.0,
             measured_s: 4.0,
         };
-        let run = if direction == "mqtt-to-kafka" {
-            latency_runs::mqtt_to_kafka(setup, System::BridgeRuntime, probe).await
+        let path = if direction == "mqtt-to-kafka" {
+            Path::MqttToKafka(System::BridgeRuntime, false)
         } else {
-            latency_runs::kafka_to_mqtt(setup, System::BridgeRuntime, probe).await
-        }
-        .with_context(|| format!("the live maximum, {direction}"))?;
+            Path::KafkaToMqtt(System::BridgeRuntime, false)
+        };
+        let run = path
+            .run(setup, probe)
+            .await
+            .with_context(|| format!("the live maximum, {direction}"))?;
         let delivered = run.arrival_rate.min(offered);
         eprintln!("bench: live maximum {direction}: {delivered:.0} msg/s of {offered:.0} offered");
         results.live_maximum.push(report::LiveMaximum {
@@ -290,39 +294,45 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
     }
     let (max_m2k, max_k2m) = (live[0], live[1]);
     for (load, fraction) in [("50 %", 0.5), ("90 %", 0.9)] {
-        let pace = |max: f64| latency_runs::Pace {
-            rate: max * fraction,
-            warm_up_s: 2.0,
-            measured_s: args.latency_seconds,
-        };
-        let paths: Vec<(String, f64)> = vec![
-            ("bare MQTT (publish -> subscriber)".into(), max_m2k),
-            ("bare Kafka (produce -> consumer)".into(), max_m2k),
-            ("bridge-runtime MQTT -> Kafka".into(), max_m2k),
-            ("redpanda-connect MQTT -> Kafka".into(), max_m2k),
-            ("bridge-runtime Kafka -> MQTT".into(), max_k2m),
-            ("redpanda-connect Kafka -> MQTT".into(), max_k2m),
+        let mut paths = vec![
+            Path::BareMqtt,
+            Path::BareKafka,
+            Path::MqttToKafka(System::BridgeRuntime, false),
+            Path::MqttToKafka(System::RedpandaConnect, false),
+            Path::KafkaToMqtt(System::BridgeRuntime, false),
+            Path::KafkaToMqtt(System::RedpandaConnect, false),
         ];
-        for (i, (path, max)) in paths.into_iter().enumerate() {
-            let p = pace(max);
+        if fraction == 0.5 {
+            // Where bridge-runtime's time goes, at the load the latency target is set for.
+            paths.push(Path::BareLegsAtOnce);
+            paths.push(Path::MqttToKafka(System::BridgeRuntime, true));
+            paths.push(Path::KafkaToMqtt(System::BridgeRuntime, true));
+        }
+        for path in paths {
+            let max = if path.is_kafka_to_mqtt() {
+                max_k2m
+            } else {
+                max_m2k
+            };
+            let p = latency_runs::Pace {
+                rate: max * fraction,
+                warm_up_s: 2.0,
+                measured_s: args.latency_seconds,
+            };
+            let name = path.name();
             let mut case = LatencyCase {
-                path: path.clone(),
+                path: name.clone(),
                 load,
                 rate: p.rate,
                 samples: vec![],
             };
             for _ in 0..args.samples {
-                let run = match i {
-                    0 => latency_runs::bare_mqtt(setup, p).await,
-                    1 => latency_runs::bare_kafka(setup, p).await,
-                    2 => latency_runs::mqtt_to_kafka(setup, System::BridgeRuntime, p).await,
-                    3 => latency_runs::mqtt_to_kafka(setup, System::RedpandaConnect, p).await,
-                    4 => latency_runs::kafka_to_mqtt(setup, System::BridgeRuntime, p).await,
-                    _ => latency_runs::kafka_to_mqtt(setup, System::RedpandaConnect, p).await,
-                }
-                .with_context(|| format!("latency, {path} at {load}"))?;
+                let run = path
+                    .run(setup, p)
+                    .await
+                    .with_context(|| format!("latency, {name} at {load}"))?;
                 eprintln!(
-                    "bench: latency {path} at {load} ({:.0} msg/s): p50 {:.2} p99 {:.2} p99.9 {:.2} ms, {}/{} arrived",
+                    "bench: latency {name} at {load} ({:.0} msg/s): p50 {:.2} p99 {:.2} p99.9 {:.2} ms, {}/{} arrived",
                     p.rate, run.percentiles.p50, run.percentiles.p99, run.percentiles.p999, run.arrived, run.sent
                 );
                 case.samples.push(run);

@@ -246,11 +246,11 @@ impl LatencySink {
         let (client, mut events) = subscribed(port, id, false, filter, qos).await?;
         let task = tokio::spawn(async move {
             let _client = client;
-            let mut latencies = Latencies::new();
+            let mut latencies = Latencies::new(from_seq, expect);
             receive(&mut events, expect, "latency subscriber", |payload| {
                 let now = now_ns();
                 if let Some((seq, sent)) = read_stamp(payload) {
-                    latencies.record(seq >= from_seq, now.saturating_sub(sent));
+                    latencies.record(seq, sent, now);
                 }
                 latencies.seen
             })

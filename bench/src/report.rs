@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::latency_runs::Run;
+use crate::latency::Percentiles;
+use crate::latency_runs::{Legs, Path, Run};
 use crate::operator_runs::OperatorRun;
 use crate::throughput::{KafkaBaseline, Sample};
 
@@ -216,7 +217,7 @@ impl Results {
         }
         if !self.latency.is_empty() {
             md.push_str("\n## End-to-end latency (ms), QoS 1, 100 B, at 50 % and 90 % of the live maximum\n\n| path | load | rate msg/s | p50 | p99 | p99.9 | max | arrived / sent |\n|---|---|---|---|---|---|---|---|\n");
-            for c in &self.latency {
+            for c in self.latency.iter().filter(|c| !c.times_legs()) {
                 let of = |f: fn(&Run) -> f64| {
                     let (m, lo, hi) = spread(&c.samples.iter().map(f).collect::<Vec<_>>());
                     format!("{m:.2} ({lo:.2}–{hi:.2})")
@@ -236,6 +237,7 @@ impl Results {
                 );
             }
         }
+        self.legs_table(&mut md);
         if !self.idle.is_empty() {
             md.push_str("\n## Idle memory (one MQTT -> Kafka route, connected and ready, no load)\n\n| system | RSS MiB |\n|---|---|\n");
             for i in &self.idle {
@@ -262,15 +264,146 @@ impl Results {
     }
 }
 
+impl Results {
+    /// The runs that time legs (see [`Legs`]): where bridge-runtime's time goes.
+    fn legs_table(&self, md: &mut String) {
+        let timed: Vec<&LatencyCase> = self.latency.iter().filter(|c| c.times_legs()).collect();
+        if timed.is_empty() {
+            return;
+        }
+        md.push_str(
+            "\n## Where the time goes (ms, p50 / p99), QoS 1, 100 B\n\n\
+             A bridge path with an observer alongside that sees the same messages where the first leg ends \
+             (a bare subscriber on the MQTT topics the bridge reads, or a bare consumer of the Kafka topic it reads); \
+             the bridge and its second leg is, per message, the arrival at the end minus the arrival at the observer. \
+             The bare legs at once: each timed while the other loads the machine, as a bridge path loads it.\n\n\
+             | path | load | end to end | MQTT leg | Kafka leg | the bridge and its second leg |\n|---|---|---|---|---|---|\n",
+        );
+        for c in timed {
+            let pair = |pick: &dyn Fn(&Run) -> Option<Percentiles>| {
+                let of = |q: fn(&Percentiles) -> f64| {
+                    spread(
+                        &c.samples
+                            .iter()
+                            .filter_map(pick)
+                            .map(|p| q(&p))
+                            .collect::<Vec<_>>(),
+                    )
+                    .0
+                };
+                let (p50, p99) = (of(|p| p.p50), of(|p| p.p99));
+                if p50.is_nan() {
+                    "–".to_owned()
+                } else {
+                    format!("{p50:.2} / {p99:.2}")
+                }
+            };
+            let legs = |pick: fn(&Legs) -> Option<Percentiles>| {
+                move |r: &Run| r.legs.as_ref().and_then(pick)
+            };
+            let end_to_end = if c.path == Path::BareLegsAtOnce.name() {
+                "–".to_owned()
+            } else {
+                pair(&|r| Some(r.percentiles))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {end_to_end} | {} | {} | {} |",
+                c.path,
+                c.load,
+                pair(&legs(|l| l.mqtt)),
+                pair(&legs(|l| l.kafka)),
+                pair(&legs(|l| l.system_and_second_leg)),
+            );
+        }
+    }
+}
+
+impl LatencyCase {
+    /// A run that times legs (see [`Legs`]); the end-to-end table leaves it out.
+    fn times_legs(&self) -> bool {
+        self.samples.iter().any(|r| r.legs.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::systems::System;
 
     #[test]
     fn spread_is_median_min_max() {
         assert_eq!(spread(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
         assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
         assert!(spread(&[]).0.is_nan());
+    }
+
+    #[test]
+    fn legs_are_tabled_apart_from_end_to_end_latency() {
+        let ms = |p50: f64| Percentiles {
+            p50,
+            p99: p50 * 10.0,
+            ..Percentiles::default()
+        };
+        let run = |end_to_end: f64, legs: Option<Legs>| Run {
+            percentiles: ms(end_to_end),
+            arrived: 10,
+            sent: 10,
+            arrival_rate: 1.0,
+            cdf: vec![],
+            legs,
+        };
+        let case = |path: String, samples: Vec<Run>| LatencyCase {
+            path,
+            load: "50 %",
+            rate: 100.0,
+            samples,
+        };
+        let observed = |e2e: f64, mqtt: f64, rest: f64| {
+            let legs = Legs {
+                mqtt: Some(ms(mqtt)),
+                kafka: None,
+                system_and_second_leg: Some(ms(rest)),
+            };
+            run(e2e, Some(legs))
+        };
+        let at_once = Legs {
+            mqtt: Some(ms(0.5)),
+            kafka: Some(ms(4.0)),
+            system_and_second_leg: None,
+        };
+        let r = Results {
+            latency: vec![
+                case(
+                    Path::MqttToKafka(System::BridgeRuntime, false).name(),
+                    vec![run(6.0, None)],
+                ),
+                case(Path::BareLegsAtOnce.name(), vec![run(4.0, Some(at_once))]),
+                case(
+                    Path::MqttToKafka(System::BridgeRuntime, true).name(),
+                    vec![observed(6.0, 1.0, 5.0), observed(8.0, 3.0, 5.5)],
+                ),
+            ],
+            ..Results::default()
+        };
+        let md = r.markdown();
+        assert!(
+            md.contains("| bridge-runtime MQTT -> Kafka, observed | 50 % | 7.00 / 70.00 | 2.00 / 20.00 | – | 5.25 / 52.50 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| bare MQTT and bare Kafka at once | 50 % | – | 0.50 / 5.00 | 4.00 / 40.00 | – |"
+            ),
+            "{md}"
+        );
+        // The end-to-end table keeps the plain run only.
+        assert!(
+            md.contains("| bridge-runtime MQTT -> Kafka | 50 % | 100 | 6.00 (6.00–6.00)"),
+            "{md}"
+        );
+        assert_eq!(md.matches("at once | 50 %").count(), 1, "{md}");
+        assert_eq!(md.matches("observed | 50 %").count(), 1, "{md}");
     }
 
     #[test]

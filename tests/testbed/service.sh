@@ -13,7 +13,24 @@ esac
 # while it recovers its watches after an API server restart: the StatefulSet's new pod is
 # then never made Ready. A real kubelet does not, so a restarted API server gets a fresh KWOK.
 restart_apiserver() {
-  stop_apiserver && start_apiserver && stop_process kwok "bin/kwok" && start_kwok
+  stop_apiserver && start_apiserver && restart_kwok
+}
+# A KWOK started while the API server's caches still lag can list a pod that is already
+# gone; its delete then fails ("failed to delete pod plant-0: pods "plant-0" not found") and
+# from then on it makes no pod Ready. Seen with the KWOK started right after an API server
+# restart; a KWOK started a few seconds later lists what is there. So: start one, and if it
+# logs that failure within a few seconds, start another (at most three).
+KWOK_WEDGED='failed to delete pod .* not found'
+restart_kwok() {
+  local attempt before
+  for attempt in 1 2 3; do
+    stop_process kwok "bin/kwok"
+    before=$(wc -l <"$LOG_DIR/kwok.log" 2>/dev/null || echo 0)
+    start_kwok
+    sleep 5
+    tail -n +"$((before + 1))" "$LOG_DIR/kwok.log" | grep -q "$KWOK_WEDGED" || return 0
+    log "KWOK lost a pod deleted while the API server was away (attempt $attempt); starting it again"
+  done
 }
 case "$action" in
   start) "start_$name" ;;

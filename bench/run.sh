@@ -41,4 +41,5 @@ mkdir -p "$out"
 # mkb-bench's own --out defaults to bench/results too; an --out in the arguments reaches it.
 "${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" "$@"
 "$venv/bin/python" bench/plot.py "$out/results.json" "$out"
-log "results: $out/results.md, results.json, throughput.png, latency-*.png"
+# A partial run makes only some of the plots (no throughput part, no throughput.png).
+log "results in $out: $(cd "$out" && ls results.md results.json ./*.png 2>/dev/null | sed 's|^\./||' | tr '\n' ' ')"

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::latency::Percentiles;
-use crate::latency_runs::{Legs, Path, Run};
+use crate::latency_runs::{Legs, Run};
 use crate::operator_runs::OperatorRun;
 use crate::throughput::{KafkaBaseline, Sample};
 
@@ -301,11 +301,14 @@ impl Results {
             let legs = |pick: fn(&Legs) -> Option<Percentiles>| {
                 move |r: &Run| r.legs.as_ref().and_then(pick)
             };
-            let end_to_end = if c.path == Path::BareLegsAtOnce.name() {
-                "–".to_owned()
-            } else {
-                pair(&|r| Some(r.percentiles))
-            };
+            // Only a path through a system has an end to end of its own; both bare legs at
+            // once do not (their run carries the Kafka leg's figures).
+            let end_to_end = pair(&|r| {
+                r.legs
+                    .as_ref()
+                    .and_then(|l| l.system_and_second_leg)
+                    .map(|_| r.percentiles)
+            });
             let _ = writeln!(
                 md,
                 "| {} | {} | {end_to_end} | {} | {} | {} |",
@@ -329,6 +332,7 @@ impl LatencyCase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency_runs::Path;
     use crate::systems::System;
 
     #[test]

@@ -38,6 +38,10 @@ fn qos5(level: u8) -> QoS5 {
     }
 }
 
+/// How long a broker may take to close the connection after the DISCONNECT (see
+/// [`EventLoop::read_until_closed`]).
+pub const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What is needed to acknowledge an inbound publish: its packet id and QoS, nothing more.
 /// Acknowledgements can wait by the hundred thousand while a broker floods the bridge (see
 /// `up::acks`), so a token holds neither the topic nor, for MQTT 5, a slice of the read buffer.
@@ -253,6 +257,24 @@ impl EventLoop {
             }
         }
         self.drop_stale_events();
+    }
+
+    /// After the DISCONNECT has left: reads, and drops, what the broker still sends until it
+    /// closes the connection, for at most [`CLOSE_LIMIT`]; the caller then drops the event loop.
+    ///
+    /// Closing a socket with unread data in it makes the kernel reset the connection instead
+    /// of closing it, and a reset makes the broker's kernel discard what the broker had not
+    /// read yet: the last acknowledgements and the DISCONNECT itself. A broker that floods the
+    /// bridge always has data on the way, so the last batch of acknowledgements was lost now
+    /// and then, and the broker sent those messages again to the next session (duplicates after
+    /// a graceful stop). The broker closes the connection once it has read the DISCONNECT, so
+    /// by then it has read everything before it. Publishes read here are not acknowledged: the
+    /// broker sends them again to the next session.
+    pub async fn read_until_closed(&mut self) {
+        let closed = async { while self.poll().await.is_ok() {} };
+        if tokio::time::timeout(CLOSE_LIMIT, closed).await.is_err() {
+            tracing::debug!(limit = ?CLOSE_LIMIT, "the MQTT broker did not close the connection after the DISCONNECT");
+        }
     }
 
     /// Forgets events read on a connection that has since failed. rumqttc would return them

@@ -17,8 +17,9 @@ pub type Events = mpsc::Receiver<Result<Event, String>>;
 const MAX_ACK_BATCH: usize = 1024;
 
 /// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
-/// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends after the
-/// DISCONNECT is sent, or when nobody listens any more. When `renew` is set, drops the
+/// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends once the
+/// broker closed the connection after the DISCONNECT (see
+/// [`mqtt::EventLoop::read_until_closed`]), or when nobody listens any more. When `renew` is set, drops the
 /// connection after the next event (keep-alive pings guarantee one) and connects again, so
 /// the broker sends every unacknowledged message again.
 pub fn spawn(
@@ -48,7 +49,11 @@ pub fn spawn(
             let disconnected = matches!(event, Ok(Event::DisconnectSent));
             // An acknowledgement sent concerns this task only.
             let forward = !matches!(event, Ok(Event::AckSent));
-            if forward && tx.send(event).await.is_err() || disconnected {
+            if forward && tx.send(event).await.is_err() {
+                return;
+            }
+            if disconnected {
+                eventloop.read_until_closed().await;
                 return;
             }
             if !failed && !renew.load(Ordering::SeqCst) {

@@ -308,18 +308,26 @@ impl Subscriber {
             }
         }
         client.disconnect().await;
-        let wait = tokio::time::sleep(Duration::from_secs(5));
+        // The connection task ends once the broker has closed the connection after the
+        // DISCONNECT, so that it has read every acknowledgement before it.
+        let wait = tokio::time::sleep(Duration::from_secs(5) + mqtt::CLOSE_LIMIT);
         tokio::pin!(wait);
+        let mut sent = false;
         loop {
             tokio::select! {
                 _ = &mut wait => break,
                 event = events.recv() => match event {
-                    Some(Ok(Event::DisconnectSent)) | None => break,
+                    Some(Ok(Event::DisconnectSent)) => sent = true,
+                    None => break,
                     _ => {}
                 },
             }
         }
-        info!(client_id = %client_id, "disconnected from the MQTT broker");
+        if sent {
+            info!(client_id = %client_id, "disconnected from the MQTT broker");
+        } else {
+            warn!(client_id = %client_id, "the DISCONNECT was not sent in time; the broker will redeliver what it did not see acknowledged");
+        }
     }
 }
 

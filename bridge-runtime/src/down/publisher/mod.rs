@@ -141,7 +141,12 @@ impl Poller {
         );
         loop {
             let result = match eventloop.poll().await {
-                Ok(Event::DisconnectSent) => return,
+                Ok(Event::DisconnectSent) => {
+                    // Publishes before the DISCONNECT reach the broker even when its answers
+                    // are still arriving (see `read_until_closed`).
+                    eventloop.read_until_closed().await;
+                    return;
+                }
                 Ok(event) => {
                     if matches!(event, Event::Connected { .. }) {
                         backoff = Duration::from_millis(100);

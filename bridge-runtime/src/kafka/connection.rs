@@ -1,9 +1,14 @@
 //! What a Kafka client tells its operator about its connection: one log line when it comes
-//! up, one warning per kind of cause when it cannot get in (a broker that refuses the
-//! connection, a certificate refused either way, refused credentials, a mechanism the listener
-//! does not offer, a name that does not resolve), naming the bootstrap servers and
-//! librdkafka's reason; the repeats at debug level. The cause is also the client's readiness
-//! reason.
+//! up, one warning per cause when it cannot get in (a broker that refuses the connection, a
+//! certificate refused either way, refused credentials, a mechanism the listener does not
+//! offer, a name that does not resolve), naming the bootstrap servers and librdkafka's reason;
+//! the repeats at debug level. The cause is also the client's readiness reason.
+//!
+//! A cause is the broker endpoint and librdkafka's reason, not its error code: librdkafka
+//! reports one refused certificate first as `SSL` and on later attempts as
+//! `BrokerTransportFailure`, with the same reason. What changes between attempts (the broker's
+//! node id once known, the time spent in the failing state, the count of suppressed repeats)
+//! is not part of it.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -32,8 +37,8 @@ struct State {
     up: bool,
     ever_up: bool,
     down_since: Option<Instant>,
-    /// The causes warned about since the client was last up.
-    warned: Vec<RDKafkaErrorCode>,
+    /// The causes warned about since the client was last up (see [`cause_key`]).
+    warned: Vec<String>,
     cause: Option<String>,
 }
 
@@ -109,10 +114,11 @@ impl ConnectionStatus {
             return;
         }
         s.cause = Some(reason.to_owned());
-        if s.warned.contains(&code) {
+        let key = cause_key(reason);
+        if s.warned.contains(&key) {
             debug!(error = %code, %reason, "Kafka {client}: connecting to {bootstrap} failed again");
         } else {
-            s.warned.push(code);
+            s.warned.push(key);
             warn!(error = %code, %reason, "Kafka {client} cannot connect to {bootstrap}; retrying with backoff (100 ms doubling to 10 s)");
         }
         if !s.up {
@@ -121,8 +127,30 @@ impl ConnectionStatus {
     }
 }
 
+/// What identifies a cause in librdkafka's reason: the broker's address without its node id
+/// (`ssl://127.0.0.1:9093/bootstrap:` and `ssl://127.0.0.1:9093/1:` are one broker), and the
+/// reason without the trailing `(after 5ms in state SSL_HANDSHAKE, 1 identical error(s)
+/// suppressed)`.
+fn cause_key(reason: &str) -> String {
+    let reason = reason.trim();
+    let (broker, rest) = match reason.split_once(": ") {
+        Some((name, rest)) if name.contains("://") && !name.contains(' ') => {
+            let endpoint = name.rsplit_once('/').map_or(name, |(endpoint, _)| endpoint);
+            (endpoint, rest)
+        }
+        _ => ("", reason),
+    };
+    let rest = match rest.rfind(" (after ") {
+        Some(at) if rest.ends_with(')') => &rest[..at],
+        _ => rest,
+    };
+    format!("{broker} {rest}")
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
     use crate::health::Health;
 
@@ -178,6 +206,77 @@ mod tests {
         assert!(
             reasons.iter().any(|r| r.contains("Connection refused")),
             "{reasons:?}"
+        );
+    }
+
+    /// A log with this client's warnings and debug lines, for counting them.
+    fn captured() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .finish();
+        (tracing::subscriber::set_default(subscriber), buffer)
+    }
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn warnings(buffer: &Mutex<Vec<u8>>) -> usize {
+        let text = String::from_utf8_lossy(&buffer.lock().expect("buffer")).into_owned();
+        text.lines().filter(|l| l.contains("WARN")).count()
+    }
+
+    const UNTRUSTED: &str = "ssl://127.0.0.1:29094/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (install ca-certificates package) (after 5ms in state SSL_HANDSHAKE)";
+
+    #[test]
+    fn one_refused_certificate_is_one_warning_whatever_the_error_code() {
+        let (_guard, log) = captured();
+        let (c, _health) = connection();
+        c.error(RDKafkaErrorCode::SSL, UNTRUSTED);
+        c.observed(false);
+        // librdkafka's later attempts: another code, the node id, the time and a repeat count.
+        let again = UNTRUSTED.replace("/bootstrap:", "/1:").replace(
+            "(after 5ms in state SSL_HANDSHAKE)",
+            "(after 9ms in state SSL_HANDSHAKE, 1 identical error(s) suppressed)",
+        );
+        c.error(RDKafkaErrorCode::BrokerTransportFailure, &again);
+        c.error(RDKafkaErrorCode::SSL, UNTRUSTED);
+        assert_eq!(warnings(&log), 1);
+        // Another cause is warned about.
+        c.error(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://127.0.0.1:29094/bootstrap: Connect to ipv4#127.0.0.1:29094 failed: Connection refused (after 0ms in state CONNECT)",
+        );
+        assert_eq!(warnings(&log), 2);
+    }
+
+    #[test]
+    fn the_cause_key_keeps_the_endpoint_and_the_reason() {
+        assert_eq!(
+            cause_key("sasl_ssl://k:9095/3: SASL authentication error: Authentication failed (after 12ms in state AUTH_REQ)"),
+            "sasl_ssl://k:9095 SASL authentication error: Authentication failed"
+        );
+        assert_ne!(
+            cause_key("ssl://a:1/bootstrap: Connection refused"),
+            cause_key("ssl://b:1/bootstrap: Connection refused")
+        );
+        assert_eq!(
+            cause_key("Failed to resolve 'nowhere:9092': Name or service not known"),
+            " Failed to resolve 'nowhere:9092': Name or service not known"
         );
     }
 

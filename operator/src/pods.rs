@@ -88,7 +88,7 @@ async fn ask_readyz(ip: &str, port: i32) -> Result<String, String> {
     let exchange = async {
         let mut stream = TcpStream::connect((ip, port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| connect_failure(&e))?;
         let request = format!("GET /readyz HTTP/1.0\r\nHost: {ip}\r\n\r\n");
         stream
             .write_all(request.as_bytes())
@@ -106,6 +106,17 @@ async fn ask_readyz(ip: &str, port: i32) -> Result<String, String> {
         .await
         .map_err(|_| format!("no answer within {ASK_TIMEOUT:?}"))??;
     readiness_reason(&String::from_utf8_lossy(&response))
+}
+
+/// Why a pod could not be reached, in a few words for the status line.
+fn connect_failure(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::HostUnreachable | K::NetworkUnreachable => "unreachable".to_owned(),
+        K::ConnectionRefused => "connection refused".to_owned(),
+        K::TimedOut => "connection timed out".to_owned(),
+        _ => e.to_string(),
+    }
 }
 
 /// The reason in an HTTP response of `/readyz`.
@@ -180,6 +191,17 @@ mod tests {
             .expect("bind");
         let closed_port = i32::from(closed.local_addr().expect("address").port());
         drop(closed);
-        assert!(ask_readyz("127.0.0.1", closed_port).await.is_err());
+        assert_eq!(
+            ask_readyz("127.0.0.1", closed_port).await,
+            Err("connection refused".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_unreachable_pod_is_said_in_one_word() {
+        let unreachable = std::io::Error::from_raw_os_error(113); // EHOSTUNREACH
+        assert_eq!(connect_failure(&unreachable), "unreachable");
+        let other = std::io::Error::other("odd");
+        assert_eq!(connect_failure(&other), "odd");
     }
 }

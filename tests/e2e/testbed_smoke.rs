@@ -16,6 +16,73 @@ fn crd_path() -> String {
 }
 const SMART_LOCKS: &str = include_str!("../../examples/smart-locks.yaml");
 
+/// `ip route get ADDRESS [ARGS]`: what the host would do with a packet, without sending one.
+fn route_of(address: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["route", "get", address])
+        .args(args)
+        .output()
+        .expect("ip runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Nothing the test bed declares is routed off the machine: KWOK's pod IPs and the Service
+/// range are unreachable (or, without root, on loopback), and what the real node's pods send
+/// to an address outside the pod network and the host is not forwarded out.
+#[test]
+fn declared_ranges_and_pod_traffic_stay_on_the_machine() {
+    let default_route = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["route", "show", "default"])
+            .output()
+            .expect("ip runs")
+            .stdout,
+    )
+    .into_owned();
+    let gateway = default_route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(|g| format!("via {g} "));
+    let leaves = |route: &str| gateway.as_ref().is_some_and(|g| route.contains(g.as_str()));
+    assert_eq!(
+        env().unserved_ranges.len(),
+        2,
+        "{:?}",
+        env().unserved_ranges
+    );
+    for range in &env().unserved_ranges {
+        let cidr: testbed::netguard::Cidr = range.parse().expect("a range");
+        let address = cidr.nth(5).expect("an IPv4 range").to_string();
+        let route = route_of(&address, &[]);
+        assert!(
+            !leaves(&route),
+            "{address} of {range} goes off the machine: {route}"
+        );
+        assert!(
+            route.contains("No route to host") || route.starts_with("local "),
+            "{address} of {range}: {route}"
+        );
+    }
+    if env().real_node.is_some() {
+        let pod = env().networks[0]
+            .parse::<testbed::netguard::Cidr>()
+            .expect("a range");
+        let from = pod.nth(200).expect("an address").to_string();
+        for outside in ["203.0.113.80", "10.244.0.5", "192.168.1.1"] {
+            let route = route_of(outside, &["from", &from, "iif", "mkb0"]);
+            assert!(
+                !leaves(&route),
+                "a pod's packet to {outside} is forwarded off the machine: {route}"
+            );
+        }
+    }
+}
+
 #[test]
 fn kubernetes_reports_the_pinned_version_and_two_ready_nodes() {
     let version: serde_json::Value =

@@ -42,6 +42,12 @@ pub struct TestbedEnv {
     pub bin: PathBuf,
     /// The kubelet + containerd node, when the test bed runs one (`make testbed` as root).
     pub real_node: Option<RealNode>,
+    /// The test bed's own networks, which tests may reach besides loopback (the real node's
+    /// pod network).
+    pub networks: Vec<String>,
+    /// Ranges the test bed declares (KWOK's pod IPs, the Service range) but nothing serves:
+    /// unreachable on this host while the test bed is up, never routed off the machine.
+    pub unserved_ranges: Vec<String>,
 }
 
 /// The test bed's real node and the brokers as its pods reach them.
@@ -72,6 +78,16 @@ pub fn env() -> &'static TestbedEnv {
         });
         parse(&text).unwrap_or_else(|missing| panic!("{}: missing {missing}", path.display()))
     })
+}
+
+/// A comma-separated list.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse(text: &str) -> Result<TestbedEnv, String> {
@@ -110,6 +126,8 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
         logs: get("TESTBED_LOGS")?.into(),
         service_script: get("TESTBED_SERVICE")?.into(),
         bin: get("TESTBED_BIN")?.into(),
+        networks: list(&get("TESTBED_NETWORKS")?),
+        unserved_ranges: list(&get("TESTBED_UNSERVED_RANGES")?),
         real_node: match get("REAL_NODE") {
             Ok(name) => Some(RealNode {
                 name,
@@ -152,12 +170,14 @@ impl TestbedEnv {
 mod tests {
     #[test]
     fn parses_the_env_file() {
-        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nMQTT_PROXIED_PORT=6\nKAFKA_PROXIED_BOOTSTRAP=127.0.0.1:7\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\n";
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nMQTT_PROXIED_PORT=6\nKAFKA_PROXIED_BOOTSTRAP=127.0.0.1:7\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\nTESTBED_NETWORKS=10.88.0.0/16\nTESTBED_UNSERVED_RANGES=10.244.0.0/16,10.96.0.0/16\n";
         let env = super::parse(text).expect("parses");
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");
         assert_eq!(env.kafka_home, std::path::Path::new("/kafka"));
         assert!(env.real_node.is_none());
+        assert_eq!(env.networks, ["10.88.0.0/16"]);
+        assert_eq!(env.unserved_ranges, ["10.244.0.0/16", "10.96.0.0/16"]);
         let with_node =
             format!("{text}REAL_NODE=n\nPOD_MQTT_URL=mqtt://g:2\nPOD_KAFKA_BOOTSTRAP=g:9\n");
         let node = super::parse(&with_node).expect("parses").real_node;

@@ -9,6 +9,7 @@ stop_toxiproxy
 stop_kafka
 stop_mosquitto
 stop_pod_network
+remove_unserved_routes
 rm -f "$ENV_FILE"
 if [ "${1:-}" = "--purge" ]; then
   rm -rf "$STATE_DIR"

@@ -227,7 +227,7 @@ start_apiserver() {
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI_DIR/sa.pub" --service-account-signing-key-file "$PKI_DIR/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --cert-dir "$PKI_DIR/apiserver" --profiling=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --cert-dir "$PKI_DIR/apiserver" --profiling=false \
     --kubelet-preferred-address-types InternalIP \
     --kubelet-client-certificate "$PKI_DIR/kubelet-client.crt" --kubelet-client-key "$PKI_DIR/kubelet-client.key"
   wait_for kube-apiserver 120 apiserver_ready
@@ -308,7 +308,7 @@ start_kwok() {
   mapfile -t stage_args < <(kwok_stage_args)
   is_running kwok "bin/kwok" || start_process kwok "$BIN_DIR/kwok" --kubeconfig "$KUBECONFIG_FILE" "${stage_args[@]}" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
+    --cidr "$KWOK_POD_CIDR" --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \
     --server-address "127.0.0.1:$KWOK_PORT"
   create_nodes
   wait_for kwok 60 nodes_ready
@@ -436,6 +436,8 @@ TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
 MQTT_PROXIED_PORT=$MQTT_PROXY_PORT
 KAFKA_PROXIED_BOOTSTRAP=127.0.0.1:$KAFKA_PROXY_PORT
 TESTBED_TLS_DIR=$TLS_DIR
+TESTBED_NETWORKS=$POD_SUBNET
+TESTBED_UNSERVED_RANGES=$KWOK_POD_CIDR,$SERVICE_CIDR
 ENV
   if is_running kubelet "bin/kubelet"; then
     cat >>"$ENV_FILE.tmp" <<ENV
@@ -449,3 +451,5 @@ ENV
 
 # shellcheck source=node.sh
 . "$TESTBED_DIR/node.sh"
+# shellcheck source=addresses.sh
+. "$TESTBED_DIR/addresses.sh"

@@ -1,0 +1,60 @@
+# Address ranges the test bed declares, and where each goes (sourced after lib.sh).
+#
+# The host's default route leads off the machine. Two ranges are declared to Kubernetes but
+# served by nothing here: KWOK's fake pod IPs and the API server's Service (ClusterIP) range.
+# Anything dialling them (the operator asking a KWOK pod's /readyz, a process dialling a
+# ClusterIP) must fail on this host, never be routed out. As root they get `unreachable`
+# routes while the test bed is up, and the pod network's forwarded traffic may only stay on the
+# machine (a policy rule: what pods send to neither a pod nor the host is unreachable; the CNI
+# bridge plugin turns IP forwarding on). Without root (no real node, no routes to change)
+# KWOK's pods get loopback addresses instead, which cannot leave the machine either, and the
+# Service range stays unserved: no pod runs that could dial it.
+# `down.sh` removes exactly what `add_unserved_routes` added (it records each in a file).
+
+if [ "$(id -u)" -eq 0 ]; then
+  KWOK_POD_CIDR=10.244.0.0/16
+else
+  KWOK_POD_CIDR=127.244.0.0/16
+fi
+SERVICE_CIDR=10.96.0.0/16
+# The policy-routing table and rule priority for traffic forwarded from the pod network.
+POD_EGRESS_TABLE=1088
+ROUTES_FILE=$STATE_DIR/routes-added
+
+add_route_once() { # description, then the `ip` arguments that add it
+  local what=$1
+  shift
+  grep -qxF "$*" "$ROUTES_FILE" 2>/dev/null && return 0
+  ip "$@" || die "cannot add $what: ip $*"
+  printf '%s\n' "$*" >>"$ROUTES_FILE"
+}
+
+add_unserved_routes() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  mkdir -p "$STATE_DIR"
+  local cidr
+  for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
+    add_route_once "an unreachable route for $cidr" route add unreachable "$cidr"
+  done
+  add_route_once "the pod network's egress table" route add unreachable default table "$POD_EGRESS_TABLE"
+  add_route_once "the pod network's egress rule" rule add iif "$POD_BRIDGE" lookup "$POD_EGRESS_TABLE" priority "$POD_EGRESS_TABLE"
+}
+
+# Undoes the lines of $ROUTES_FILE, last first ("route add …" becomes "route del …").
+remove_unserved_routes() {
+  [ -f "$ROUTES_FILE" ] || return 0
+  local line
+  tac "$ROUTES_FILE" | while read -r line; do
+    # shellcheck disable=SC2086 # the recorded arguments, split as they were given
+    ip ${line/ add / del } 2>/dev/null || log "could not undo 'ip $line' (already gone?)"
+  done
+  rm -f "$ROUTES_FILE"
+}
+
+# What the routing looks like, for comparing before `make testbed` and after `make testbed-down`.
+routing_snapshot() {
+  ip -4 rule show
+  ip -6 rule show 2>/dev/null || true
+  ip -4 route show table all
+  ip -6 route show table all 2>/dev/null || true
+}

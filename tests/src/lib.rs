@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod kubectl;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod netguard;
 pub mod operator;
 pub mod process;
 pub mod real_node;

@@ -5,11 +5,12 @@
 . "$(dirname "$0")/lib.sh"
 wants() { local want=$1 s; shift; for s in "$@"; do [ "$s" = "$want" ] && return 0; done; return 1; }
 
-# lua5.4 runs the Argo CD health check of docs/gitops.md in the tests. The real node needs the
-# CNI plugins, iproute2, buildah (its pause image), and gcc with libseccomp for runc.
-APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl lua5.4)
+# lua5.4 runs the Argo CD health check of docs/gitops.md in the tests; iproute2 has `ss`, which
+# the network guard of `make test` reads. The real node needs the
+# CNI plugins, buildah (its pause image), and gcc with libseccomp for runc.
+APT_PACKAGES=(mosquitto mosquitto-clients kcat openssl curl lua5.4 iproute2)
 if [ $# -eq 0 ] || wants node "$@"; then
-  APT_PACKAGES+=(containernetworking-plugins iproute2 buildah gcc libc6-dev libseccomp-dev pkg-config)
+  APT_PACKAGES+=(containernetworking-plugins buildah gcc libc6-dev libseccomp-dev pkg-config)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -9,7 +9,13 @@
 # Whatever this run started is stopped when it ends, also when it is interrupted: every test
 # process and the bridge-runtime and mkb-operator processes the tests spawn carry
 # MKB_TEST_RUN in their environment, and the ones still running are killed.
+#
+# Every test binary runs even when an earlier one failed (`--no-fail-fast`); the names of the
+# failed tests come last. While the tests run, net-guard watches the machine's sockets and fails
+# the run if any talked to an address outside loopback and the pod network (docs/testbed.md).
+# A run that started the test bed checks that stopping it left the routing as it was.
 . "$(dirname "$0")/lib.sh"
+. "$TESTBED_DIR/services.sh"
 cd "$REPO_ROOT"
 mkdir -p "$CACHE_DIR"
 exec 9>"$CACHE_DIR/make-test.lock"
@@ -36,11 +42,22 @@ stop_test_processes() {
     kill -9 "${left[@]}" 2>/dev/null || true
   fi
 }
+routing_before=""
+$was_running || routing_before=$(routing_snapshot)
 finish() {
+  local status=$?
   stop_test_processes
   if ! $was_running; then
     "$TESTBED_DIR/down.sh"
+    local routing_after
+    routing_after=$(routing_snapshot)
+    if [ "$routing_after" != "$routing_before" ]; then
+      log "error: the routing after 'make testbed-down' differs from before 'make testbed':"
+      diff <(printf '%s\n' "$routing_before") <(printf '%s\n' "$routing_after") >&2 || true
+      status=1
+    fi
   fi
+  exit "$status"
 }
 trap finish EXIT
 trap 'exit 130' INT
@@ -53,7 +70,25 @@ export MKB_TEST_RUN="$$-$(date +%s%N)"
 # The images tests inspect what `make images` writes.
 scripts/images.sh
 cargo build --workspace --locked --bins
+cargo test --workspace --locked --no-run
+LOG=$REPO_ROOT/target/test-logs
+mkdir -p "$LOG"
+"${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/net-guard" --allow "$POD_SUBNET" --log "$LOG/net-guard.log" &
+guard=$!
 # In the background, so a SIGTERM or SIGINT reaches the traps at once (bash runs them only
-# after a foreground command ends).
-cargo test --workspace --locked -- --test-threads "${MKB_TEST_THREADS:-2}" &
-wait $!
+# after a foreground command ends). The output also goes to a file, for the summary below.
+tests_ok=true
+exec {out}> >(tee "$LOG/cargo-test.log")
+tee_pid=$!
+cargo test --workspace --locked --no-fail-fast -- --test-threads "${MKB_TEST_THREADS:-2}" >&"$out" 2>&1 &
+wait $! || tests_ok=false
+exec {out}>&-
+# tee ends once the last writer has closed the pipe (a process a test left may hold it).
+for _ in $(seq 50); do kill -0 "$tee_pid" 2>/dev/null || break; sleep 0.1; done
+guard_ok=true
+kill -TERM "$guard" && wait "$guard" || guard_ok=false
+if ! $tests_ok; then
+  log "failed tests:"
+  grep -E '^test .* \.\.\. FAILED$|^error: test failed|^error: [0-9]+ targets? failed' "$LOG/cargo-test.log" >&2 || true
+fi
+$tests_ok && $guard_ok

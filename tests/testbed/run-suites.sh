@@ -87,8 +87,18 @@ exec {out}>&-
 for _ in $(seq 50); do kill -0 "$tee_pid" 2>/dev/null || break; sleep 0.1; done
 guard_ok=true
 kill -TERM "$guard" && wait "$guard" || guard_ok=false
+# A service that died during the run fails every test after it; say which.
+services_ok=true
+for pidfile in "$PID_DIR"/*.pid; do
+  [ -f "$pidfile" ] || continue
+  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    name=$(basename "$pidfile" .pid)
+    log "error: the test bed's $name exited during the run; see $LOG_DIR/$name.log"
+    services_ok=false
+  fi
+done
 if ! $tests_ok; then
   log "failed tests:"
   grep -E '^test .* \.\.\. FAILED$|^error: test failed|^error: [0-9]+ targets? failed' "$LOG/cargo-test.log" >&2 || true
 fi
-$tests_ok && $guard_ok
+$tests_ok && $guard_ok && $services_ok

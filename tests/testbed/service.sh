@@ -12,8 +12,16 @@ esac
 # KWOK 0.8 (the fake nodes' kubelet) can lose a pod that is re-created under the same name
 # while it recovers its watches after an API server restart: the StatefulSet's new pod is
 # then never made Ready. A real kubelet does not, so a restarted API server gets a fresh KWOK.
+#
+# kube-scheduler exits when its cache sees a pod on another node than the one it assumed for it
+# (`klog.FlushAndExit` in its cache.go), which a binding answered while the API server goes away
+# can cause. Seen in `make test`: "Pod updated on a different node than previously added to.
+# Scheduler cache is corrupted", the scheduler gone, and no pod scheduled again for the rest of
+# the run. A kubelet would restart a static-pod scheduler; here the scheduler is stopped for the
+# outage and started against the restarted API server, with a fresh cache.
 restart_apiserver() {
-  stop_apiserver && start_apiserver && restart_kwok
+  stop_process kube-scheduler "bin/kube-scheduler"
+  stop_apiserver && start_apiserver && start_scheduler && restart_kwok
 }
 # A KWOK started while the API server's caches still lag can list a pod that is already
 # gone; its delete then fails ("failed to delete pod plant-0: pods "plant-0" not found") and

@@ -32,12 +32,37 @@ add_route_once() { # description, then the `ip` arguments that add it
 add_unserved_routes() {
   [ "$(id -u)" -eq 0 ] || return 0
   mkdir -p "$STATE_DIR"
+  clear_route_leftovers
   local cidr
   for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
     add_route_once "an unreachable route for $cidr" route add unreachable "$cidr"
   done
   add_route_once "the pod network's egress table" route add unreachable default table "$POD_EGRESS_TABLE"
   add_route_once "the pod network's egress rule" rule add iif "$POD_BRIDGE" lookup "$POD_EGRESS_TABLE" priority "$POD_EGRESS_TABLE"
+}
+
+# The kernel keeps routes after the processes are gone: a test bed that was not stopped (its
+# processes killed, its checkout deleted) leaves them. Removed before a start that has recorded
+# none, so that they are added (and later removed) as this test bed's own.
+clear_route_leftovers() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  [ -f "$ROUTES_FILE" ] && return 0
+  local cidr found=false
+  for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
+    if ip route show type unreachable "$cidr" | grep -q .; then
+      ip route del unreachable "$cidr"
+      found=true
+    fi
+  done
+  if ip rule show priority "$POD_EGRESS_TABLE" | grep -q .; then
+    ip rule del priority "$POD_EGRESS_TABLE"
+    found=true
+  fi
+  if ip route show table "$POD_EGRESS_TABLE" 2>/dev/null | grep -q .; then
+    ip route flush table "$POD_EGRESS_TABLE"
+    found=true
+  fi
+  if $found; then log "removed the routes a test bed that was not stopped left behind"; fi
 }
 
 # Undoes the lines of $ROUTES_FILE, last first ("route add …" becomes "route del …").

@@ -43,7 +43,10 @@ stop_test_processes() {
   fi
 }
 routing_before=""
-$was_running || routing_before=$(routing_snapshot)
+if ! $was_running; then
+  clear_route_leftovers
+  routing_before=$(routing_snapshot)
+fi
 finish() {
   local status=$?
   stop_test_processes

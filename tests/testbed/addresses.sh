@@ -9,7 +9,7 @@
 # bridge plugin turns IP forwarding on). Without root (no real node, no routes to change)
 # KWOK's pods get loopback addresses instead, which cannot leave the machine either, and the
 # Service range stays unserved: no pod runs that could dial it.
-# `down.sh` removes exactly what `add_unserved_routes` added (it records each in a file).
+# `down.sh` removes exactly what was added (each addition is recorded in a file).
 
 if [ "$(id -u)" -eq 0 ]; then
   KWOK_POD_CIDR=10.244.0.0/16
@@ -21,32 +21,41 @@ SERVICE_CIDR=10.96.0.0/16
 POD_EGRESS_TABLE=1088
 ROUTES_FILE=$STATE_DIR/routes-added
 
-add_route_once() { # description, then the `ip` arguments that add it
-  local what=$1
-  shift
-  grep -qxF "$*" "$ROUTES_FILE" 2>/dev/null && return 0
-  ip "$@" || die "cannot add $what: ip $*"
-  printf '%s\n' "$*" >>"$ROUTES_FILE"
+# Records `ip` arguments that added something, for `remove_unserved_routes`.
+record_route() {
+  mkdir -p "$STATE_DIR"
+  grep -qxF "$*" "$ROUTES_FILE" 2>/dev/null || printf '%s\n' "$*" >>"$ROUTES_FILE"
 }
 
-add_unserved_routes() {
+# Makes `cidr` unreachable on this host; called by the component that declares the range
+# (start_apiserver, start_kwok), so that a start through service.sh gets it too. `replace`
+# works whether or not the route is there: the kernel's table, not the record, decides.
+unreachable_route() { # cidr
   [ "$(id -u)" -eq 0 ] || return 0
-  mkdir -p "$STATE_DIR"
-  clear_route_leftovers
-  local cidr
-  for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
-    add_route_once "an unreachable route for $cidr" route add unreachable "$cidr"
-  done
-  add_route_once "the pod network's egress table" route add unreachable default table "$POD_EGRESS_TABLE"
-  add_route_once "the pod network's egress rule" rule add iif "$POD_BRIDGE" lookup "$POD_EGRESS_TABLE" priority "$POD_EGRESS_TABLE"
+  ip route replace unreachable "$1" || die "cannot make $1 unreachable: ip route replace unreachable $1"
+  record_route route add unreachable "$1"
+}
+
+# What the real node's pods send to neither a pod nor the host is unreachable, not forwarded
+# out; called by start_pod_network.
+pod_egress_rule() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  ip route replace unreachable default table "$POD_EGRESS_TABLE" ||
+    die "cannot add the pod network's egress table $POD_EGRESS_TABLE"
+  record_route route add unreachable default table "$POD_EGRESS_TABLE"
+  if ! ip rule show priority "$POD_EGRESS_TABLE" | grep -q .; then
+    ip rule add iif "$POD_BRIDGE" lookup "$POD_EGRESS_TABLE" priority "$POD_EGRESS_TABLE" ||
+      die "cannot add the pod network's egress rule"
+  fi
+  record_route rule add iif "$POD_BRIDGE" lookup "$POD_EGRESS_TABLE" priority "$POD_EGRESS_TABLE"
 }
 
 # The kernel keeps routes after the processes are gone: a test bed that was not stopped (its
-# processes killed, its checkout deleted) leaves them. Removed before a start that has recorded
-# none, so that they are added (and later removed) as this test bed's own.
+# processes killed, its checkout deleted) leaves them. `make test` removes them before it
+# snapshots the routing, when no test bed is running, so that its before/after comparison
+# sees only what this run added.
 clear_route_leftovers() {
   [ "$(id -u)" -eq 0 ] || return 0
-  [ -f "$ROUTES_FILE" ] && return 0
   local cidr found=false
   for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
     if ip route show type unreachable "$cidr" | grep -q .; then
@@ -62,6 +71,7 @@ clear_route_leftovers() {
     ip route flush table "$POD_EGRESS_TABLE"
     found=true
   fi
+  rm -f "$ROUTES_FILE"
   if $found; then log "removed the routes a test bed that was not stopped left behind"; fi
 }
 

@@ -21,6 +21,7 @@ pod_network_up() { ip -4 addr show dev "$POD_BRIDGE" 2>/dev/null | grep -q "inet
 
 start_pod_network() {
   [ "$(id -u)" -eq 0 ] || die "the real node needs root (containerd, the kubelet and the pod network change the host); without it: tests/testbed/up.sh mosquitto kafka toxiproxy kubernetes"
+  pod_egress_rule
   pod_network_up && return 0
   ip link show "$POD_BRIDGE" >/dev/null 2>&1 || ip link add "$POD_BRIDGE" type bridge
   ip addr add "$POD_GATEWAY/${POD_SUBNET#*/}" dev "$POD_BRIDGE"

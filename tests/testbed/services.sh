@@ -218,6 +218,8 @@ apiserver_ready() {
 }
 
 start_apiserver() {
+  # Its Service range is served by nothing here (addresses.sh).
+  unreachable_route "$SERVICE_CIDR"
   is_running kube-apiserver "bin/kube-apiserver" && return 0
   start_process kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -306,6 +308,8 @@ kwok_stage_args() {
 start_kwok() {
   local stage_args
   mapfile -t stage_args < <(kwok_stage_args)
+  # Before KWOK hands out addresses in its pod range, which nothing serves (addresses.sh).
+  unreachable_route "$KWOK_POD_CIDR"
   is_running kwok "bin/kwok" || start_process kwok "$BIN_DIR/kwok" --kubeconfig "$KUBECONFIG_FILE" "${stage_args[@]}" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --cidr "$KWOK_POD_CIDR" --node-ip 127.0.0.1 --node-port "$KWOK_PORT" \

@@ -10,8 +10,6 @@ services=("$@")
 [ ${#services[@]} -gt 0 ] || services=(mosquitto kafka toxiproxy kubernetes node)
 "$TESTBED_DIR/install.sh" "${services[@]}"
 mkdir -p "$STATE_DIR"
-# Before anything is given an address in them: the ranges nothing here serves.
-add_unserved_routes
 log "starting ${services[*]} (state and logs in $STATE_DIR)"
 # The brokers listen on the pod network too when it is there, so it comes first.
 for s in "${services[@]}"; do [ "$s" != node ] || start_pod_network; done

@@ -7,6 +7,7 @@ mod finalizer;
 mod http;
 mod leader;
 mod metrics;
+mod permissions;
 mod pods;
 mod reconcile;
 mod retirement;
@@ -34,7 +35,7 @@ struct Args {
     /// own, so the operator needs permissions in those namespaces only.
     #[arg(long, env = "MKB_WATCH_NAMESPACE", value_delimiter = ',')]
     namespace: Vec<String>,
-    /// Address of /metrics and /healthz.
+    /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "MKB_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Seconds between reconciliations of an unchanged bridge (drift correction).
@@ -121,9 +122,22 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.set_leader(false);
-    let server = http::serve(args.listen, metrics.clone())
+    let readiness = Arc::new(permissions::Readiness::default());
+    let server = http::serve(args.listen, metrics.clone(), readiness.clone())
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    let scopes = permissions::Scopes {
+        watched: args.namespace.clone(),
+        lease_namespace: args
+            .leader_elect
+            .then(|| args.leader_election_namespace.clone())
+            .flatten(),
+    };
+    let checks = tokio::spawn(permissions::keep_checking(
+        client.clone(),
+        scopes,
+        readiness,
+    ));
     let reporter = Reporter {
         controller: "mkb-operator".to_owned(),
         instance: std::env::var("POD_NAME").ok(),
@@ -141,6 +155,7 @@ async fn run(args: Args) -> Result<(), String> {
         metrics.set_leader(true);
         controller::run(ctx, args.namespace, args.concurrency).await;
         server.abort();
+        checks.abort();
         info!("mkb-operator stopped");
         return Ok(());
     }
@@ -158,6 +173,7 @@ async fn run(args: Args) -> Result<(), String> {
         () = elector.acquire() => {}
         () = shutdown_signal() => {
             server.abort();
+            checks.abort();
             info!("mkb-operator stopped before it led");
             return Ok(());
         }
@@ -171,6 +187,7 @@ async fn run(args: Args) -> Result<(), String> {
         () = elector.hold() => Err("lost the leader Lease; stopping so that only one replica reconciles".to_owned()),
     };
     server.abort();
+    checks.abort();
     info!("mkb-operator stopped");
     result
 }

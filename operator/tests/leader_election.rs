@@ -1,6 +1,10 @@
 //! Two operator replicas with leader election against the test bed: exactly one reconciles;
 //! after kill -9 of the leader the other takes over within the lease duration + 10 s; a clean
 //! shutdown releases the Lease.
+//!
+//! Host processes (`testbed::operator`): a kill -9 with no grace period and an exact count of
+//! who reconciled need the process and its metrics at hand. Hand-over by deleting the leader
+//! pod of the chart's Deployment is tests/e2e/in_cluster.rs.
 
 use std::time::{Duration, Instant};
 

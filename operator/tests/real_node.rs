@@ -1,5 +1,6 @@
-//! The real node: the smart-lock example bridge, rolled out by the operator onto the test bed's
-//! kubelet + containerd node, runs two bridge-runtime pods from the image `make images` built.
+//! The real node: the smart-lock example bridge, rolled out by the operator (installed by its
+//! chart, as a pod) onto the test bed's kubelet + containerd node, runs two bridge-runtime pods
+//! from the image `make images` built.
 //! They become Ready by the runtime's own probe, move messages both ways with exact counts,
 //! come back under the same name after `kubectl delete pod` without losing a message, and
 //! `kubectl logs` shows the runtime's log. A pod that cannot connect says why in the bridge's
@@ -8,9 +9,10 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use testbed::in_cluster::ChartOperator;
 use testbed::kubectl::kubectl_ok;
 use testbed::mqtt::{Publisher, Subscriber};
-use testbed::operator::{setup, WAIT};
+use testbed::operator::WAIT;
 use testbed::real_node::*;
 use testbed::{env, unique};
 
@@ -26,7 +28,7 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
         line.split_whitespace().nth(1) == Some("Ready") && line.contains("containerd://2."),
         "kubectl get nodes shows the real node Ready with its runtime:\n{listed}"
     );
-    let s = setup("real-node");
+    let s = ChartOperator::install("real-node", &[]);
     let id = unique("rn");
     let manifest = smart_locks_on(&node, &id).to_string();
     s.apply(&manifest);
@@ -80,7 +82,7 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    kubectl_ok(&["delete", "pod", "smart-locks-1", "-n", &s.ns.0], None);
+    kubectl_ok(&["delete", "pod", "smart-locks-1", "-n", &s.0], None);
     let again = wait_pod_ready(&s, "smart-locks-1", &node.name, &old_uid);
     assert_eq!(again["metadata"]["name"], "smart-locks-1");
     produce_commands(&id, 1000, 500).await;
@@ -90,7 +92,7 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
     eprintln!("after the deletion: {records} records for 2000 states, {commands} messages for 1500 commands");
     s.wait_ready(BRIDGE);
 
-    let logs = kubectl_ok(&["logs", "smart-locks-0", "-n", &s.ns.0], None);
+    let logs = kubectl_ok(&["logs", "smart-locks-0", "-n", &s.0], None);
     assert!(
         logs.contains("bridge-runtime started") && logs.contains(BRIDGE),
         "kubectl logs shows the runtime's log:\n{logs}"
@@ -100,7 +102,7 @@ async fn the_smart_lock_bridge_runs_on_the_real_node_and_survives_a_pod_deletion
 #[test]
 fn a_pod_that_cannot_connect_says_why_in_the_bridge_status() {
     let node = real_node();
-    let s = setup("real-node-refused");
+    let s = ChartOperator::install("real-node-refused", &[]);
     let id = unique("rr");
     let ca = env().tls_dir.join("ca.crt");
     kubectl_ok(
@@ -110,7 +112,7 @@ fn a_pod_that_cannot_connect_says_why_in_the_bridge_status() {
             "generic",
             "mqtt-ca",
             "-n",
-            &s.ns.0,
+            &s.0,
             &format!("--from-file=ca.crt={}", ca.display()),
         ],
         None,

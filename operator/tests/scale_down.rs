@@ -2,33 +2,35 @@
 //! removed replicas (a Job per ordinal drains what the broker queued there into Kafka and ends
 //! the session), so nothing is lost and nothing more is routed to them; zero replicas pause,
 //! keeping every session; an operator killed in the middle of a retirement completes it after
-//! its restart.
+//! its restart. The operator is the chart's pod on the real node (`testbed::in_cluster`); the
+//! kill is a SIGKILL of its container, which the kubelet restarts.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use testbed::in_cluster::ChartOperator;
 use testbed::kubectl::kubectl_ok;
 use testbed::mqtt::Publisher;
-use testbed::operator::{setup, Operator, Setup, RESYNC_SECONDS, WAIT};
+use testbed::operator::WAIT;
 use testbed::real_node::*;
 use testbed::{unique, wait_until, wait_until_seen};
 
 /// The example bridge on the real node with `replicas`, ready.
-fn start_bridge(s: &Setup, id: &str, replicas: i32) {
+fn start_bridge(s: &ChartOperator, id: &str, replicas: i32) {
     let mut bridge = smart_locks_on(&real_node(), id);
     bridge["spec"]["replicas"] = json!(replicas);
     s.apply(&bridge.to_string());
     s.wait_ready(BRIDGE);
 }
 
-fn scale(s: &Setup, replicas: i32) {
+fn scale(s: &ChartOperator, replicas: i32) {
     let to = format!("--replicas={replicas}");
-    kubectl_ok(&["scale", "mkb", BRIDGE, "-n", &s.ns.0, &to], None);
+    kubectl_ok(&["scale", "mkb", BRIDGE, "-n", &s.0, &to], None);
 }
 
 /// Waits until `status.mqttSessions` is `sessions` and SessionsRetired has `reason`; returns
 /// the condition.
-fn wait_sessions(s: &Setup, sessions: i32, reason: &str) -> Value {
+fn wait_sessions(s: &ChartOperator, sessions: i32, reason: &str) -> Value {
     wait_until_seen(
         &format!("mqttSessions {sessions} and SessionsRetired {reason}"),
         WAIT,
@@ -61,13 +63,13 @@ fn stream_states(
     })
 }
 
-fn retirement_jobs(s: &Setup) -> String {
-    kubectl_ok(&["get", "jobs", "-n", &s.ns.0, "-o", "name"], None)
+fn retirement_jobs(s: &ChartOperator) -> String {
+    kubectl_ok(&["get", "jobs", "-n", &s.0, "-o", "name"], None)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_to_one_mid_stream_retires_the_removed_sessions_and_loses_nothing() {
-    let s = setup("scale-down");
+    let s = ChartOperator::install("scale-down", &[]);
     let id = unique("sd");
     start_bridge(&s, &id, 3);
     wait_sessions(&s, 3, "AsExpected");
@@ -94,7 +96,7 @@ async fn three_to_one_mid_stream_retires_the_removed_sessions_and_loses_nothing(
         eprintln!("{line}");
     }
     assert_eq!(retirement_jobs(&s).trim(), "", "the Jobs are removed");
-    let metrics = s.operator.metrics();
+    let metrics = s.metrics();
     assert_eq!(
         metrics.value("mkb_operator_retired_sessions_total", &[("ordinal", "2")]),
         Some(1.0),
@@ -115,7 +117,7 @@ async fn three_to_one_mid_stream_retires_the_removed_sessions_and_loses_nothing(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn zero_replicas_pause_and_what_was_published_meanwhile_arrives() {
-    let s = setup("scale-pause");
+    let s = ChartOperator::install("scale-pause", &[]);
     let id = unique("sp");
     start_bridge(&s, &id, 2);
     scale(&s, 0);
@@ -136,7 +138,7 @@ async fn zero_replicas_pause_and_what_was_published_meanwhile_arrives() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_killed_during_a_retirement_completes_it_after_its_restart() {
-    let mut s = setup("scale-crash");
+    let s = ChartOperator::install("scale-crash", &[]);
     let id = unique("sc");
     start_bridge(&s, &id, 3);
     let stream = stream_states(&id, 0, 2000, Duration::from_millis(3));
@@ -145,10 +147,16 @@ async fn an_operator_killed_during_a_retirement_completes_it_after_its_restart()
     wait_until("a retirement Job", WAIT, || {
         retirement_jobs(&s).contains("retire").then_some(())
     });
-    s.operator.process.kill9();
+    s.kill9_leader();
     stream.await.expect("the publishing task");
-    s.operator = Operator::start(&s.ns.0, RESYNC_SECONDS);
     wait_sessions(&s, 1, "AsExpected");
+    let restarts = &s.leader_pod()["status"]["containerStatuses"][0]["restartCount"];
+    assert_eq!(
+        *restarts,
+        1,
+        "the operator was killed once and restarted: {}",
+        s.pod_summary()
+    );
     let total = wait_distinct_records(&format!("{id}-lock-state"), 2000).await;
     eprintln!("operator killed mid-retirement: {total} records for 2000 states");
 }

@@ -1,44 +1,22 @@
 //! The Helm chart against the test bed: lint; rendered objects validated by kubeconform with
 //! schemas generated from the test bed API server's own OpenAPI (our CRD included); bad values
-//! refused by values.schema.json with the key named; install, upgrade and uninstall, with the
-//! operator running under the chart's ServiceAccount (a TokenRequest token), not as admin.
+//! refused by values.schema.json with the key named; `helm template` without `--kube-version`
+//! (the test bed's helm reports its real version); install, upgrade and uninstall, and what the
+//! chart's ServiceAccount may and may not do (checked with a TokenRequest token of it). The
+//! operator running as the chart's pod is tests/e2e/in_cluster.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Map, Value};
+use testbed::helm::{chart, helm, helm_ok};
 use testbed::kubectl::{ensure_crd, get_json, kubectl, kubectl_ok, Namespace};
-use testbed::operator::{bridge_writing_to, Operator, Setup, RESYNC_SECONDS, WAIT};
 use testbed::process::{output_with_input, test_log_dir};
-use testbed::{env, repo_root, unique, wait_until};
+use testbed::{env, unique};
 
 const RELEASE: &str = "mkb";
 /// The chart's full name for release `mkb`.
 const FULLNAME: &str = "mkb-mqtt-kafka-bridge-operator";
-
-fn chart() -> PathBuf {
-    repo_root().join("charts/mqtt-kafka-bridge-operator")
-}
-
-fn helm(args: &[&str]) -> Output {
-    Command::new(env().bin.join("helm"))
-        .env("KUBECONFIG", &env().kubeconfig)
-        .args(args)
-        .output()
-        .expect("run helm")
-}
-
-fn helm_ok(args: &[&str]) -> String {
-    let out = helm(args);
-    assert!(
-        out.status.success(),
-        "helm {} failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `helm template` of the chart with `--set values` (none when empty).
 fn template(values: &str) -> Output {
@@ -50,8 +28,6 @@ fn template(values: &str) -> Output {
         "--namespace",
         "mkb-system",
         "--include-crds",
-        "--kube-version",
-        &env().kubernetes_version,
     ];
     if !values.is_empty() {
         args.extend_from_slice(&["--set", values]);
@@ -330,48 +306,19 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
     let deployment = get_json(&["deployment", FULLNAME, "-n", &ns.0]).expect("the Deployment");
     assert_eq!(deployment["status"]["readyReplicas"], 1, "{deployment}");
 
-    // The operator, as the chart's ServiceAccount, reconciles a bridge to Ready.
+    // What the chart's ServiceAccount may do (the operator running under it, as a pod, is
+    // tests/e2e/in_cluster.rs).
     let kubeconfig = service_account_kubeconfig(&ns.0, FULLNAME);
-    // With the chart's leader election settings, so its Lease rule is exercised too.
-    let operator = Operator::start_as(
-        &format!("{},{}", ns.0, other.0),
-        &kubeconfig,
-        RESYNC_SECONDS,
-        &[
-            "--leader-elect",
-            "--leader-election-namespace",
-            &ns.0,
-            "--leader-election-lease",
-            FULLNAME,
-        ],
-    );
-    let s = Setup { ns, operator };
-    let topic = unique("helm-state");
-    wait_until("the operator to lead", WAIT, || {
-        (s.operator.metrics().value("mkb_operator_leader", &[]) == Some(1.0)).then_some(())
-    });
-    s.apply(&bridge_writing_to("locks", &topic, ""));
-    s.wait_ready("locks");
-    kubectl_ok(
-        &["apply", "-n", &other.0, "-f", "-"],
-        Some(&bridge_writing_to("fleet", &unique("helm-fleet"), "")),
-    );
-    wait_until(
-        "the bridge in the second namespace to be Ready",
-        WAIT,
-        || {
-            get_json(&["mkb", "fleet", "-n", &other.0]).filter(|b| {
-                b["status"]["conditions"]
-                    .to_string()
-                    .contains("\"RolledOut\"")
-            })
-        },
-    );
-    wait_until("the operator's own Created events", WAIT, || {
-        s.events()
-            .contains("Created StatefulSet locks")
-            .then_some(())
-    });
+    for watched in [&ns.0, &other.0] {
+        let (ok, stderr) = kubectl_as(
+            &kubeconfig,
+            &["get", "mkb,secrets,statefulsets", "-n", watched],
+        );
+        assert!(
+            ok,
+            "the operator reads what it watches in {watched}: {stderr}"
+        );
+    }
     // Nothing outside its namespace, and nothing it does not need inside.
     let (ok, stderr) = kubectl_as(&kubeconfig, &["get", "secrets", "-n", "default"]);
     assert!(!ok && stderr.contains("forbidden"), "{stderr}");
@@ -379,7 +326,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
     assert!(!ok && stderr.contains("forbidden"), "{stderr}");
     let (ok, _) = kubectl_as(
         &kubeconfig,
-        &["auth", "can-i", "delete", "statefulsets", "-n", &s.ns.0],
+        &["auth", "can-i", "delete", "statefulsets", "-n", &ns.0],
     );
     assert!(
         !ok,
@@ -393,7 +340,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
         RELEASE,
         chart,
         "-n",
-        &s.ns.0,
+        &ns.0,
         "--set",
         &watch,
         "--set",
@@ -402,7 +349,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
         "--timeout",
         "90s",
     ]);
-    let upgraded = get_json(&["deployment", FULLNAME, "-n", &s.ns.0]).expect("the Deployment");
+    let upgraded = get_json(&["deployment", FULLNAME, "-n", &ns.0]).expect("the Deployment");
     assert!(upgraded["metadata"]["generation"].as_i64().unwrap_or(0) > generation);
     let args = upgraded["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains("--resync-seconds=60"), "{args}");
@@ -412,7 +359,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
             "status",
             &format!("deployment/{FULLNAME}"),
             "-n",
-            &s.ns.0,
+            &ns.0,
             "--timeout=90s",
         ],
         None,
@@ -423,7 +370,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
         "uninstall",
         RELEASE,
         "-n",
-        &s.ns.0,
+        &ns.0,
         "--wait",
         "--timeout",
         "90s",
@@ -440,7 +387,7 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
                 "get",
                 what,
                 "-n",
-                &s.ns.0,
+                &ns.0,
                 "-l",
                 &format!("app.kubernetes.io/instance={RELEASE}"),
                 "-o",
@@ -451,5 +398,4 @@ fn helm_install_runs_the_operator_under_its_service_account_and_uninstall_cleans
         assert!(left.trim().is_empty(), "{what} left behind: {left}");
     }
     assert!(get_json(&["crd", "mqttkafkabridges.mqttkafka.io"]).is_some());
-    assert!(s.get("mkb/locks").is_some(), "bridges are kept");
 }

@@ -268,3 +268,98 @@ async fn mqtt_publish_reaches_a_subscriber() {
     assert_eq!(got[0].topic, topic);
     assert_eq!(got[0].payload, b"hello mqtt");
 }
+
+/// One DNS query for the A record of `name` to `server` (UDP); returns the response code and
+/// the addresses answered.
+fn dns_a(server: &str, name: &str) -> (u8, Vec<std::net::Ipv4Addr>) {
+    let mut query = vec![0x4d, 0x4b, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    socket.send_to(&query, server).expect("send the query");
+    let mut buf = [0u8; 512];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer from {server} for {name}: {e}"));
+    let response = &buf[..len];
+    assert_eq!(&response[..2], &query[..2], "the answer to our query");
+    let rcode = response[3] & 0x0f;
+    let answers = u16::from_be_bytes([response[6], response[7]]);
+    // The question comes back as it was sent; each answer is a name (labels, or a pointer to
+    // one), type, class, TTL, length and the data.
+    let mut at = query.len();
+    let mut addresses = Vec::new();
+    for _ in 0..answers {
+        loop {
+            let b = response[at];
+            if b & 0xc0 == 0xc0 {
+                at += 2;
+                break;
+            }
+            at += 1 + usize::from(b);
+            if b == 0 {
+                break;
+            }
+        }
+        let rtype = u16::from_be_bytes([response[at], response[at + 1]]);
+        let rdlen = usize::from(u16::from_be_bytes([response[at + 8], response[at + 9]]));
+        let data = &response[at + 10..at + 10 + rdlen];
+        if rtype == 1 && rdlen == 4 {
+            addresses.push(std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        at += 10 + rdlen;
+    }
+    (rcode, addresses)
+}
+
+#[test]
+fn the_cluster_dns_answers_service_names_and_no_other_name() {
+    if env().real_node.is_none() {
+        eprintln!("no real node, so no cluster DNS: skipped");
+        return;
+    }
+    let dns = "10.88.0.1:53";
+    let (rcode, api) = dns_a(dns, "kubernetes.default.svc.cluster.local");
+    assert_eq!(
+        (rcode, api),
+        (0, vec![[10, 96, 0, 1].into()]),
+        "the API server's Service"
+    );
+    for name in [
+        "mosquitto.iot.svc.cluster.local",
+        "kafka-bootstrap.kafka.svc.cluster.local",
+    ] {
+        let (rcode, addresses) = dns_a(dns, name);
+        assert!(
+            rcode == 0 && addresses.len() == 1,
+            "{name}: rcode {rcode}, {addresses:?}"
+        );
+        let service = name.split('.').take(2).collect::<Vec<_>>();
+        let cluster_ip = kubectl_ok(
+            &[
+                "get",
+                "service",
+                service[0],
+                "-n",
+                service[1],
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+            None,
+        );
+        assert_eq!(addresses[0].to_string(), cluster_ip, "{name}");
+    }
+    // Forwarding nothing: a name outside the cluster is NXDOMAIN (3), answered here.
+    let (rcode, addresses) = dns_a(dns, "example.com");
+    assert_eq!(
+        (rcode, addresses),
+        (3, vec![]),
+        "example.com is not forwarded"
+    );
+}

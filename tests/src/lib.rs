@@ -2,12 +2,15 @@
 //! ([`env`]), unique names per test ([`unique`]), waiting on conditions with deadlines
 //! ([`wait`]), Kafka and MQTT clients for assertions ([`kafka`], [`mqtt`]), child processes
 //! that dump their logs when a test fails ([`process`]), `kubectl` ([`kubectl`]), and looking
-//! for leaked secret values ([`secrets`]).
+//! for leaked secret values ([`secrets`]), `helm` ([`helm`]) and the operator installed by its
+//! chart onto the real node ([`in_cluster`]).
 //!
 //! Every test that uses it talks to the real servers `make testbed` starts.
 
 pub mod bridge;
 pub mod env;
+pub mod helm;
+pub mod in_cluster;
 pub mod kafka;
 pub mod kubectl;
 pub mod mosquitto;

@@ -1,4 +1,12 @@
 //! An `mkb-operator` process under test, watching one namespace.
+//!
+//! A host process, not the chart's pod (`crate::in_cluster`), because of what these suites do:
+//! their bridges run on the KWOK nodes (hundreds of them, for scale and status tests) against
+//! the brokers on 127.0.0.1, which a pod cannot reach; they kill -9 the operator, restart the
+//! API server under it, start it with per-test flags (a traced log, another identity's
+//! kubeconfig) and read its log and metrics directly. What a pod can do — the install path,
+//! hand-over by pod deletion, upgrades, bridges on the real node — is tested with the operator
+//! installed by its chart (tests/e2e/in_cluster.rs, operator/tests/real_node.rs).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -173,13 +181,22 @@ pub fn setup_labelled(prefix: &str, labels: &[&str]) -> Setup {
     Setup { ns, operator }
 }
 
-impl Setup {
+/// What a test does in its namespace goes through the setup too.
+impl std::ops::Deref for Setup {
+    type Target = Namespace;
+    fn deref(&self) -> &Namespace {
+        &self.ns
+    }
+}
+
+/// Bridges and their objects in a test's namespace, whoever runs the operator.
+impl Namespace {
     pub fn apply(&self, yaml: &str) {
-        kubectl_ok(&["apply", "-n", &self.ns.0, "-f", "-"], Some(yaml));
+        kubectl_ok(&["apply", "-n", &self.0, "-f", "-"], Some(yaml));
     }
 
     pub fn get(&self, what: &str) -> Option<Value> {
-        get_json(&[what, "-n", &self.ns.0])
+        get_json(&[what, "-n", &self.0])
     }
 
     pub fn bridge(&self, name: &str) -> Value {
@@ -253,7 +270,7 @@ impl Setup {
                 "get",
                 "events",
                 "-n",
-                &self.ns.0,
+                &self.0,
                 "-o",
                 "custom-columns=REASON:.reason,MESSAGE:.message",
             ],

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::env::RealNode;
+use crate::kubectl::Namespace;
 use crate::mqtt::{Publisher, Subscriber};
-use crate::operator::{Setup, WAIT};
+use crate::operator::WAIT;
 use crate::{env, kafka, wait_until_seen, wait_until_seen_async};
 
 /// The example's name.
@@ -25,22 +26,32 @@ pub fn real_node() -> RealNode {
         .expect("the test bed runs no real node: `make testbed` (as root) starts one")
 }
 
-/// `examples/smart-locks.yaml` as pods of the real node reach the test bed's brokers: topics,
-/// MQTT topics and client ids prefixed with `id` (the brokers are shared), two replicas (so shared
-/// subscriptions), the image `make images` built, and the real node's selector and toleration.
+/// `examples/smart-locks.yaml` on the real node: its brokers as the example names them (the
+/// test bed's Services), topics, MQTT topics and client ids prefixed with `id` (the brokers
+/// are shared), two replicas (so shared subscriptions), the image `make images` built, and
+/// the placement of `examples/testbed/real-node-patch.yaml`.
 pub fn smart_locks_on(node: &RealNode, id: &str) -> Value {
     let path = crate::repo_root().join("examples/smart-locks.yaml");
     let text = std::fs::read_to_string(&path).expect("read examples/smart-locks.yaml");
     let mut bridge: Value = serde_yaml::from_str(&text).expect("the example is YAML");
     let spec = &mut bridge["spec"];
     spec["replicas"] = json!(2);
-    spec["mqtt"]["url"] = json!(node.mqtt_url);
+    // The example's brokers are the test bed's Services, as pods reach them.
+    assert_eq!(
+        spec["mqtt"]["url"],
+        json!(node.mqtt_url),
+        "the example's MQTT URL"
+    );
+    assert_eq!(
+        spec["kafka"]["bootstrapServers"],
+        json!(node.kafka_bootstrap),
+        "the example's Kafka bootstrap servers"
+    );
     // Client ids, share groups and consumer groups default to names made of the bridge's
     // name: tests running the example at the same time, in other namespaces, would take over
     // each other's sessions and join each other's consumer group (each join and leave
     // rebalances the other test's bridge mid-stream).
     spec["mqtt"]["clientIdPrefix"] = json!(id);
-    spec["kafka"]["bootstrapServers"] = json!(node.kafka_bootstrap);
     spec["kafka"]["deadLetterTopic"] = json!(format!("{id}.dead-letter"));
     for topic in spec["kafka"]["topics"].as_array_mut().into_iter().flatten() {
         topic["name"] = json!(format!(
@@ -63,15 +74,17 @@ pub fn smart_locks_on(node: &RealNode, id: &str) -> Value {
         env!("CARGO_PKG_VERSION")
     ));
     spec["imagePullPolicy"] = json!("IfNotPresent");
-    spec["pod"] = json!({
-        "nodeSelector": {"mqttkafka.io/node": "real"},
-        "tolerations": [{"key": "mqttkafka.io/real-node", "operator": "Exists", "effect": "NoSchedule"}],
-    });
+    let patch = crate::repo_root().join("examples/testbed/real-node-patch.yaml");
+    let patch: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&patch).expect("read examples/testbed/real-node-patch.yaml"),
+    )
+    .expect("the placement patch is YAML");
+    spec["pod"] = patch["spec"]["pod"].clone();
     bridge
 }
 
 /// Waits until pod `name` runs on `node`, Ready, with a uid other than `not_uid`; returns it.
-pub fn wait_pod_ready(s: &Setup, name: &str, node: &str, not_uid: &str) -> Value {
+pub fn wait_pod_ready(s: &Namespace, name: &str, node: &str, not_uid: &str) -> Value {
     wait_until_seen(&format!("pod {name} Ready on {node}"), WAIT, || {
         let pod = s.get(&format!("pod/{name}")).unwrap_or(Value::Null);
         let ready = pod["status"]["containerStatuses"][0]["ready"] == true;

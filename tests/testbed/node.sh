@@ -3,9 +3,9 @@
 # network change the host.
 #
 # What it adds to the host, and stop_node removes again: the bridge $POD_BRIDGE with
-# $POD_GATEWAY (Mosquitto and Kafka also listen there, for pods); containerd's and the kubelet's
-# state under $NODE_DIR, with their mounts and the pods' network namespaces; the kubepods
-# cgroups. A start after a crash clears what the crashed run left first.
+# $POD_GATEWAY (Mosquitto, Kafka, CoreDNS and the API server also listen there, for pods);
+# kube-proxy's iptables rules (service-network.sh); containerd's and the kubelet's state under
+# $NODE_DIR, with their mounts and the pods' network namespaces; the kubepods cgroups. A start after a crash clears what the crashed run left first.
 #
 # This host has cgroup v1 (hybrid), which the kubelet refuses by default since 1.35:
 # failCgroupV1 is false, with the cgroupfs driver (there is no systemd). Lowering an OOM score
@@ -99,6 +99,11 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
+# Pods resolve names with the cluster DNS (service-network.sh); no pod gets the host's
+# resolv.conf, whose name server is off the machine.
+clusterDNS: [$DNS_SERVICE_IP]
+clusterDomain: $CLUSTER_DOMAIN
+resolvConf: ""
 registerWithTaints:
 - {key: mqttkafka.io/real-node, value: "true", effect: NoSchedule}
 # The host's disk is shared with everything else: no evictions or image collection because of it.
@@ -153,6 +158,7 @@ start_node() {
       --hostname-override "$NODE_NAME" --node-ip "$POD_GATEWAY" --node-labels mqttkafka.io/node=real
   fi
   wait_for kubelet 90 node_ready
+  start_service_network
 }
 
 # Kills the pods' processes, unmounts what containerd and the kubelet mounted, and removes the
@@ -179,6 +185,7 @@ clear_node_leftovers() {
 }
 
 stop_node() {
+  stop_service_network
   stop_process kubelet "bin/kubelet"
   # Its pods go with it: the API server forgets the node, and the pod garbage collector the
   # pods bound to it. The next start registers it afresh.

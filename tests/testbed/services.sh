@@ -217,13 +217,23 @@ apiserver_ready() {
     "https://127.0.0.1:$APISERVER_PORT/readyz"
 }
 
+# With the real node's pod network, pods reach the API server through the Service
+# `kubernetes` (10.96.0.1:443), whose endpoint is the advertised address: the pod network's
+# gateway. One --bind-address serves both that and 127.0.0.1 only as 0.0.0.0; every request
+# is authenticated (client certificate or token), as on any cluster's API server.
 start_apiserver() {
-  # Its Service range is served by nothing here (addresses.sh).
+  # Host processes cannot dial its Service range (addresses.sh); pods' traffic to it is
+  # rewritten by kube-proxy before routing (service-network.sh).
   unreachable_route "$SERVICE_CIDR"
   is_running kube-apiserver "bin/kube-apiserver" && return 0
+  local bind=127.0.0.1 advertise=127.0.0.1
+  if pod_network_up; then
+    bind=0.0.0.0
+    advertise=$POD_GATEWAY
+  fi
   start_process kube-apiserver "$BIN_DIR/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address "$bind" --advertise-address "$advertise" --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
     --client-ca-file "$PKI_DIR/ca.crt" --token-auth-file "$PKI_DIR/tokens.csv" \
     --authorization-mode Node,RBAC \
@@ -446,8 +456,8 @@ ENV
   if is_running kubelet "bin/kubelet"; then
     cat >>"$ENV_FILE.tmp" <<ENV
 REAL_NODE=$NODE_NAME
-POD_MQTT_URL=mqtt://$POD_GATEWAY:$MQTT_PORT
-POD_KAFKA_BOOTSTRAP=$POD_GATEWAY:$KAFKA_POD_PORT
+POD_MQTT_URL=mqtt://mosquitto.iot.svc:1883
+POD_KAFKA_BOOTSTRAP=kafka-bootstrap.kafka.svc:9092
 ENV
   fi
   mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -457,3 +467,5 @@ ENV
 . "$TESTBED_DIR/node.sh"
 # shellcheck source=addresses.sh
 . "$TESTBED_DIR/addresses.sh"
+# shellcheck source=service-network.sh
+. "$TESTBED_DIR/service-network.sh"

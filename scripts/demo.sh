@@ -1,81 +1,54 @@
 #!/usr/bin/env bash
-# make demo: the smart-lock bridge the way a platform team runs it. Brings the test bed up
-# (Mosquitto, Kafka, Kubernetes on 127.0.0.1), installs the Helm chart, runs the operator under
-# the chart's ServiceAccount, applies examples/smart-locks.yaml (pointed at the test bed's
-# brokers), and shows device states reaching Kafka and commands reaching the devices, with
-# counts. Exits 0 only when both flows delivered every message.
-#
-# The demo's bridge is scheduled on one of the test bed's simulated (KWOK) nodes: the pod is
-# reported Running, but no container starts there. So the operator runs here as a local
-# process with the ServiceAccount's token, and pod smart-locks-0 runs here as a local
-# bridge-runtime with exactly the ConfigMap and POD_NAME the operator rendered for it. (The test
-# bed's real node, docs/testbed.md, runs bridge pods from the images; the end-to-end test
-# operator/tests/real_node.rs does that.)
+# make demo: the smart-lock bridge the way a platform team runs it, all inside the cluster.
+# Brings the test bed up (Mosquitto, Kafka and a Kubernetes control plane on this host, and the
+# real node: a kubelet with containerd, kube-proxy and CoreDNS), builds the images and loads
+# them into the node, `helm install`s the operator (its pod runs on the real node), applies
+# examples/smart-locks.yaml as it is (placed on the real node by a merge patch), and shows
+# device states reaching Kafka and commands reaching the devices, with counts. The bridge pod
+# finds the brokers by their Service names. Exits 0 only when both flows delivered every
+# message. Needs root: the real node changes the host (docs/testbed.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { printf '\n\033[1;31mdemo failed: %s\033[0m\n' "$*" >&2; exit 1; }
 NS=smart-locks-demo
 RELEASE=mkb
-ACCOUNT=$RELEASE-mqtt-kafka-bridge-operator
+DEPLOYMENT=$RELEASE-mqtt-kafka-bridge-operator
+[ "$(id -u)" -eq 0 ] || fail "the demo runs pods on the test bed's real node, which needs root (containerd, the kubelet and the pod network change the host)"
 mkdir -p target/demo
-pids=()
-trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
-say "Starting the test bed: Mosquitto, Kafka and Kubernetes on 127.0.0.1 (first run builds them)"
+say "Starting the test bed: brokers, control plane and the real node (the first run builds them)"
 tests/testbed/up.sh
 set -a; . target/testbed/env; set +a
 export PATH="$TESTBED_BIN:$PATH"
+export KUBECONFIG
 
-say "Building mkb-operator and bridge-runtime"
-cargo build --quiet --locked -p mkb-operator -p bridge-runtime
-bin=${CARGO_TARGET_DIR:-target}/debug
+say "Building the images (make images) and loading them into the node's containerd"
+scripts/images.sh
 
-say "helm install $RELEASE charts/mqtt-kafka-bridge-operator (watching namespace $NS)"
+say "helm install $RELEASE charts/mqtt-kafka-bridge-operator -n $NS (the operator as a pod)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The bridge pods and the operator meet the restricted Pod Security Standard.
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 helm upgrade --install "$RELEASE" charts/mqtt-kafka-bridge-operator -n "$NS" \
-  --set "watchNamespaces={$NS}" --wait --timeout 120s >/dev/null
-kubectl -n "$NS" get deployment,serviceaccount,role,rolebinding -l app.kubernetes.io/instance="$RELEASE"
+  --set "watchNamespaces={$NS}" -f examples/testbed/operator-values.yaml --wait --timeout 180s >/dev/null ||
+  { kubectl -n "$NS" get pods -o wide; fail "the operator did not become Ready"; }
+kubectl -n "$NS" get deployment "$DEPLOYMENT"
 
-say "Running the operator as ServiceAccount $ACCOUNT (a TokenRequest token, not admin)"
-server=$(kubectl config view --raw --minify -o 'jsonpath={.clusters[0].cluster.server}')
-ca="certificate-authority-data: \"$(kubectl config view --raw --minify -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}')\""
-[ "$ca" != 'certificate-authority-data: ""' ] ||
-  ca="certificate-authority: \"$(kubectl config view --raw --minify -o 'jsonpath={.clusters[0].cluster.certificate-authority}')\""
-token=$(kubectl create token "$ACCOUNT" -n "$NS" --duration=1h)
-cat >target/demo/operator.kubeconfig <<EOF
-apiVersion: v1
-kind: Config
-clusters: [{name: testbed, cluster: {server: "$server", $ca}}]
-users: [{name: operator, user: {token: "$token"}}]
-contexts: [{name: operator, context: {cluster: testbed, user: operator, namespace: "$NS"}}]
-current-context: operator
-EOF
-KUBECONFIG=target/demo/operator.kubeconfig "$bin/mkb-operator" --namespace "$NS" \
-  --leader-elect --leader-election-namespace "$NS" --leader-election-lease "$ACCOUNT" \
-  --listen 127.0.0.1:18080 --resync-seconds 30 >target/demo/operator.log 2>&1 &
-pids+=($!)
-
-say "kubectl apply -f examples/smart-locks.yaml (brokers: $MQTT_URL, $KAFKA_BOOTSTRAP)"
-sed -e "s|mqtt://mosquitto.iot.svc:1883|$MQTT_URL|" -e "s|kafka-bootstrap.kafka.svc:9092|$KAFKA_BOOTSTRAP|" \
-  examples/smart-locks.yaml >target/demo/smart-locks.yaml
-kubectl apply -n "$NS" -f target/demo/smart-locks.yaml
-kubectl wait -n "$NS" mkb/smart-locks --for=condition=Ready --timeout=120s >/dev/null ||
-  { tail -n 20 target/demo/operator.log; fail "the bridge did not become Ready"; }
+say "kubectl apply -f examples/smart-locks.yaml (placed on the real node by examples/testbed/real-node-patch.yaml)"
+kubectl patch --local -f examples/smart-locks.yaml --type merge \
+  --patch-file examples/testbed/real-node-patch.yaml -o yaml | kubectl apply -n "$NS" -f -
+kubectl wait -n "$NS" mkb/smart-locks --for=condition=Ready --timeout=180s >/dev/null ||
+  {
+    kubectl -n "$NS" get mkb smart-locks -o jsonpath='{.status.conditions}'; echo
+    kubectl -n "$NS" logs "deployment/$DEPLOYMENT" --tail 20
+    fail "the bridge did not become Ready"
+  }
 kubectl get -n "$NS" mkb smart-locks
 echo "topics: $(kubectl get -n "$NS" mkb smart-locks -o jsonpath='{range .status.topics[*]}{.name}({.partitions} partitions, {.state}) {end}')"
+kubectl get pods -A -o wide --field-selector "spec.nodeName=$REAL_NODE"
 
-say "Pod smart-locks-0 as a local bridge-runtime, with the ConfigMap the operator rendered"
-kubectl get -n "$NS" configmap smart-locks-config -o 'jsonpath={.data.config\.yaml}' >target/demo/config.yaml
-POD_NAME=smart-locks-0 "$bin/bridge-runtime" --config target/demo/config.yaml >target/demo/bridge-runtime.log 2>&1 &
-pids+=($!)
-for _ in $(seq 1 150); do
-  curl -sf http://127.0.0.1:9090/readyz >/dev/null && break
-  sleep 0.2
-done
-curl -sf http://127.0.0.1:9090/readyz >/dev/null || { tail -n 20 target/demo/bridge-runtime.log; fail "bridge-runtime is not ready"; }
-
-say "Devices publish their state (MQTT 5, QoS 1)"
+say "Devices publish their state (MQTT 5, QoS 1) to Mosquitto; the bridge pod reads it from mosquitto.iot.svc"
 since=$(($(date +%s%N) / 1000000))
 run=$RANDOM
 locks=(front-door garage back-door)
@@ -86,7 +59,7 @@ for lock in "${locks[@]}"; do
 done
 
 say "They are in Kafka topic lock-state, keyed by device id (kcat)"
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
   kcat -b "$KAFKA_BOOTSTRAP" -C -t lock-state -o "s@$since" -e -q -f 'partition %p  key=%k  %s\n' |
     grep "\"run\":$run" >target/demo/states.txt || true
   [ "$(wc -l <target/demo/states.txt)" -ge ${#locks[@]} ] && break
@@ -108,9 +81,10 @@ commands=$(grep -c "\"run\":$run" target/demo/commands.txt || true)
 say "Counts"
 echo "device states: published ${#locks[@]}, in Kafka $states"
 echo "commands:      produced 2, delivered over MQTT $commands"
-curl -s http://127.0.0.1:9090/metrics | grep -E '^mkb_messages_(received|delivered)_total' || true
+pod_ip=$(kubectl -n "$NS" get pod smart-locks-0 -o jsonpath='{.status.podIP}')
+curl -s "http://$pod_ip:9090/metrics" | grep -E '^mkb_messages_(received|delivered)_total' || true
 [ "$states" -eq ${#locks[@]} ] || fail "$states of ${#locks[@]} device states reached Kafka"
 [ "$commands" -eq 2 ] || fail "$commands of 2 commands reached the devices"
 
 say "Done: both flows delivered every message. The test bed keeps running ('make testbed-down' stops it);"
-echo "the bridge stays in namespace $NS: kubectl --kubeconfig target/testbed/kubeconfig -n $NS get mkb"
+echo "the operator and the bridge stay in namespace $NS: kubectl --kubeconfig target/testbed/kubeconfig -n $NS get pods,mkb"

@@ -38,7 +38,10 @@ kubectl -n "$NS" get deployment "$DEPLOYMENT"
 say "kubectl apply -f examples/smart-locks.yaml (placed on the real node by examples/testbed/real-node-patch.yaml)"
 kubectl patch --local -f examples/smart-locks.yaml --type merge \
   --patch-file examples/testbed/real-node-patch.yaml -o yaml | kubectl apply -n "$NS" -f -
-kubectl wait -n "$NS" mkb/smart-locks --for=condition=Ready --timeout=180s >/dev/null ||
+# Ready for this generation: an earlier run's status must not count.
+generation=$(kubectl get -n "$NS" mkb smart-locks -o jsonpath='{.metadata.generation}')
+kubectl wait -n "$NS" mkb/smart-locks --for=jsonpath='{.status.observedGeneration}'="$generation" --timeout=180s >/dev/null &&
+  kubectl wait -n "$NS" mkb/smart-locks --for=condition=Ready --timeout=180s >/dev/null ||
   {
     kubectl -n "$NS" get mkb smart-locks -o jsonpath='{.status.conditions}'; echo
     kubectl -n "$NS" logs "deployment/$DEPLOYMENT" --tail 20

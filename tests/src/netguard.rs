@@ -156,6 +156,10 @@ fn processes(text: &str) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Allowed {
     ranges: Vec<Cidr>,
+    /// Allowed from pods' network namespaces only: the Service (ClusterIP) range, which
+    /// kube-proxy rewrites to the pod network before routing. A host process has no route
+    /// there.
+    pod_ranges: Vec<Cidr>,
 }
 
 impl Allowed {
@@ -172,18 +176,40 @@ impl Allowed {
             },
         ];
         ranges.extend_from_slice(networks);
-        Self { ranges }
+        Self {
+            ranges,
+            pod_ranges: Vec::new(),
+        }
+    }
+
+    /// These too, from pods' network namespaces.
+    pub fn and_in_pods(mut self, ranges: &[Cidr]) -> Self {
+        self.pod_ranges.extend_from_slice(ranges);
+        self
     }
 
     pub fn ranges(&self) -> &[Cidr] {
         &self.ranges
     }
 
-    /// Whether `socket` talks to an address outside them (a socket without a peer does not).
+    pub fn pod_ranges(&self) -> &[Cidr] {
+        &self.pod_ranges
+    }
+
+    /// Whether `socket`, of a host process, talks to an address outside them (a socket
+    /// without a peer does not).
     pub fn violates(&self, socket: &Socket) -> bool {
         socket
             .peer_ip()
             .is_some_and(|ip| !self.ranges.iter().any(|r| r.contains(ip)))
+    }
+
+    /// As `violates`, for a socket in a pod's network namespace.
+    pub fn violates_in_pod(&self, socket: &Socket) -> bool {
+        self.violates(socket)
+            && socket
+                .peer_ip()
+                .is_some_and(|ip| !self.pod_ranges.iter().any(|r| r.contains(ip)))
     }
 }
 
@@ -193,6 +219,7 @@ mod tests {
 
     fn allowed() -> Allowed {
         Allowed::loopback_and(&["10.88.0.0/16".parse().expect("a range")])
+            .and_in_pods(&["10.96.0.0/16".parse().expect("a range")])
     }
 
     fn verdict(line: &str) -> (bool, String) {
@@ -217,6 +244,19 @@ mod tests {
         assert!(!verdict(POD_NETWORK).0);
         assert!(!verdict(NEVER_CONNECTED).0);
         assert!(!verdict("tcp ESTAB 0 0 [::1]:8080 [::1]:5000").0);
+    }
+
+    #[test]
+    fn a_cluster_ip_is_allowed_from_a_pod_and_flagged_from_the_host() {
+        // As `ss` shows them in a pod's namespace: the peer before kube-proxy's rewrite.
+        let socket = parse(
+            r#"tcp ESTAB 0 0 10.88.0.5:55028 10.96.151.159:9092 users:(("mkb-operator",pid=22536,fd=11))"#,
+        )
+        .expect("an ss line");
+        assert!(!allowed().violates_in_pod(&socket));
+        assert!(allowed().violates(&socket));
+        let public = parse(PUBLIC).expect("an ss line");
+        assert!(allowed().violates_in_pod(&public));
     }
 
     #[test]

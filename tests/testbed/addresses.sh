@@ -86,10 +86,17 @@ remove_unserved_routes() {
   rm -f "$ROUTES_FILE"
 }
 
-# What the routing looks like, for comparing before `make testbed` and after `make testbed-down`.
+# What the routing looks like, for comparing before `make testbed` and after `make testbed-down`:
+# the rules and routes, and the Kubernetes chains of the packet filter (kube-proxy's and the
+# kubelet's, service-network.sh).
 routing_snapshot() {
   ip -4 rule show
   ip -6 rule show 2>/dev/null || true
   ip -4 route show table all
   ip -6 route show table all 2>/dev/null || true
+  local ipt
+  for ipt in iptables ip6tables; do
+    command -v "$ipt-save" >/dev/null || continue
+    "$ipt-save" 2>/dev/null | grep -E '^(:|-A ).*KUBE-' | sed "s/^/$ipt: /; s/ \[[0-9]*:[0-9]*\]//" || true
+  done
 }

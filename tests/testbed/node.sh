@@ -4,7 +4,7 @@
 #
 # What it adds to the host, and stop_node removes again: the bridge $POD_BRIDGE with
 # $POD_GATEWAY (Mosquitto, Kafka, CoreDNS and the API server also listen there, for pods);
-# kube-proxy's iptables rules (service-network.sh); containerd's and the kubelet's state under
+# kube-proxy's and the kubelet's iptables chains (service-network.sh); containerd's and the kubelet's state under
 # $NODE_DIR, with their mounts and the pods' network namespaces; the kubepods cgroups. A start after a crash clears what the crashed run left first.
 #
 # This host has cgroup v1 (hybrid), which the kubelet refuses by default since 1.35:
@@ -153,6 +153,7 @@ start_node() {
   fi
   import_node_images
   if ! is_running kubelet "bin/kubelet"; then
+    claim_kube_chains
     start_process kubelet "$BIN_DIR/kubelet" --config "$NODE_DIR/kubelet/config.yaml" \
       --kubeconfig "$NODE_DIR/kubelet/kubeconfig" --root-dir "$NODE_DIR/kubelet/root" \
       --hostname-override "$NODE_NAME" --node-ip "$POD_GATEWAY" --node-labels mqttkafka.io/node=real
@@ -194,4 +195,5 @@ stop_node() {
   fi
   stop_process containerd "bin/containerd --config"
   clear_node_leftovers
+  remove_kube_chains
 }

@@ -76,7 +76,9 @@ cargo build --workspace --locked --bins
 cargo test --workspace --locked --no-run
 LOG=$REPO_ROOT/target/test-logs
 mkdir -p "$LOG"
-"${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/net-guard" --allow "$POD_SUBNET" --log "$LOG/net-guard.log" &
+# Pods may also dial ClusterIPs: kube-proxy rewrites them to the pod network (service-network.sh).
+"${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/net-guard" --allow "$POD_SUBNET" --allow-in-pods "$SERVICE_CIDR" \
+  --log "$LOG/net-guard.log" &
 guard=$!
 # In the background, so a SIGTERM or SIGINT reaches the traps at once (bash runs them only
 # after a foreground command ends). The output also goes to a file, for the summary below.

@@ -127,3 +127,44 @@ stop_service_network() {
   fi
   stop_process coredns "bin/coredns"
 }
+
+# The kubelet and kube-proxy add KUBE-* chains to iptables and ip6tables (the kubelet's
+# canaries and KUBE-FIREWALL, hooked into INPUT and OUTPUT), which stay after they exit. When
+# none was there before the node started (a marker in the state directory records that), the
+# node's stop removes them all: the jumps from the built-in chains, then the chains.
+KUBE_CHAINS_MARKER=$STATE_DIR/kube-iptables-ours
+
+kube_chains_present() {
+  local ipt
+  for ipt in iptables ip6tables; do
+    "$ipt-save" 2>/dev/null | grep -q '^:KUBE-' && return 0
+  done
+  return 1
+}
+
+claim_kube_chains() {
+  [ -f "$KUBE_CHAINS_MARKER" ] && return 0
+  if kube_chains_present; then
+    log "iptables already has KUBE-* chains (another Kubernetes on this host?): the test bed will leave them alone"
+  else
+    mkdir -p "$STATE_DIR" && : >"$KUBE_CHAINS_MARKER"
+  fi
+}
+
+remove_kube_chains() {
+  [ -f "$KUBE_CHAINS_MARKER" ] || return 0
+  local ipt table rule chain chains
+  for ipt in iptables ip6tables; do
+    command -v "$ipt" >/dev/null || continue
+    for table in filter nat mangle; do
+      # iptables-save quotes what needs it (comments), so each line is evaluated as words.
+      "$ipt-save" -t "$table" 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' |
+        while read -r rule; do eval "$ipt -t $table ${rule/-A/-D}" 2>/dev/null || true; done || true
+      chains=$("$ipt-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p')
+      for chain in $chains; do "$ipt" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do "$ipt" -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
+  kube_chains_present && log "some KUBE-* iptables chains could not be removed; see iptables-save"
+  rm -f "$KUBE_CHAINS_MARKER"
+}

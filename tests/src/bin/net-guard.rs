@@ -23,6 +23,7 @@ struct Options {
 
 fn options() -> Result<Options, String> {
     let mut networks = Vec::new();
+    let mut pod_networks = Vec::new();
     let mut interval = Duration::from_millis(1000);
     let mut log = None;
     let mut args = std::env::args().skip(1);
@@ -30,6 +31,7 @@ fn options() -> Result<Options, String> {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--allow" => networks.push(value()?.parse::<Cidr>()?),
+            "--allow-in-pods" => pod_networks.push(value()?.parse::<Cidr>()?),
             "--interval-ms" => {
                 let v = value()?;
                 let ms: u64 = v
@@ -42,13 +44,13 @@ fn options() -> Result<Options, String> {
             "--log" => log = Some(value()?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (--allow CIDR, --interval-ms N, --log FILE)"
+                    "unknown argument {other:?} (--allow CIDR, --allow-in-pods CIDR, --interval-ms N, --log FILE)"
                 ))
             }
         }
     }
     Ok(Options {
-        allowed: Allowed::loopback_and(&networks),
+        allowed: Allowed::loopback_and(&networks).and_in_pods(&pod_networks),
         interval,
         log,
     })
@@ -67,8 +69,13 @@ struct Findings {
 }
 
 impl Findings {
-    fn check(&mut self, allowed: &Allowed, socket: &Socket, place: &str) {
-        if allowed.violates(socket) && !self.before.contains(&socket.key()) {
+    fn check(&mut self, allowed: &Allowed, socket: &Socket, place: &str, in_pod: bool) {
+        let violates = if in_pod {
+            allowed.violates_in_pod(socket)
+        } else {
+            allowed.violates(socket)
+        };
+        if violates && !self.before.contains(&socket.key()) {
             self.violations
                 .entry(socket.key())
                 .or_insert_with(|| format!("{socket} [{place}]"));
@@ -139,11 +146,16 @@ fn sample(findings: &Mutex<Findings>, allowed: &Allowed) -> Result<(), String> {
     f.samples += 1;
     f.namespaces = f.namespaces.max(others.len());
     for socket in &host {
-        f.check(allowed, socket, "host");
+        f.check(allowed, socket, "host", false);
     }
     for (pid, sockets) in &pods {
         for socket in sockets {
-            f.check(allowed, socket, &format!("network namespace of pid {pid}"));
+            f.check(
+                allowed,
+                socket,
+                &format!("network namespace of pid {pid}"),
+                true,
+            );
         }
     }
     Ok(())
@@ -163,7 +175,7 @@ fn watch_closing(findings: Arc<Mutex<Findings>>, allowed: Allowed) -> Result<Chi
             if let Some(socket) = parse(&line) {
                 if let Ok(mut f) = findings.lock() {
                     f.closed_seen += 1;
-                    f.check(&allowed, &socket, "host, closed");
+                    f.check(&allowed, &socket, "host, closed", false);
                 }
             }
         }
@@ -172,7 +184,13 @@ fn watch_closing(findings: Arc<Mutex<Findings>>, allowed: Allowed) -> Result<Chi
 }
 
 fn verdict(f: &Findings, allowed: &Allowed, elapsed: Duration) -> (bool, String) {
-    let ranges: Vec<String> = allowed.ranges().iter().map(Cidr::to_string).collect();
+    let mut ranges: Vec<String> = allowed.ranges().iter().map(Cidr::to_string).collect();
+    ranges.extend(
+        allowed
+            .pod_ranges()
+            .iter()
+            .map(|r| format!("{r} (from pods)")),
+    );
     let watched = format!(
         "{} samples over {}s (the host and up to {} other network namespaces), {} sockets seen closing",
         f.samples,

@@ -480,6 +480,24 @@ fn refused_applies_and_foreign_objects_are_reported_not_forced() {
         ],
         None,
     );
+    // The API server's quota admission reads quotas from its informer (and caches a live
+    // lookup that found none for 30 s): a StatefulSet created right after the quota can still
+    // be admitted. Seen in CI: the bridge rolled out, Ready. Go on once a server-side dry run
+    // of a StatefulSet is refused by it.
+    let probe = r#"{"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "quota-probe"},
+        "spec": {"selector": {"matchLabels": {"app": "probe"}}, "serviceName": "probe",
+                 "template": {"metadata": {"labels": {"app": "probe"}},
+                              "spec": {"containers": [{"name": "c", "image": "probe"}]}}}}"#;
+    wait_until("the quota to be enforced", WAIT, || {
+        let out = kubectl(
+            &["create", "--dry-run=server", "-n", &s.ns.0, "-f", "-"],
+            Some(probe),
+        );
+        String::from_utf8_lossy(&out.stderr)
+            .contains("exceeded quota: no-statefulsets")
+            .then_some(())
+    });
     s.apply(&smart_locks("quota"));
     let ready = s.wait_condition("quota", "Ready", |c| c["reason"] == "ApplyFailed");
     let message = ready["message"].as_str().unwrap_or_default();

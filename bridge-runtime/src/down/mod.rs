@@ -72,6 +72,10 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             ),
             offsets: offsets.clone(),
             route: compiled.name.clone(),
+            assigned: health.component(&format!(
+                "kafka consumer of route {} has its partitions from the consumer group",
+                compiled.name
+            )),
         };
         let mut c = kafka::client_config(&settings.kafka, &consumer_id)?;
         c.set("group.id", &compiled.group_id)

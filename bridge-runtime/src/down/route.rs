@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 
 use super::offsets::{OffsetTracker, TopicPartition};
 use super::publisher::Publisher;
+use crate::health::Readiness;
 use crate::kafka::{BridgeContext, DeadLetter, DeadLetters};
 use crate::metrics::RouteMetrics;
 use crate::mqtt::Outbound;
@@ -30,6 +31,12 @@ pub struct RouteContext {
     pub base: BridgeContext,
     pub offsets: Arc<Mutex<OffsetTracker>>,
     pub route: String,
+    /// Ready once the consumer group has given this consumer its partitions (possibly none).
+    /// Until then the consumer has no position: with `autoOffsetReset: latest`, a record
+    /// produced meanwhile is behind the position its partition gets and is never consumed,
+    /// so the pod must not say it is ready. Seen in `make test`: 50 of 1,000 commands
+    /// produced right after the bridge was Ready were skipped while the group's join was slow.
+    pub assigned: Readiness,
 }
 
 impl ClientContext for RouteContext {
@@ -78,6 +85,7 @@ impl ConsumerContext for RouteContext {
                 }
             }
             info!(route = %self.route, partitions = assigned.count(), "partitions assigned");
+            self.assigned.set(true);
         }
     }
 }

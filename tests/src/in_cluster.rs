@@ -36,27 +36,34 @@ impl std::ops::Deref for ChartOperator {
     }
 }
 
-/// `helm` arguments that place the operator on the real node and make it watch `ns`.
-fn install_args<'a>(ns: &'a str, extra: &[&'a str]) -> Vec<String> {
+/// `helm install` or `helm upgrade` (`verb`) of the chart as release `mkb` in `ns`, with the
+/// operator placed on the real node and watching `ns`, then `extra` helm arguments.
+fn helm_release(verb: &str, ns: &str, extra: &[&str]) {
+    let chart = chart();
     let values = repo_root().join("examples/testbed/operator-values.yaml");
-    let mut args: Vec<String> = vec![
-        "-n".into(),
-        ns.into(),
-        "-f".into(),
-        values.display().to_string(),
-        "--set".into(),
-        format!("watchNamespaces={{{ns}}}"),
-        "--set".into(),
-        format!("resyncSeconds={RESYNC_SECONDS}"),
-        "--set".into(),
-        "logging.level=info\\,mkb_operator=debug".into(),
+    let watch = format!("watchNamespaces={{{ns}}}");
+    let resync = format!("resyncSeconds={RESYNC_SECONDS}");
+    let mut args = vec![
+        verb,
+        RELEASE,
+        chart.to_str().expect("a UTF-8 path"),
+        "-n",
+        ns,
+        "-f",
+        values.to_str().expect("a UTF-8 path"),
+        "--set",
+        &watch,
+        "--set",
+        &resync,
+        "--set",
+        "logging.level=info\\,mkb_operator=debug",
     ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args
+    args.extend_from_slice(extra);
+    helm_ok(&args);
 }
 
 impl ChartOperator {
-    /// A fresh namespace (`prefix-…`) and `helm install --wait` of the chart into it, with
+    /// A fresh namespace (`prefix-…`) and `helm install` of the chart into it, with
     /// `extra` helm arguments (`--set key=value`, …). Returns once every operator pod is Ready.
     pub fn install(prefix: &str, extra: &[&str]) -> Self {
         let this = Self::install_no_wait(prefix, extra);
@@ -69,15 +76,7 @@ impl ChartOperator {
         ensure_crd();
         let ns =
             Namespace::create_labelled(prefix, &["pod-security.kubernetes.io/enforce=restricted"]);
-        let chart = chart();
-        let mut args = vec![
-            "install".to_owned(),
-            RELEASE.to_owned(),
-            chart.display().to_string(),
-        ];
-        args.extend(install_args(&ns.0, extra));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        helm_ok(&args);
+        helm_release("install", &ns.0, extra);
         Self {
             ns,
             installed: true,
@@ -87,15 +86,7 @@ impl ChartOperator {
     /// `helm upgrade` of the release with the test's values and `extra`, and waits until the
     /// Deployment rolled out.
     pub fn upgrade(&self, extra: &[&str]) {
-        let chart = chart();
-        let mut args = vec![
-            "upgrade".to_owned(),
-            RELEASE.to_owned(),
-            chart.display().to_string(),
-        ];
-        args.extend(install_args(&self.0, extra));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        helm_ok(&args);
+        helm_release("upgrade", &self.0, extra);
         self.wait_rolled_out();
     }
 

@@ -75,7 +75,7 @@ GO
 # (service-network.sh) uses: a main of our own that sets the directive list and imports those
 # plugins, the way CoreDNS documents builds with a chosen plugin set. The stock build links
 # every plugin, cloud providers' SDKs included, and takes far longer on two cores.
-COREDNS_PLUGINS=(bind ready health errors log cache template kubernetes)
+COREDNS_PLUGINS=(bind ready health errors cache template kubernetes)
 build_coredns() {
   local v=$COREDNS_VERSION stampv="$COREDNS_VERSION ${COREDNS_PLUGINS[*]}"
   is_current coredns "$stampv" && return 0
@@ -118,11 +118,11 @@ GOMOD
 # `go install` leaves the defaults: "v3" and Kubernetes v1.20.0, which fails every chart with
 # a kubeVersion constraint like ours. The same flags here, read from helm's go.mod.
 install_helm() {
-  local v=$HELM_VERSION gomod client_go minor
+  local v=$HELM_VERSION gomod minor
   gomod=$(cd "$CACHE_DIR" && go mod download -json "helm.sh/helm/v3@$v" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  client_go=$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod")
-  [ -n "$client_go" ] || die "cannot find the client-go version in helm $v's go.mod ($gomod)"
-  minor=$client_go
+  # client-go v0.N.x is Kubernetes 1.N.
+  minor=$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod")
+  [ -n "$minor" ] || die "cannot find the client-go version in helm $v's go.mod ($gomod)"
   local pkg=helm.sh/helm/v3
   go_install helm "$v (kubernetes 1.$minor)" "$pkg/cmd/helm" "$v" -ldflags "-s -w -X $pkg/internal/version.version=$v \
     -X $pkg/internal/version.gitTreeState=clean -X $pkg/pkg/chartutil.k8sVersionMajor=1 \

@@ -4,8 +4,9 @@
 #
 # What it adds to the host, and stop_node removes again: the bridge $POD_BRIDGE with
 # $POD_GATEWAY (Mosquitto, Kafka, CoreDNS and the API server also listen there, for pods);
-# kube-proxy's and the kubelet's iptables chains (service-network.sh); containerd's and the kubelet's state under
-# $NODE_DIR, with their mounts and the pods' network namespaces; the kubepods cgroups. A start after a crash clears what the crashed run left first.
+# kube-proxy's and the kubelet's iptables chains (service-network.sh); containerd's and the
+# kubelet's state under $NODE_DIR, with their mounts and the pods' network namespaces; the
+# kubepods cgroups. A start after a crash clears what the crashed run left first.
 #
 # This host has cgroup v1 (hybrid), which the kubelet refuses by default since 1.35:
 # failCgroupV1 is false, with the cgroupfs driver (there is no systemd). Lowering an OOM score

@@ -27,13 +27,22 @@ record_route() {
   grep -qxF "$*" "$ROUTES_FILE" 2>/dev/null || printf '%s\n' "$*" >>"$ROUTES_FILE"
 }
 
-# Makes `cidr` unreachable on this host; called by the component that declares the range
-# (start_apiserver, start_kwok), so that a start through service.sh gets it too. `replace`
+# Makes `cidr` unreachable on this host; called by up.sh for every declared range, and again
+# by the component that uses the range (start_apiserver, start_kwok), so that a start through
+# service.sh after `make testbed-down` gets it too. `replace`
 # works whether or not the route is there: the kernel's table, not the record, decides.
 unreachable_route() { # cidr
   [ "$(id -u)" -eq 0 ] || return 0
   ip route replace unreachable "$1" || die "cannot make $1 unreachable: ip route replace unreachable $1"
   record_route route add unreachable "$1"
+}
+
+# Every range the env file declares (TESTBED_UNSERVED_RANGES), made unreachable by up.sh
+# before any service starts, whichever services it starts: the ranges are unreachable for as
+# long as the test bed is up, not only once the component that uses them runs.
+unreachable_declared_ranges() {
+  unreachable_route "$KWOK_POD_CIDR"
+  unreachable_route "$SERVICE_CIDR"
 }
 
 # What the real node's pods send to neither a pod nor the host is unreachable, not forwarded

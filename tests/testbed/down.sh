@@ -9,8 +9,10 @@ stop_toxiproxy
 stop_kafka
 stop_mosquitto
 stop_pod_network
-remove_unserved_routes
+# The env file (which declares the ranges) goes first, then the routes that kept them on the
+# machine: no moment where the test bed is declared up and a declared range routes out.
 rm -f "$ENV_FILE"
+remove_unserved_routes
 if [ "${1:-}" = "--purge" ]; then
   rm -rf "$STATE_DIR"
 fi

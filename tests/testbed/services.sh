@@ -152,12 +152,25 @@ CONF
     # The tool's log4j start-up line goes to stdout too; the id is its last line.
     cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$LOG_DIR/kafka.log" | tail -n 1)
     [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka-storage random-uuid gave '$cluster_id', not a cluster id"
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >>"$LOG_DIR/kafka.log" 2>&1 \
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+      --feature eligible.leader.replicas.version=0 >>"$LOG_DIR/kafka.log" 2>&1 \
       || die "formatting Kafka's storage failed; see $LOG_DIR/kafka.log"
+    touch "$dir/elr-disabled"
   fi
   start_process kafka java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
   wait_for kafka 90 kafka_ready
+  # Eligible leader replicas (KIP-966, on by default since Kafka 4.1) protect nothing with one
+  # broker, and with them a restart of the broker once left a partition taking records while
+  # its high watermark stayed at 0 (LEO 97, HW 0 until the next restart): acks=all producers
+  # and every consumer stalled. Without them the broker is the classic single-replica leader.
+  # Storage formatted before this setting is switched over once.
+  if [ ! -f "$dir/elr-disabled" ]; then
+    kafka_java org.apache.kafka.tools.FeatureCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+      disable --feature eligible.leader.replicas.version >>"$LOG_DIR/kafka.log" 2>&1 \
+      || die "disabling eligible leader replicas failed; see $LOG_DIR/kafka.log"
+    touch "$dir/elr-disabled"
+  fi
   add_scram_users
 }
 

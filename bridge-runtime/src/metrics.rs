@@ -65,6 +65,7 @@ pub struct Metrics {
     dropped: Family<RouteLabels, Counter>,
     pub unrouted: Counter,
     pub acks_dropped: Counter,
+    pub producers_replaced: Counter,
     publishes_refused: Family<RefusalLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     in_flight: Family<RouteLabels, Gauge>,
@@ -115,6 +116,7 @@ impl Metrics {
         let dropped = Family::default();
         let unrouted = Counter::default();
         let acks_dropped = Counter::default();
+        let producers_replaced = Counter::default();
         let publishes_refused = Family::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to ~52 s.
@@ -154,6 +156,11 @@ impl Metrics {
             acks_dropped.clone(),
         );
         registry.register(
+            "kafka_producers_replaced",
+            "MQTT -> Kafka producers replaced because a record waited while the brokers named a leader for its partition; the old producer's records are produced again",
+            producers_replaced.clone(),
+        );
+        registry.register(
             "mqtt_publishes_refused",
             "Kafka -> MQTT publishes the broker refused (MQTT 5 reason code, or a connection cut while sending it), by what the bridge did next",
             publishes_refused.clone(),
@@ -182,6 +189,7 @@ impl Metrics {
             dropped,
             unrouted,
             acks_dropped,
+            producers_replaced,
             publishes_refused,
             latency,
             in_flight,

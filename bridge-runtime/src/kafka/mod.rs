@@ -6,6 +6,9 @@ mod dead_letter;
 mod errors;
 mod topic_presence;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use mkb_api::config::KafkaConnection;
 use mkb_api::kafka_properties::{security_properties, TlsMaterial};
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,7 +23,9 @@ use crate::secrets;
 use connection::ConnectionStatus;
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use errors::{classify, is_permanent, ErrorClass};
-pub use topic_presence::{is_missing_topic, topic_presence, TopicPresence};
+pub use topic_presence::{
+    is_missing_topic, topic_leaders, topic_presence, TopicLeaders, TopicPresence,
+};
 
 /// Connection and security settings every client of the bridge shares.
 pub fn client_config(kafka: &KafkaConnection, client_id: &str) -> Result<ClientConfig, String> {
@@ -52,6 +57,8 @@ pub fn client_config(kafka: &KafkaConnection, client_id: &str) -> Result<ClientC
 pub struct BridgeContext {
     connection: ConnectionStatus,
     failure: Failure,
+    /// Set once the client has been replaced: what it still reports concerns nobody.
+    retired: Arc<AtomicBool>,
 }
 
 impl BridgeContext {
@@ -67,12 +74,26 @@ impl BridgeContext {
         Self {
             connection: ConnectionStatus::new(client, bootstrap, up, ready),
             failure,
+            retired: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The switch that silences this context once its client is replaced: its statistics
+    /// and errors no longer touch readiness or the process, its log lines go to debug.
+    pub fn retired_flag(&self) -> Arc<AtomicBool> {
+        self.retired.clone()
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 }
 
 impl ClientContext for BridgeContext {
     fn stats_raw(&self, statistics: &[u8]) {
+        if self.is_retired() {
+            return;
+        }
         let Ok(stats) = serde_json::from_slice::<serde_json::Value>(statistics) else {
             return;
         };
@@ -85,11 +106,12 @@ impl ClientContext for BridgeContext {
     }
 
     /// librdkafka's own log lines. Its connection failures (`FAIL`, one per attempt) go to
-    /// debug: the connection status warns once per cause instead.
+    /// debug: the connection status warns once per cause instead. So does everything a
+    /// replaced client says.
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         use RDKafkaLogLevel as L;
         match level {
-            _ if facility == "FAIL" => {
+            _ if facility == "FAIL" || self.is_retired() => {
                 tracing::debug!(target: "librdkafka", "{facility} {message}")
             }
             L::Emerg | L::Alert | L::Critical | L::Error => {
@@ -104,7 +126,9 @@ impl ClientContext for BridgeContext {
     /// librdkafka's global errors: a fatal one ends the process (the client is dead); the
     /// rest go to the connection's status.
     fn error(&self, error: KafkaError, reason: &str) {
-        if classify(&error) == ErrorClass::Fatal {
+        if self.is_retired() {
+            tracing::debug!(%error, %reason, "librdkafka (a replaced client)");
+        } else if classify(&error) == ErrorClass::Fatal {
             self.failure
                 .fail(&format!("fatal Kafka client error: {error}: {reason}"));
         } else if let Some(code) = error.rdkafka_error_code() {
@@ -112,6 +136,23 @@ impl ClientContext for BridgeContext {
         } else {
             tracing::debug!(%error, %reason, "librdkafka");
         }
+    }
+}
+
+/// The context of a helper client whose troubles are its main client's troubles, said there:
+/// everything it reports goes to debug.
+pub struct QuietContext {
+    /// Names it in the debug lines.
+    pub client: &'static str,
+}
+
+impl ClientContext for QuietContext {
+    fn log(&self, _level: RDKafkaLogLevel, facility: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", client = self.client, "{facility} {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(client = self.client, %error, %reason, "librdkafka");
     }
 }
 

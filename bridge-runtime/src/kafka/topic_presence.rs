@@ -2,13 +2,15 @@
 //! topic or partition is checked here before the record is given up: librdkafka reports
 //! these from its cached metadata, which a restarting broker can leave briefly wrong.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::MetadataTopic;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::BridgeContext;
+use super::{BridgeContext, QuietContext};
 
 /// What a metadata request says of one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +41,81 @@ pub async fn topic_presence(
     producer: &FutureProducer<BridgeContext>,
     topic: &str,
 ) -> TopicPresence {
-    let producer = producer.clone();
-    let topic = topic.to_owned();
+    ask(producer, topic, |t| match t {
+        None => TopicPresence::Missing,
+        Some(t) => presence(t.error(), t.partitions().len()),
+    })
+    .await
+    .unwrap_or(TopicPresence::Unknown)
+}
+
+/// Whether the brokers name a leader for each partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicLeaders {
+    /// Every partition (this many) has a leader.
+    All(usize),
+    /// These partitions have none.
+    Missing(Vec<i32>),
+    /// No answer, or the topic's metadata in error.
+    Unknown,
+}
+
+/// Asks the brokers for the leaders of `topic`'s partitions, through `probe`: a client of its
+/// own, so the answer does not depend on the connections of the producer in question.
+pub async fn topic_leaders(probe: &Arc<FutureProducer<QuietContext>>, topic: &str) -> TopicLeaders {
+    let (probe, topic) = (probe.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        match producer
+        match probe
             .client()
             .fetch_metadata(Some(&topic), Duration::from_secs(5))
         {
             Ok(meta) => match meta.topics().first() {
-                None => TopicPresence::Missing,
-                Some(t) => presence(t.error(), t.partitions().len()),
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                    leaders(t.partitions().iter().map(|p| (p.id(), p.leader())))
+                }
+                _ => TopicLeaders::Unknown,
             },
-            Err(_) => TopicPresence::Unknown,
+            Err(_) => TopicLeaders::Unknown,
         }
     })
     .await
-    .unwrap_or(TopicPresence::Unknown)
+    .unwrap_or(TopicLeaders::Unknown)
+}
+
+/// A fresh metadata request for `topic` on the blocking pool; `None` without an answer.
+async fn ask<T: Send + 'static>(
+    producer: &FutureProducer<BridgeContext>,
+    topic: &str,
+    read: impl FnOnce(Option<&MetadataTopic>) -> T + Send + 'static,
+) -> Option<T> {
+    let producer = producer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .ok()
+            .map(|meta| read(meta.topics().first()))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// From (partition, leader) pairs; a leader of -1 means none.
+fn leaders(partitions: impl Iterator<Item = (i32, i32)>) -> TopicLeaders {
+    let (mut count, mut missing) = (0, Vec::new());
+    for (id, leader) in partitions {
+        count += 1;
+        if leader < 0 {
+            missing.push(id);
+        }
+    }
+    if missing.is_empty() {
+        TopicLeaders::All(count)
+    } else {
+        TopicLeaders::Missing(missing)
+    }
 }
 
 /// Reads a topic's metadata entry: its error code (the raw protocol value) and partitions.
@@ -76,6 +137,15 @@ mod tests {
     #[test]
     fn a_topic_entry_without_error_and_with_partitions_is_present() {
         assert_eq!(presence(None, 3), TopicPresence::Present(3));
+    }
+
+    #[test]
+    fn a_partition_with_leader_minus_one_has_none() {
+        assert_eq!(leaders([(0, 1), (1, 2)].into_iter()), TopicLeaders::All(2));
+        assert_eq!(
+            leaders([(0, 1), (1, -1), (2, -1)].into_iter()),
+            TopicLeaders::Missing(vec![1, 2])
+        );
     }
 
     #[test]

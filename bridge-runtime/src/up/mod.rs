@@ -3,9 +3,11 @@
 mod acks;
 mod dispatch;
 mod poller;
+mod producer;
 mod record;
 mod route;
 mod subscriber;
+mod watchdog;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::health::{Failure, Health};
 use crate::kafka::{self, BridgeContext};
 use crate::metrics::{Direction, Metrics};
 use crate::mqtt::{self, ConnectionOptions};
+use producer::{ProducerSlot, SharedProducer};
 
 /// Starts the MQTT → Kafka direction; the handle finishes once it has drained after `stop`,
 /// or with the reason a part of it failed.
@@ -37,7 +40,13 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let client_id = format!("{}-{ordinal}", config.client_id_prefix);
     let window = settings.delivery.max_in_flight as usize;
     let window_kib = settings.delivery.max_in_flight_mib.saturating_mul(1024);
-    let producer = producer(config, &client_id, metrics, health, &ctx.failure)?;
+    let producer = Arc::new(SharedProducer::new(producer_factory(
+        config,
+        &client_id,
+        metrics,
+        health,
+        &ctx.failure,
+    ))?);
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: settings.mqtt.clean_session,
@@ -94,6 +103,23 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         renew,
         subscriber.tracker.clone(),
     );
+    let probe_kafka = settings.kafka.clone();
+    let probe_id = format!("{client_id}-leaders");
+    let watchdog = watchdog::Watchdog {
+        producer: producer.clone(),
+        probe: Box::new(move || {
+            kafka::client_config(&probe_kafka, &probe_id)?
+                .set("statistics.interval.ms", "0")
+                .create_with_context(kafka::QuietContext {
+                    client: "leader probe",
+                })
+                .map_err(|e| format!("cannot create a Kafka client: {e}"))
+        }),
+        linger: Duration::from_millis(u64::from(settings.kafka.producer.linger_ms)),
+        ready: health.component("kafka producer delivering"),
+        replaced: metrics.producers_replaced.clone(),
+    };
+    let watchdog = tokio::spawn(watchdog.run(stop.child_token()));
     let grace = Duration::from_secs(u64::from(settings.delivery.shutdown_grace_period_seconds));
     let retire = ctx.retire;
     Ok(tokio::spawn(async move {
@@ -125,6 +151,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             failure = Some("the MQTT subscriber stopped unexpectedly".to_owned());
         }
         poller.abort();
+        watchdog.abort();
         for (_, worker) in workers {
             worker.abort();
         }
@@ -152,34 +179,45 @@ async fn first_to_end(
     }
 }
 
-fn producer(
+/// Makes the producer, and its replacements should the watchdog need one.
+fn producer_factory(
     config: &ValidConfig,
     client_id: &str,
     metrics: &Metrics,
     health: &Health,
     failure: &Failure,
-) -> Result<FutureProducer<BridgeContext>, String> {
-    let kafka = &config.config.kafka;
-    let p = &kafka.producer;
-    let mut c = kafka::client_config(kafka, client_id)?;
-    c.set("acks", p.acks.as_kafka_str())
-        .set("compression.type", p.compression.as_kafka_str())
-        .set("linger.ms", p.linger_ms.to_string())
-        .set("batch.size", p.batch_size_bytes.to_string())
-        .set("message.max.bytes", p.max_message_bytes.to_string())
-        .set("enable.idempotence", p.idempotence.to_string())
-        // Never give up on a record while Kafka is unreachable: the in-flight window bounds
-        // what waits, and the broker keeps the rest. Unknown topics still fail, after
-        // topic.metadata.propagation.max.ms.
-        .set("message.timeout.ms", "0")
-        .set("partitioner", "murmur2_random");
-    let context = BridgeContext::new(
-        "producer",
-        &kafka.bootstrap_servers,
-        metrics.connection("kafka", "producer"),
-        health.component("kafka producer connected"),
-        failure.clone(),
-    );
-    c.create_with_context(context)
-        .map_err(|e| format!("cannot create the Kafka producer: {e}"))
+) -> Box<dyn Fn() -> Result<ProducerSlot, String> + Send + Sync> {
+    let kafka = config.config.kafka.clone();
+    let client_id = client_id.to_owned();
+    let up = metrics.connection("kafka", "producer");
+    let ready = health.component("kafka producer connected");
+    let failure = failure.clone();
+    Box::new(move || {
+        let p = &kafka.producer;
+        let mut c = kafka::client_config(&kafka, &client_id)?;
+        c.set("acks", p.acks.as_kafka_str())
+            .set("compression.type", p.compression.as_kafka_str())
+            .set("linger.ms", p.linger_ms.to_string())
+            .set("batch.size", p.batch_size_bytes.to_string())
+            .set("message.max.bytes", p.max_message_bytes.to_string())
+            .set("enable.idempotence", p.idempotence.to_string())
+            // Never give up on a record while Kafka is unreachable: the in-flight window
+            // bounds what waits, and the broker keeps the rest. Unknown topics still fail,
+            // after topic.metadata.propagation.max.ms. A producer that stops sending while
+            // Kafka is fine is the watchdog's business.
+            .set("message.timeout.ms", "0")
+            .set("partitioner", "murmur2_random");
+        let context = BridgeContext::new(
+            "producer",
+            &kafka.bootstrap_servers,
+            up.clone(),
+            ready.clone(),
+            failure.clone(),
+        );
+        let retired = context.retired_flag();
+        let producer: FutureProducer<BridgeContext> = c
+            .create_with_context(context)
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        Ok(ProducerSlot { producer, retired })
+    })
 }

@@ -13,16 +13,17 @@ use mkb_api::routes::Partitioner;
 use rand::Rng;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use super::acks::Ticket;
+use super::producer::SharedProducer;
 use super::record::{self, RecordParts};
 use crate::health::{Failure, Readiness};
 use crate::kafka::{
-    classify, is_missing_topic, is_permanent, topic_presence, BridgeContext, DeadLetter,
-    DeadLetters, ErrorClass, TopicPresence,
+    classify, is_missing_topic, is_permanent, topic_presence, DeadLetter, DeadLetters, ErrorClass,
+    TopicPresence,
 };
 use crate::metrics::RouteMetrics;
 use crate::mqtt::Inbound;
@@ -51,7 +52,7 @@ enum Step {
 
 pub struct RouteWorker {
     pub route: Arc<CompiledMqttToKafka>,
-    pub producer: FutureProducer<BridgeContext>,
+    pub producer: Arc<SharedProducer>,
     pub dead_letters: Option<Arc<DeadLetters>>,
     pub metrics: RouteMetrics,
     partitions: PartitionChooser,
@@ -74,7 +75,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 impl RouteWorker {
     pub fn new(
         route: Arc<CompiledMqttToKafka>,
-        producer: FutureProducer<BridgeContext>,
+        producer: Arc<SharedProducer>,
         dead_letters: Option<Arc<DeadLetters>>,
         metrics: RouteMetrics,
         health: RouteHealth,
@@ -138,11 +139,14 @@ impl RouteWorker {
             if let Some(p) = partition {
                 record = record.partition(p);
             }
-            let error = match self.producer.send_result(record) {
+            let waiting = self.producer.waiting(&parts.topic);
+            let error = match self.producer.get().send_result(record) {
                 Ok(delivery) => {
                     pending.push(
                         async move {
-                            match delivery.await {
+                            let report = delivery.await;
+                            drop(waiting);
+                            match report {
                                 Ok(Ok(_)) => Step::Delivered(job),
                                 Ok(Err((e, _))) => Step::Failed(job, parts, e),
                                 Err(_) => Step::Failed(job, parts, KafkaError::Canceled),
@@ -211,7 +215,12 @@ impl RouteWorker {
             Step::Failed(job, parts, e) => {
                 self.metrics.failed(&reason_label(&e));
                 self.not_delivered(&e, &parts.topic);
-                warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
+                if is_purged(&e) {
+                    // The watchdog replaced the producer and said so once.
+                    debug!(route = %self.route.name, error = %e, "record given up by the replaced producer; producing it again");
+                } else {
+                    warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
+                }
                 retry_later(job, parts, pending);
             }
             Step::Retry(job, parts) => Box::pin(self.produce(job, parts, pending)).await,
@@ -254,7 +263,7 @@ impl RouteWorker {
             self.dead_letter(job, reason, pending);
             return;
         }
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         pending.push(
             async move {
                 match topic_presence(&producer, &parts.topic).await {
@@ -313,6 +322,14 @@ fn retry_later(job: Job, parts: RecordParts, pending: &mut Pending) {
     );
 }
 
+/// A record the producer gave up because it was replaced (see `watchdog.rs`).
+fn is_purged(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
+}
+
 fn reason_label(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
         Some(code) => format!("{code:?}"),
@@ -328,14 +345,14 @@ const PARTITION_COUNT_REFRESH: Duration = Duration::from_secs(10);
 /// murmur2 partitioner decides).
 struct PartitionChooser {
     partitioner: Partitioner,
-    producer: FutureProducer<BridgeContext>,
+    producer: Arc<SharedProducer>,
     /// Partition count per topic, and when it was read.
     counts: HashMap<String, (i32, Instant)>,
     turn: u64,
 }
 
 impl PartitionChooser {
-    fn new(partitioner: Partitioner, producer: FutureProducer<BridgeContext>) -> Self {
+    fn new(partitioner: Partitioner, producer: Arc<SharedProducer>) -> Self {
         Self {
             partitioner,
             producer,
@@ -371,7 +388,7 @@ impl PartitionChooser {
     /// The topic's partition count from metadata; `None` (the default partitioner decides)
     /// when it cannot be had, e.g. the topic does not exist yet.
     async fn partition_count(&self, topic: &str) -> Option<i32> {
-        match topic_presence(&self.producer, topic).await {
+        match topic_presence(&self.producer.get(), topic).await {
             TopicPresence::Present(n) => Some(n),
             TopicPresence::Missing | TopicPresence::Unknown => None,
         }

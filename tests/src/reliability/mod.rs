@@ -7,7 +7,7 @@ mod faults;
 mod load;
 mod report;
 mod tally;
-mod toxiproxy;
+pub mod toxiproxy;
 
 use std::time::{Duration, Instant};
 

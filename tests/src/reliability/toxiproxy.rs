@@ -63,6 +63,26 @@ pub fn add_bandwidth(proxy: &str, kib_per_s: u32) {
     }
 }
 
+/// Closes every connection through `proxy` once the client has sent `bytes` on it: requests
+/// larger than that never reach the broker, small ones (metadata) do.
+pub fn add_upstream_limit(proxy: &str, bytes: u64) {
+    add_toxic(
+        proxy,
+        "limit_data",
+        "upstream",
+        &format!("{{\"bytes\":{bytes}}}"),
+    );
+}
+
+/// Resets toxiproxy (see [`reset`]) when dropped, also when a test fails.
+pub struct ResetOnDrop;
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        reset();
+    }
+}
+
 fn add_toxic(proxy: &str, kind: &str, stream: &str, attributes: &str) {
     request(
         "POST",

@@ -1,0 +1,92 @@
+//! The producer watchdog: records that wait while the brokers name a leader for their
+//! partition make the route not ready, and the producer is replaced; its records are produced
+//! again by the new one and none is lost.
+//!
+//! librdkafka's own stall (#5430) cannot be provoked at will, so the test bed's toxiproxy
+//! makes one that looks the same from outside: the bridge reaches Kafka through the proxy,
+//! which closes any connection once the client has sent 64 KiB on it. Every produce request
+//! carrying a 100 KiB record is cut; metadata requests get through. In a file of its own: the
+//! proxy is shared.
+
+mod common;
+
+use common::*;
+use rand::Rng;
+use testbed::bridge::{http_get, Bridge};
+use testbed::mqtt::Publisher;
+use testbed::reliability::toxiproxy;
+use testbed::{env, kafka, unique, wait_until};
+
+const MESSAGES: u32 = 10;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_waiting_while_a_leader_is_named_replace_the_producer_and_none_is_lost() {
+    let ns = unique("stuck");
+    let topic = format!("{ns}-held");
+    kafka::create_topic(&topic, 1).await;
+    let env = env();
+    let config = format!(
+        "{}mqttToKafka:\n  - name: held\n    mqtt: {{topicFilters: [\"{ns}/held/+\"]}}\n    kafka: {{topic: {topic}}}\n",
+        base_config(&ns, "5", None).replace(&env.kafka_bootstrap, &env.kafka_proxied_bootstrap)
+    );
+    let _reset = toxiproxy::ResetOnDrop;
+    toxiproxy::reset();
+    let mut bridge = Bridge::start(&ns, &config);
+    bridge.wait_ready(SHORT);
+    toxiproxy::add_upstream_limit(toxiproxy::KAFKA, 64 * 1024);
+
+    let publisher = Publisher::connect(&unique("stuck-pub")).await;
+    for i in 0..MESSAGES {
+        // Random bytes, so compression cannot bring a record under the limit.
+        let mut payload = vec![0u8; 100 * 1024];
+        rand::rng().fill(&mut payload[..]);
+        payload[..8].copy_from_slice(format!("{i:08}").as_bytes());
+        publisher
+            .publish(&format!("{ns}/held/m{i}"), 1, payload)
+            .await;
+    }
+    publisher.wait_acked(u64::from(MESSAGES), SHORT).await;
+
+    let reason = wait_until("/readyz to say a record waits", LONG, || {
+        let (code, body) = http_get(bridge.http, "/readyz")?;
+        (code == 503 && body.contains("has waited")).then_some(body)
+    });
+    assert!(
+        reason.contains(&topic) && reason.contains("leader"),
+        "the reason names the topic and what the brokers say: {reason}"
+    );
+    let replaced = wait_until("the producer to be replaced", LONG, || {
+        let n = bridge.metrics().sum("mkb_kafka_producers_replaced_total");
+        (n >= 1.0).then_some(n)
+    });
+    assert_eq!(kafka::record_count(&topic), Some(0), "nothing got through");
+
+    toxiproxy::reset();
+    let records = kafka::wait_for_records(&topic, i64::from(MESSAGES), LONG).await;
+    let mut seen: Vec<u32> = records
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().unwrap_or_default();
+            String::from_utf8_lossy(&v[..8]).parse().unwrap_or(u32::MAX)
+        })
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "every message, none lost"
+    );
+    bridge.wait_ready(SHORT);
+    eprintln!(
+        "producer replaced {replaced} time(s); {} records for {MESSAGES} messages",
+        records.len()
+    );
+    assert!(
+        bridge
+            .process
+            .log_text()
+            .contains("the Kafka producer stopped delivering; replacing it"),
+        "the replacement is logged"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod acks;
 mod dispatch;
+mod partitions;
 mod poller;
 mod producer;
 mod record;

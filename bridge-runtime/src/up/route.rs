@@ -1,7 +1,6 @@
 //! One MQTT → Kafka route: render the record, produce it, and complete the message's ticket
 //! when Kafka has confirmed it — or when the dead-letter topic has it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +8,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use mkb_api::compiled::CompiledMqttToKafka;
-use mkb_api::routes::Partitioner;
-use rand::Rng;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -18,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use super::acks::Ticket;
+use super::partitions::{self, PartitionChooser};
 use super::producer::SharedProducer;
 use super::record::{self, RecordParts};
 use crate::health::{Failure, Readiness};
@@ -80,7 +78,10 @@ impl RouteWorker {
         metrics: RouteMetrics,
         health: RouteHealth,
     ) -> Self {
-        let partitions = PartitionChooser::new(route.partitioner, producer.clone());
+        let partitions = PartitionChooser::new(
+            route.partitioner,
+            partitions::from_producer(producer.clone()),
+        );
         health.producing.set(true);
         Self {
             route,
@@ -334,63 +335,5 @@ fn reason_label(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
         Some(code) => format!("{code:?}"),
         None => "other".to_owned(),
-    }
-}
-
-/// How long a topic's partition count is trusted before it is read again, so partitions
-/// added to a topic (by the operator, or by hand) get records within this time.
-const PARTITION_COUNT_REFRESH: Duration = Duration::from_secs(10);
-
-/// Picks partitions for the random and round-robin partitioners (by key, librdkafka's
-/// murmur2 partitioner decides).
-struct PartitionChooser {
-    partitioner: Partitioner,
-    producer: Arc<SharedProducer>,
-    /// Partition count per topic, and when it was read.
-    counts: HashMap<String, (i32, Instant)>,
-    turn: u64,
-}
-
-impl PartitionChooser {
-    fn new(partitioner: Partitioner, producer: Arc<SharedProducer>) -> Self {
-        Self {
-            partitioner,
-            producer,
-            counts: HashMap::new(),
-            turn: 0,
-        }
-    }
-
-    async fn choose(&mut self, topic: &str) -> Option<i32> {
-        if self.partitioner == Partitioner::ByKey {
-            return None;
-        }
-        let count = match self.counts.get(topic) {
-            Some((n, read)) if read.elapsed() < PARTITION_COUNT_REFRESH => *n,
-            cached => {
-                let previous = cached.map(|(n, _)| *n);
-                // Keep using the last count if the metadata cannot be read right now.
-                let n = match self.partition_count(topic).await {
-                    Some(n) => n,
-                    None => previous?,
-                };
-                self.counts.insert(topic.to_owned(), (n, Instant::now()));
-                n
-            }
-        };
-        self.turn = self.turn.wrapping_add(1);
-        Some(match self.partitioner {
-            Partitioner::RoundRobin => (self.turn % count as u64) as i32,
-            _ => rand::rng().random_range(0..count),
-        })
-    }
-
-    /// The topic's partition count from metadata; `None` (the default partitioner decides)
-    /// when it cannot be had, e.g. the topic does not exist yet.
-    async fn partition_count(&self, topic: &str) -> Option<i32> {
-        match topic_presence(&self.producer.get(), topic).await {
-            TopicPresence::Present(n) => Some(n),
-            TopicPresence::Missing | TopicPresence::Unknown => None,
-        }
     }
 }

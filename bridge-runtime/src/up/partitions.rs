@@ -1,23 +1,28 @@
 //! Partitions for the random and round-robin partitioners (by key, librdkafka's murmur2
 //! partitioner decides). They need each topic's partition count. The first record of a topic
 //! waits for its first reading (at most one metadata timeout, 5 s, while Kafka does not
-//! answer); later readings happen in the background, so a record never waits for a refresh.
+//! answer). After that a task of the topic's own reads it again every `REFRESH` for as long as
+//! the topic is in use, so no record waits for a reading and partitions added to a topic get
+//! records within `REFRESH`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use mkb_api::routes::Partitioner;
 use rand::Rng;
+use tokio::time::Instant;
 
 use super::producer::SharedProducer;
 use crate::kafka::{topic_presence, TopicPresence};
 
-/// How long a topic's partition count is trusted before it is read again, so partitions
-/// added to a topic (by the operator, or by hand) get records within this time.
+/// How often a topic's partition count is read again.
 const REFRESH: Duration = Duration::from_secs(10);
+/// A topic without records for this long is no longer read; its next record starts the
+/// readings again (with the last count until the first answer).
+const IDLE: Duration = Duration::from_secs(60);
 
 /// Reads a topic's partition count (a metadata request, in production).
 pub type Lookup = Arc<dyn Fn(String) -> BoxFuture<'static, TopicPresence> + Send + Sync>;
@@ -30,17 +35,19 @@ pub fn from_producer(producer: Arc<SharedProducer>) -> Lookup {
     })
 }
 
-#[derive(Default)]
 struct Count {
     partitions: Option<i32>,
-    read: Option<Instant>,
-    reading: bool,
+    used: Instant,
+    /// Whether the topic's reading task runs.
+    refreshing: bool,
 }
+
+type Counts = Arc<Mutex<HashMap<String, Count>>>;
 
 pub struct PartitionChooser {
     partitioner: Partitioner,
     lookup: Lookup,
-    counts: Arc<Mutex<HashMap<String, Count>>>,
+    counts: Counts,
     turn: u64,
 }
 
@@ -71,134 +78,178 @@ impl PartitionChooser {
         })
     }
 
-    /// The last count read (`Some(None)`: read, without an answer), starting a reading in the
-    /// background when one is due; `None` when the topic has never been read.
+    /// The last count read (`Some(None)`: read, without an answer); `None` when the topic
+    /// has never been read. Starts the topic's readings again if they had stopped.
     fn known_count(&self, topic: &str) -> Option<Option<i32>> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = lock(&self.counts);
         let count = counts.get_mut(topic)?;
-        let due = count.read.is_none_or(|read| read.elapsed() >= REFRESH);
-        if due && !count.reading {
-            count.reading = true;
-            let (lookup, counts) = (self.lookup.clone(), self.counts.clone());
-            let topic = topic.to_owned();
-            tokio::spawn(async move {
-                let answer = lookup(topic.clone()).await;
-                record(&counts, topic, answer);
-            });
+        count.used = Instant::now();
+        if !count.refreshing {
+            count.refreshing = true;
+            self.spawn_refresh(topic, true);
         }
         Some(count.partitions)
     }
 
     async fn first_reading(&self, topic: &str) -> Option<i32> {
         let answer = (self.lookup)(topic.to_owned()).await;
-        record(&self.counts, topic.to_owned(), answer)
+        let partitions = present(answer);
+        lock(&self.counts).insert(
+            topic.to_owned(),
+            Count {
+                partitions,
+                used: Instant::now(),
+                refreshing: true,
+            },
+        );
+        self.spawn_refresh(topic, false);
+        partitions
+    }
+
+    /// Reads the topic every `REFRESH` (at once if `now`) until it has been idle for `IDLE`.
+    fn spawn_refresh(&self, topic: &str, now: bool) {
+        let (lookup, counts, topic) = (self.lookup.clone(), self.counts.clone(), topic.to_owned());
+        tokio::spawn(async move {
+            let mut first = now;
+            loop {
+                if !first {
+                    tokio::time::sleep(REFRESH).await;
+                }
+                first = false;
+                {
+                    let mut counts = lock(&counts);
+                    let Some(count) = counts.get_mut(&topic) else {
+                        return;
+                    };
+                    if count.used.elapsed() >= IDLE {
+                        count.refreshing = false;
+                        return;
+                    }
+                }
+                // Without an answer the last count stays in use.
+                if let Some(n) = present(lookup(topic.clone()).await) {
+                    if let Some(count) = lock(&counts).get_mut(&topic) {
+                        count.partitions = Some(n);
+                    }
+                }
+            }
+        });
     }
 }
 
-/// Keeps a reading; without an answer the last count stays in use and is read again later.
-fn record(
-    counts: &Mutex<HashMap<String, Count>>,
-    topic: String,
-    answer: TopicPresence,
-) -> Option<i32> {
-    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-    let count = counts.entry(topic).or_default();
-    if let TopicPresence::Present(n) = answer {
-        count.partitions = Some(n).filter(|n| *n > 0);
+fn present(answer: TopicPresence) -> Option<i32> {
+    match answer {
+        TopicPresence::Present(n) if n > 0 => Some(n),
+        _ => None,
     }
-    count.read = Some(Instant::now());
-    count.reading = false;
-    count.partitions
+}
+
+fn lock(counts: &Counts) -> std::sync::MutexGuard<'_, HashMap<String, Count>> {
+    counts.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
     use super::*;
 
-    fn lookup(answer: impl Fn() -> Option<TopicPresence> + Send + Sync + 'static) -> Lookup {
-        let answer = Arc::new(answer);
+    /// A lookup answering with the count in `partitions` (0: never answers), counting calls.
+    fn lookup(partitions: Arc<AtomicI32>, calls: Arc<AtomicUsize>) -> Lookup {
         Arc::new(move |_topic: String| {
-            let answer = answer.clone();
+            calls.fetch_add(1, Ordering::SeqCst);
+            let n = partitions.load(Ordering::SeqCst);
             async move {
-                match answer() {
-                    Some(a) => a,
-                    // Kafka away: no answer, ever.
-                    None => futures::future::pending().await,
+                if n == 0 {
+                    futures::future::pending::<()>().await;
                 }
+                TopicPresence::Present(n)
             }
             .boxed()
         })
     }
 
-    #[tokio::test]
-    async fn round_robin_takes_each_partition_in_turn_from_the_first_record() {
-        let mut chooser = PartitionChooser::new(
-            Partitioner::RoundRobin,
-            lookup(|| Some(TopicPresence::Present(3))),
-        );
+    fn chooser(
+        partitioner: Partitioner,
+        n: i32,
+    ) -> (PartitionChooser, Arc<AtomicI32>, Arc<AtomicUsize>) {
+        let (partitions, calls) = (Arc::new(AtomicI32::new(n)), Arc::new(AtomicUsize::new(0)));
+        let c = PartitionChooser::new(partitioner, lookup(partitions.clone(), calls.clone()));
+        (c, partitions, calls)
+    }
+
+    /// The partitions of `n` records of topic `t`, sorted.
+    async fn picks(c: &mut PartitionChooser, n: usize) -> Vec<i32> {
         let mut seen = Vec::new();
-        for _ in 0..6 {
-            seen.extend(chooser.choose("t").await);
+        for _ in 0..n {
+            seen.extend(c.choose("t").await);
         }
         seen.sort_unstable();
-        assert_eq!(seen, [0, 0, 1, 1, 2, 2]);
+        seen
     }
 
-    #[tokio::test]
-    async fn a_refresh_kafka_does_not_answer_never_holds_a_record_up() {
-        let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let first = answered.clone();
-        // The first reading answers; every later one waits for ever.
-        let mut chooser = PartitionChooser::new(
-            Partitioner::Random,
-            lookup(move || {
-                (!first.swap(true, std::sync::atomic::Ordering::SeqCst))
-                    .then_some(TopicPresence::Present(2))
-            }),
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_takes_each_partition_in_turn_from_the_first_record() {
+        let (mut c, _, _) = chooser(Partitioner::RoundRobin, 3);
+        assert_eq!(picks(&mut c, 6).await, [0, 0, 1, 1, 2, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partitions_added_are_used_within_the_refresh_period_without_a_record_waiting() {
+        let (mut c, partitions, _) = chooser(Partitioner::RoundRobin, 2);
+        assert!(c.choose("t").await.is_some());
+        partitions.store(4, Ordering::SeqCst);
+        tokio::time::sleep(REFRESH + Duration::from_millis(1)).await;
+        assert_eq!(
+            picks(&mut c, 4).await,
+            [0, 1, 2, 3],
+            "the new count, read in the background"
         );
-        assert!(chooser.choose("t").await.is_some());
-        // Make the count due for a refresh.
-        chooser
-            .counts
-            .lock()
-            .expect("counts")
-            .get_mut("t")
-            .expect("t")
-            .read = Instant::now().checked_sub(REFRESH);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reading_kafka_does_not_answer_never_holds_a_record_up() {
+        let (mut c, partitions, calls) = chooser(Partitioner::Random, 2);
+        assert!(c.choose("t").await.is_some());
+        partitions.store(0, Ordering::SeqCst);
+        tokio::time::sleep(REFRESH + Duration::from_millis(1)).await;
         for _ in 0..1000 {
-            let p = chooser
-                .choose("t")
-                .await
-                .expect("the last count stays in use");
+            let p = c.choose("t").await.expect("the last count stays in use");
             assert!((0..2).contains(&p));
         }
-        assert!(
-            chooser.counts.lock().expect("counts")["t"].reading,
-            "one refresh under way, not one per record"
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one reading under way, not one per record"
         );
     }
 
-    #[tokio::test]
-    async fn without_an_answer_librdkafka_decides_and_the_count_is_read_again_later() {
-        let mut chooser = PartitionChooser::new(
-            Partitioner::RoundRobin,
-            lookup(|| Some(TopicPresence::Unknown)),
-        );
-        assert_eq!(chooser.choose("t").await, None);
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_topic_is_no_longer_read_until_its_next_record() {
+        let (mut c, _, calls) = chooser(Partitioner::Random, 2);
+        c.choose("t").await;
+        tokio::time::sleep(IDLE + REFRESH * 3).await;
+        let read_while_idle = calls.load(Ordering::SeqCst);
+        assert!(read_while_idle <= 1 + (IDLE.as_secs() / REFRESH.as_secs()) as usize + 1);
+        tokio::time::sleep(REFRESH * 3).await;
         assert_eq!(
-            chooser.choose("t").await,
-            None,
-            "not read again within 10 s"
+            calls.load(Ordering::SeqCst),
+            read_while_idle,
+            "no readings once idle"
         );
-        assert!(!chooser.counts.lock().expect("counts")["t"].reading);
+        c.choose("t").await;
+        tokio::task::yield_now().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            read_while_idle + 1,
+            "read again at once"
+        );
     }
 
     #[tokio::test]
     async fn by_key_leaves_the_choice_to_librdkafka_and_reads_nothing() {
-        let mut chooser = PartitionChooser::new(
-            Partitioner::ByKey,
-            lookup(|| panic!("no metadata is read for by-key")),
-        );
-        assert_eq!(chooser.choose("t").await, None);
+        let (mut c, _, calls) = chooser(Partitioner::ByKey, 2);
+        assert_eq!(c.choose("t").await, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

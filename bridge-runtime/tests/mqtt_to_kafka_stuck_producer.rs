@@ -5,10 +5,12 @@
 //! librdkafka's own stall (#5430) cannot be provoked at will, so the test bed's toxiproxy
 //! makes one that looks the same from outside: the bridge reaches Kafka through the proxy,
 //! which closes any connection once the client has sent 64 KiB on it. Every produce request
-//! carrying a 100 KiB record is cut; metadata requests get through. In a file of its own: the
-//! proxy is shared.
+//! carrying a 100 KiB record is cut; metadata requests get through. Before that, Kafka is
+//! away for a while, as in a restart. In a file of its own: the proxy is shared.
 
 mod common;
+
+use std::time::Duration;
 
 use common::*;
 use rand::Rng;
@@ -33,7 +35,8 @@ async fn records_waiting_while_a_leader_is_named_replace_the_producer_and_none_i
     toxiproxy::reset();
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);
-    toxiproxy::add_upstream_limit(toxiproxy::KAFKA, 64 * 1024);
+    // First Kafka is away, as in a restart: the watchdog starts asking while nobody answers.
+    toxiproxy::set_enabled(toxiproxy::KAFKA, false);
 
     let publisher = Publisher::connect(&unique("stuck-pub")).await;
     for i in 0..MESSAGES {
@@ -46,6 +49,9 @@ async fn records_waiting_while_a_leader_is_named_replace_the_producer_and_none_i
             .await;
     }
     publisher.wait_acked(u64::from(MESSAGES), SHORT).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    toxiproxy::add_upstream_limit(toxiproxy::KAFKA, 64 * 1024);
+    toxiproxy::set_enabled(toxiproxy::KAFKA, true);
 
     let reason = wait_until("/readyz to say a record waits", LONG, || {
         let (code, body) = http_get(bridge.http, "/readyz")?;

@@ -1,16 +1,17 @@
 //! 200 bridges created at once (one `kubectl apply`): every one becomes Ready, the operator
-//! reports no failed reconciliation, and the time it took is printed.
+//! reports no failed reconciliation, and the time it took is printed. The operator runs with
+//! its default resync period, as it would in a cluster (see `setup_default_resync`).
 
 use std::time::{Duration, Instant};
 
-use testbed::operator::{bridge_writing_to, ready_bridges, setup};
+use testbed::operator::{bridge_writing_to, ready_bridges, setup_default_resync};
 use testbed::wait_until_seen;
 
 const BRIDGES: usize = 200;
 
 #[test]
 fn two_hundred_bridges_at_once_all_become_ready() {
-    let s = setup("many-bridges");
+    let s = setup_default_resync("many-bridges");
     let manifest: Vec<String> = (0..BRIDGES)
         .map(|i| bridge_writing_to(&format!("b{i:03}"), "many-state", ""))
         .collect();

@@ -165,6 +165,20 @@ pub fn setup_with(prefix: &str, operator_args: &[&str]) -> Setup {
     Setup { ns, operator }
 }
 
+/// The operator's own default resync period (`--resync-seconds`).
+pub const DEFAULT_RESYNC_SECONDS: u64 = 300;
+
+/// As `setup`, with the operator's default resync period instead of the tests' short one.
+/// For many bridges: every resync is a full reconciliation (a dozen API requests), so 200
+/// bridges at `RESYNC_SECONDS` ask for 50 a second, more than the operator and the test bed's
+/// API server serve, and bridges not yet reconciled wait behind them.
+pub fn setup_default_resync(prefix: &str) -> Setup {
+    ensure_crd();
+    let ns = Namespace::create(prefix);
+    let operator = Operator::start(&ns.0, DEFAULT_RESYNC_SECONDS);
+    Setup { ns, operator }
+}
+
 /// As `setup`, with the operator logging everything at trace level.
 pub fn setup_traced(prefix: &str) -> Setup {
     ensure_crd();

@@ -2,9 +2,9 @@
 //! topic or partition is checked here before the record is given up: librdkafka reports
 //! these from its cached metadata, which a restarting broker can leave briefly wrong.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::MetadataTopic;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -62,29 +62,20 @@ pub enum TopicLeaders {
 
 /// Asks the brokers for the leaders of `topic`'s partitions, through `probe`: a client of its
 /// own, so the answer does not depend on the connections of the producer in question.
-pub async fn topic_leaders(probe: &Arc<FutureProducer<QuietContext>>, topic: &str) -> TopicLeaders {
-    let (probe, topic) = (probe.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        match probe
-            .client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(5))
-        {
-            Ok(meta) => match meta.topics().first() {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    leaders(t.partitions().iter().map(|p| (p.id(), p.leader())))
-                }
-                _ => TopicLeaders::Unknown,
-            },
-            Err(_) => TopicLeaders::Unknown,
+pub async fn topic_leaders(probe: &FutureProducer<QuietContext>, topic: &str) -> TopicLeaders {
+    ask(probe, topic, |t| match t {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            leaders(t.partitions().iter().map(|p| (p.id(), p.leader())))
         }
+        _ => TopicLeaders::Unknown,
     })
     .await
     .unwrap_or(TopicLeaders::Unknown)
 }
 
 /// A fresh metadata request for `topic` on the blocking pool; `None` without an answer.
-async fn ask<T: Send + 'static>(
-    producer: &FutureProducer<BridgeContext>,
+async fn ask<C: ClientContext + 'static, T: Send + 'static>(
+    producer: &FutureProducer<C>,
     topic: &str,
     read: impl FnOnce(Option<&MetadataTopic>) -> T + Send + 'static,
 ) -> Option<T> {

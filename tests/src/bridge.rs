@@ -125,7 +125,8 @@ impl Bridge {
         Self::start_env(name, config, &[("RUST_LOG", "trace")])
     }
 
-    fn start_env(name: &str, config: &str, env: &[(&str, &str)]) -> Self {
+    /// As `start`, with extra environment variables.
+    pub fn start_env(name: &str, config: &str, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let http: SocketAddr = ([127, 0, 0, 1], port).into();
         let config_path = test_log_dir().join(format!("{name}.yaml"));

@@ -76,6 +76,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                 "kafka consumer of route {} has its partitions from the consumer group",
                 compiled.name
             )),
+            commit_failing: Mutex::new(None),
         };
         let mut c = kafka::client_config(&settings.kafka, &consumer_id)?;
         c.set("group.id", &compiled.group_id)

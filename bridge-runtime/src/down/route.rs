@@ -37,6 +37,51 @@ pub struct RouteContext {
     /// so the pod must not say it is ready. Seen in `make test`: 50 of 1,000 commands
     /// produced right after the bridge was Ready were skipped while the group's join was slow.
     pub assigned: Readiness,
+    /// The last commit failure warned about, so a repeated one is logged at debug level.
+    pub commit_failing: Mutex<Option<String>>,
+}
+
+impl RouteContext {
+    /// Records Kafka's answer to a commit, partition by partition.
+    fn commit_answered(&self, result: &rdkafka::error::KafkaResult<()>, list: &TopicPartitionList) {
+        let mut failure = result.as_ref().err().map(ToString::to_string);
+        if let Ok(mut offsets) = self.offsets.lock() {
+            for e in list.elements() {
+                let Offset::Offset(offset) = e.offset() else {
+                    continue;
+                };
+                let partition_error = e.error().err();
+                let committed = result.is_ok() && partition_error.is_none();
+                offsets.commit_answered(&(e.topic().to_owned(), e.partition()), offset, committed);
+                if let (None, Some(error)) = (&failure, partition_error) {
+                    failure = Some(format!("{}[{}]: {error}", e.topic(), e.partition()));
+                }
+            }
+        }
+        let Ok(mut last) = self.commit_failing.lock() else {
+            return;
+        };
+        match failure {
+            None => *last = None,
+            Some(text) if last.as_deref() == Some(text.as_str()) => {
+                debug!(route = %self.route, error = %text, "offset commit failed again; it is sent again");
+            }
+            Some(text) => {
+                warn!(route = %self.route, error = %text, "offset commit failed; it is sent again until Kafka confirms it (records since the last commit would be consumed again after a restart)");
+                *last = Some(text);
+            }
+        }
+    }
+}
+
+/// Runs a call that may wait on the network (a synchronous commit) without holding up the
+/// other tasks of the async worker it is called on: librdkafka calls the rebalance callback
+/// on the thread polling the consumer, which is an async worker (one, on a 1-CPU pod).
+fn off_the_async_workers<R>(call: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        _ => call(),
+    }
 }
 
 impl ClientContext for RouteContext {
@@ -70,7 +115,8 @@ impl ConsumerContext for RouteContext {
             }
         }
         if commits.count() > 0 {
-            if let Err(e) = consumer.commit(&commits, CommitMode::Sync) {
+            let result = off_the_async_workers(|| consumer.commit(&commits, CommitMode::Sync));
+            if let Err(e) = result {
                 warn!(route = %self.route, error = %e, "commit on partition revocation failed; records since the last commit will be consumed again");
             }
         }
@@ -87,6 +133,14 @@ impl ConsumerContext for RouteContext {
             info!(route = %self.route, partitions = assigned.count(), "partitions assigned");
             self.assigned.set(true);
         }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        self.commit_answered(&result, offsets);
     }
 }
 
@@ -203,7 +257,7 @@ impl DownRoute {
                 biased;
                 _ = stop.cancelled() => break,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => self.finish(done),
-                _ = commit_tick.tick() => self.commit(CommitMode::Async),
+                _ = commit_tick.tick() => self.commit(),
                 _ = tokio::time::sleep_until(pause_at), if !take => {}
                 message = self.consumer.recv(), if take => match message {
                     Ok(m) => {
@@ -242,9 +296,39 @@ impl DownRoute {
                 }
             }
         }
-        self.commit(CommitMode::Sync);
-        self.consumer.unsubscribe();
-        info!(route = %self.route.name, "consumer stopped");
+        self.close().await;
+    }
+
+    /// Commits every position Kafka has not confirmed, waiting for the answer, and leaves the
+    /// group; on the blocking pool, as these calls wait on the coordinator.
+    async fn close(self) {
+        let (consumer, offsets, route) = (self.consumer, self.offsets, self.route.name.clone());
+        let closing = tokio::task::spawn_blocking(move || {
+            let positions = match offsets.lock() {
+                Ok(mut o) => o.all_uncommitted(),
+                Err(_) => Vec::new(),
+            };
+            if !positions.is_empty() {
+                let list = commit_list(&positions);
+                let result = consumer.commit(&list, CommitMode::Sync);
+                consumer.context().commit_answered(&result, &list);
+                match result {
+                    Ok(()) => {
+                        info!(route = %route, partitions = positions.len(), "final offsets committed")
+                    }
+                    Err(e) => {
+                        error!(route = %route, error = %e, "the final offset commit failed; records since the last commit will be consumed again")
+                    }
+                }
+            }
+            consumer.unsubscribe();
+            // Leaves the group (waits on the coordinator).
+            drop(consumer);
+            info!(route = %route, "consumer stopped");
+        });
+        if let Err(e) = closing.await {
+            error!(route = %self.route.name, error = %e, "closing the consumer failed");
+        }
     }
 
     /// Pauses (or resumes) every assigned partition. Paused partitions' prefetched records
@@ -464,20 +548,27 @@ impl DownRoute {
         }
     }
 
-    fn commit(&self, mode: CommitMode) {
+    /// Sends the due positions; Kafka's answer comes to the context's commit callback.
+    fn commit(&self) {
         let positions = match self.offsets.lock() {
-            Ok(mut o) => o.take_commits(),
+            Ok(mut o) => o.due_commits(),
             Err(_) => return,
         };
         if positions.is_empty() {
             return;
         }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &positions {
-            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        if let Err(e) = self.consumer.commit(&list, mode) {
-            error!(route = %self.route.name, error = %e, "offset commit failed; records since the last commit may be published again");
+        let list = commit_list(&positions);
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            // Not sent at all: no callback will come.
+            self.consumer.context().commit_answered(&Err(e), &list);
         }
     }
+}
+
+fn commit_list(positions: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in positions {
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    list
 }

@@ -105,6 +105,15 @@ impl Publisher {
             .expect("queue a publish");
     }
 
+    /// Publishes with the retain flag: the broker keeps it for later subscribers (an empty
+    /// payload removes what it kept).
+    pub async fn publish_retained(&self, topic: &str, qos_level: u8, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, qos(qos_level), true, payload.into())
+            .await
+            .expect("queue a retained publish");
+    }
+
     /// Waits until the broker has acknowledged `count` QoS 1/2 publishes in total.
     pub async fn wait_acked(&self, count: u64, timeout: Duration) {
         let mut acked = self.acked.clone();

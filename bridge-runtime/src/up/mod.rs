@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mkb_api::connection::ProducerSettings;
 use mkb_api::ValidConfig;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, Semaphore};
@@ -194,20 +195,10 @@ fn producer_factory(
     let ready = health.component("kafka producer connected");
     let failure = failure.clone();
     Box::new(move || {
-        let p = &kafka.producer;
         let mut c = kafka::client_config(&kafka, &client_id)?;
-        c.set("acks", p.acks.as_kafka_str())
-            .set("compression.type", p.compression.as_kafka_str())
-            .set("linger.ms", p.linger_ms.to_string())
-            .set("batch.size", p.batch_size_bytes.to_string())
-            .set("message.max.bytes", p.max_message_bytes.to_string())
-            .set("enable.idempotence", p.idempotence.to_string())
-            // Never give up on a record while Kafka is unreachable: the in-flight window
-            // bounds what waits, and the broker keeps the rest. Unknown topics still fail,
-            // after topic.metadata.propagation.max.ms. A producer that stops sending while
-            // Kafka is fine is the watchdog's business.
-            .set("message.timeout.ms", "0")
-            .set("partitioner", "murmur2_random");
+        for (key, value) in producer_properties(&kafka.producer) {
+            c.set(key, value);
+        }
         let context = BridgeContext::new(
             "producer",
             &kafka.bootstrap_servers,
@@ -221,4 +212,58 @@ fn producer_factory(
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         Ok(ProducerSlot { producer, retired })
     })
+}
+
+/// The librdkafka settings of the route producer.
+fn producer_properties(p: &ProducerSettings) -> Vec<(&'static str, String)> {
+    let mut properties = vec![
+        ("acks", p.acks.as_kafka_str().to_owned()),
+        ("compression.type", p.compression.as_kafka_str().to_owned()),
+        ("linger.ms", p.linger_ms.to_string()),
+        ("batch.size", p.batch_size_bytes.to_string()),
+        ("message.max.bytes", p.max_message_bytes.to_string()),
+        ("enable.idempotence", p.idempotence.to_string()),
+        // Never give up on a record while Kafka is unreachable: the in-flight window bounds
+        // what waits, and the broker keeps the rest. Unknown topics still fail, after
+        // topic.metadata.propagation.max.ms. A producer that stops sending while Kafka is fine
+        // is the watchdog's business.
+        ("message.timeout.ms", "0".to_owned()),
+        ("partitioner", "murmur2_random".to_owned()),
+    ];
+    if !p.idempotence {
+        // Without idempotence a retried request lands behind the requests sent after it;
+        // one request in flight per broker keeps each partition in order (and costs
+        // throughput, which is why idempotence is the default).
+        properties.push(("max.in.flight.requests.per.connection", "1".to_owned()));
+    }
+    properties
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn property(p: &ProducerSettings, key: &str) -> Option<String> {
+        producer_properties(p)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Issue 29, path 4: with `idempotence: false` librdkafka kept up to 1,000,000 requests in
+    /// flight, so a retried one landed behind later records of its partition. The test bed's
+    /// broker never answers a produce request with a retriable error while the requests after
+    /// it succeed, so this is a unit test of the settings.
+    #[test]
+    fn without_idempotence_one_request_is_in_flight_per_broker() {
+        let mut p = ProducerSettings::default();
+        assert_eq!(property(&p, "enable.idempotence").as_deref(), Some("true"));
+        assert_eq!(property(&p, "max.in.flight.requests.per.connection"), None);
+        p.idempotence = false;
+        assert_eq!(property(&p, "enable.idempotence").as_deref(), Some("false"));
+        assert_eq!(
+            property(&p, "max.in.flight.requests.per.connection").as_deref(),
+            Some("1")
+        );
+    }
 }

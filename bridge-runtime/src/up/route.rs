@@ -1,6 +1,7 @@
 //! One MQTT → Kafka route: render the record, produce it, and complete the message's ticket
 //! when Kafka has confirmed it — or when the dead-letter topic has it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,12 +33,14 @@ pub struct Job {
     pub received_at: Instant,
     pub received_ms: i64,
     pub ticket: Ticket,
+    /// Its place in the route's arrival order (set by the route), which a record produced
+    /// again keeps.
+    pub order: u64,
 }
 
 enum Step {
     Delivered(Job),
     Failed(Job, RecordParts, KafkaError),
-    Retry(Job, RecordParts),
     /// Kafka said the topic or partition is unknown, and a fresh metadata request did not
     /// confirm it: produced again.
     Unconfirmed(Job, RecordParts, KafkaError),
@@ -58,6 +61,15 @@ pub struct RouteWorker {
     producing: Readiness,
     blocked: bool,
     failure: Failure,
+    /// Jobs taken so far: the next job's `order`.
+    taken: u64,
+    /// Records Kafka did not take, to be produced again at `retry_at`, in arrival order. A
+    /// new record for a topic with records waiting here waits with them, so a record produced
+    /// again does not land behind later records of its partition; other topics go on.
+    retrying: BTreeMap<u64, (Job, RecordParts)>,
+    /// How many records wait in `retrying`, per Kafka topic.
+    retrying_topics: HashMap<String, usize>,
+    retry_at: tokio::time::Instant,
 }
 
 /// What a route worker reports to, besides its metrics.
@@ -92,32 +104,60 @@ impl RouteWorker {
             producing: health.producing,
             blocked: false,
             failure: health.failure,
+            taken: 0,
+            retrying: BTreeMap::new(),
+            retrying_topics: HashMap::new(),
+            retry_at: tokio::time::Instant::now(),
         }
     }
 
     /// Runs until the job channel closes and every job taken has been completed.
     pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut pending = Pending::new();
-        loop {
+        let mut open = true;
+        while open || !pending.is_empty() || !self.retrying.is_empty() {
+            let retrying = !self.retrying.is_empty();
             tokio::select! {
                 Some(step) = pending.next(), if !pending.is_empty() => self.after(step, &mut pending).await,
-                job = jobs.recv() => match job {
+                _ = tokio::time::sleep_until(self.retry_at), if retrying => self.produce_again(&mut pending).await,
+                job = jobs.recv(), if open => match job {
                     Some(job) => self.start(job, &mut pending).await,
-                    None => break,
+                    None => open = false,
                 },
             }
         }
-        while let Some(step) = pending.next().await {
-            self.after(step, &mut pending).await;
-        }
     }
 
-    async fn start(&mut self, job: Job, pending: &mut Pending) {
+    async fn start(&mut self, mut job: Job, pending: &mut Pending) {
+        job.order = self.taken;
+        self.taken += 1;
         self.metrics.received.inc();
         self.metrics.in_flight.inc();
         match record::build(&self.route, &job.msg, job.received_ms) {
+            Ok(parts) if self.retrying_topics.contains_key(&parts.topic) => {
+                self.retry_later(job, parts);
+            }
             Ok(parts) => self.produce(job, parts, pending).await,
             Err(reason) => self.dead_letter(job, reason, pending),
+        }
+    }
+
+    /// Schedules `job` to be produced again after `RETRY_BACKOFF` (with the others waiting).
+    fn retry_later(&mut self, job: Job, parts: RecordParts) {
+        if self.retrying.is_empty() {
+            self.retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
+        }
+        *self.retrying_topics.entry(parts.topic.clone()).or_default() += 1;
+        self.retrying.insert(job.order, (job, parts));
+    }
+
+    /// Produces the waiting records again, oldest first. One that fails again meanwhile
+    /// waits for the next round.
+    async fn produce_again(&mut self, pending: &mut Pending) {
+        let waiting = std::mem::take(&mut self.retrying);
+        self.retrying_topics.clear();
+        for (job, parts) in waiting.into_values() {
+            self.produce(job, parts, pending).await;
         }
     }
 
@@ -211,7 +251,7 @@ impl RouteWorker {
                 self.metrics.failed(&reason_label(&e));
                 warn!(route = %self.route.name, topic = %parts.topic, error = %e,
                     "Kafka reported the topic unknown but its metadata has it (a broker restarting?); producing the record again");
-                retry_later(job, parts, pending);
+                self.retry_later(job, parts);
             }
             Step::Failed(job, parts, e) => {
                 self.metrics.failed(&reason_label(&e));
@@ -222,9 +262,8 @@ impl RouteWorker {
                 } else {
                     warn!(route = %self.route.name, error = %e, "delivery failed; producing the record again");
                 }
-                retry_later(job, parts, pending);
+                self.retry_later(job, parts);
             }
-            Step::Retry(job, parts) => Box::pin(self.produce(job, parts, pending)).await,
         }
     }
 
@@ -310,17 +349,6 @@ impl RouteWorker {
             .boxed(),
         );
     }
-}
-
-/// Produces the record again after `RETRY_BACKOFF`.
-fn retry_later(job: Job, parts: RecordParts, pending: &mut Pending) {
-    pending.push(
-        async move {
-            tokio::time::sleep(RETRY_BACKOFF).await;
-            Step::Retry(job, parts)
-        }
-        .boxed(),
-    );
 }
 
 /// A record the producer gave up because it was replaced (see `watchdog.rs`).

@@ -250,6 +250,7 @@ impl Subscriber {
                 received_at,
                 received_ms,
                 ticket,
+                order: 0,
             };
             if self.inputs[route].send(job).await.is_err() {
                 return false;

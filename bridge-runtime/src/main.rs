@@ -113,7 +113,17 @@ fn run_retirement(
             ExitCode::from(EXIT_BAD_CONFIG)
         }
         Err(app::RunError::Failed(message)) => {
-            eprintln!("bridge-runtime: the retirement failed: {message}");
+            let summary = format!("the retirement failed: {message}");
+            eprintln!("bridge-runtime: {summary}");
+            // The operator reads the reason from here (the Job pod's termination message).
+            if let Some(path) = summary_file {
+                if let Err(e) = std::fs::write(path, &summary) {
+                    eprintln!(
+                        "bridge-runtime: cannot write the summary to {}: {e}",
+                        path.display()
+                    );
+                }
+            }
             ExitCode::FAILURE
         }
     }

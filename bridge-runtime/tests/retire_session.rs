@@ -80,3 +80,87 @@ async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
     );
     replica0.wait_ready(SHORT);
 }
+
+/// Issue 29, path 1: a message the retirement took but could not deliver (it needs the
+/// dead-letter topic, which does not exist yet) is held back unacknowledged. The retirement
+/// must not end the session then — it did, exiting 0 and losing the message. It fails, says
+/// why (on stderr and in the summary file, the Job pod's termination message), and keeps the
+/// session; once the topic exists, retiring again delivers the message there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retirement_that_holds_a_message_back_fails_and_keeps_the_session() {
+    let ns = unique("retire-held");
+    let topic = format!("{ns}-state");
+    let dead_letters = format!("{ns}-dead-letters");
+    kafka::create_topic(&topic, 1).await;
+    let config = format!(
+        "{}mqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], shared: false}}\n    kafka: {{topic: {topic}}}\nordinal: 0\n",
+        base_config(&ns, "5", Some(&dead_letters)).replace(
+            &format!("deadLetterTopic: {dead_letters}"),
+            &format!("deadLetterTopic: {dead_letters}\n  producer: {{maxMessageBytes: 1000}}")
+        )
+    );
+    let mut replica = Bridge::start(&ns, &config);
+    // Not ready for the missing dead-letter topic alone: subscribed, connected.
+    testbed::wait_until("the replica to have subscribed", SHORT, || {
+        let (code, body) = testbed::bridge::http_get(replica.http, "/readyz")?;
+        // "not ready: <part>, <part>…": only the dead-letter topic's part is left.
+        let parts = body
+            .trim()
+            .trim_start_matches("not ready: ")
+            .split(", ")
+            .count();
+        (code == 503 && parts == 1 && body.contains("dead-letter")).then_some(())
+    });
+    assert!(replica.terminate(Duration::from_secs(20)).success());
+    // Queued in the stopped replica's session: one fits, one is larger than a record may be.
+    let publisher = Publisher::connect(&unique("retire-held-pub")).await;
+    publisher
+        .publish(&format!("{ns}/devices/lock-1/state"), 1, "small")
+        .await;
+    publisher
+        .publish(&format!("{ns}/devices/lock-2/state"), 1, vec![b'x'; 2_000])
+        .await;
+    publisher.wait_acked(2, SHORT).await;
+
+    let summary = testbed::process::test_log_dir().join(format!("{ns}-summary"));
+    let output = std::process::Command::new(testbed::process::workspace_binary("bridge-runtime"))
+        .arg("--config")
+        .arg(&replica.config)
+        .args(["--retire-ordinal", "0", "--summary-file"])
+        .arg(&summary)
+        .output()
+        .expect("run bridge-runtime --retire-ordinal");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "the retirement must fail: {stderr}"
+    );
+    assert!(
+        stderr.contains("held back") && stderr.contains("the session is kept"),
+        "says why: {stderr}"
+    );
+    let written = std::fs::read_to_string(&summary).unwrap_or_default();
+    assert!(
+        written.contains("held back"),
+        "the termination message says why: {written}"
+    );
+
+    kafka::create_topic(&dead_letters, 1).await;
+    let stdout = retire_ordinal(&replica.config, 0);
+    assert!(
+        stdout.contains(&format!("retired the MQTT session {ns}-0: ")),
+        "{stdout}"
+    );
+    let letters = kafka::wait_for_records(&dead_letters, 1, LONG).await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "the held-back message reached the dead-letter topic"
+    );
+    assert_eq!(letters[0].value.as_deref().map(<[u8]>::len), Some(2_000));
+    let records = kafka::read_all(&topic).await;
+    assert!(
+        records.iter().any(|r| r.value_str() == "small"),
+        "the small one is in Kafka"
+    );
+}

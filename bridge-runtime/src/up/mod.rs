@@ -148,6 +148,14 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
                 tracker.len()
             ));
         }
+        // A held-back message has left the tracker unacknowledged: ending the session now
+        // would throw it away.
+        if retire && failure.is_none() && tracker.held() > 0 {
+            failure = Some(format!(
+                "{} message(s) of the session are held back unacknowledged because the dead-letter topic cannot take them; the session is kept with them (make the dead-letter topic usable, then retire again)",
+                tracker.held()
+            ));
+        }
         // A retiring session ends by itself once drained.
         if failure.is_none() && !stop.is_cancelled() && !retire {
             failure = Some("the MQTT subscriber stopped unexpectedly".to_owned());

@@ -38,14 +38,22 @@ pub async fn prepare(
         .filter_map(|p| ordinal_of(p.metadata.name.as_deref()?, &bridge.name))
         .collect();
     let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
-    let jobs: BTreeMap<i32, JobState> = job_api
+    let job_list = job_api
         .list(&ListParams::default().labels(&build::retire_selector(&bridge.name)))
         .await?
-        .items
+        .items;
+    let jobs: BTreeMap<i32, JobState> = job_list
         .iter()
         .filter_map(|job| {
             let ordinal = job.metadata.labels.as_ref()?.get(RETIRE_ORDINAL_LABEL)?;
             Some((ordinal.parse().ok()?, job_state(job)))
+        })
+        .collect();
+    let failed_since: BTreeMap<i32, k8s_openapi::jiff::Timestamp> = job_list
+        .iter()
+        .filter_map(|job| {
+            let ordinal = job.metadata.labels.as_ref()?.get(RETIRE_ORDINAL_LABEL)?;
+            Some((ordinal.parse().ok()?, failed_at(job)?))
         })
         .collect();
     let plan = plan::plan(&plan::Observed {
@@ -57,6 +65,17 @@ pub async fn prepare(
     });
     for &n in &plan.delete {
         delete_job(&job_api, &build::retire_job_name(&bridge.name, n)).await?;
+    }
+    report_failures(ctx, bridge, &plan).await;
+    // A failed Job is kept RETRY_FAILED_AFTER for its logs, then deleted, so the next
+    // reconcile (its deletion is watched) starts a new one.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for (&n, failed_at) in &failed_since {
+        if plan.failed.contains(&n) && retry_due(*failed_at, now) {
+            let job = build::retire_job_name(&bridge.name, n);
+            warn!(bridge = %bridge.key(), %job, "retrying a failed session retirement");
+            delete_job(&job_api, &job).await?;
+        }
     }
     if !plan.create.is_empty() {
         let list = ordinals(&plan.create);
@@ -88,7 +107,7 @@ pub async fn complete(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) -> Result
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     for &n in &plan.finished {
         let job = build::retire_job_name(&bridge.name, n);
-        let summary = summary_of(&pod_api, &job).await;
+        let summary = termination_message(&pod_api, &job, true).await;
         let drained = summary
             .as_deref()
             .and_then(drained_count)
@@ -104,6 +123,53 @@ pub async fn complete(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) -> Result
         delete_job(&job_api, &job).await?;
     }
     Ok(())
+}
+
+/// How long a failed retirement Job is kept (for `kubectl logs`) before a new one is tried.
+const RETRY_FAILED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn retry_due(failed_at: k8s_openapi::jiff::Timestamp, now: k8s_openapi::jiff::Timestamp) -> bool {
+    now.duration_since(failed_at).unsigned_abs() >= RETRY_FAILED_AFTER && now >= failed_at
+}
+
+/// When the Job failed for good (its Failed condition), if it did.
+fn failed_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+        .map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map_or_else(k8s_openapi::jiff::Timestamp::now, |t| t.0)
+        })
+}
+
+/// A Warning Event, with the retirement's own reason (its pod's termination message), for
+/// each failure the status does not report yet.
+async fn report_failures(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
+    use mkb_api::crd::conditions::{REASON_RETIRE_FAILED, SESSIONS_RETIRED};
+    if plan.failed.is_empty() {
+        return;
+    }
+    let reported = bridge.status.conditions.iter().any(|c| {
+        c.type_ == SESSIONS_RETIRED && c.status == "False" && c.reason == REASON_RETIRE_FAILED
+    });
+    if reported {
+        return;
+    }
+    let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), &bridge.namespace);
+    for &n in &plan.failed {
+        let job = build::retire_job_name(&bridge.name, n);
+        let why = termination_message(&pod_api, &job, false)
+            .await
+            .unwrap_or_else(|| format!("see `kubectl logs job/{job}`"));
+        let note = format!(
+            "Retiring the MQTT session of ordinal {n} failed; the session is kept and the retirement is tried again in {} minutes: {why}",
+            RETRY_FAILED_AFTER.as_secs() / 60
+        );
+        announce(ctx, bridge, EventType::Warning, REASON_RETIRE_FAILED, note).await;
+    }
 }
 
 /// The SessionsRetired condition: (status, reason, message).
@@ -123,7 +189,7 @@ pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str
             .map(|&n| format!("job/{}", build::retire_job_name(bridge, n)))
             .collect();
         let message = format!(
-            "retiring the MQTT session of ordinals {} failed; see `kubectl logs {}`, and delete the Job to try again",
+            "retiring the MQTT session of ordinals {} failed; see `kubectl logs {}`; it is tried again 5 minutes after the failure (delete the Job to try at once)",
             ordinals(&plan.failed),
             jobs.join(" ")
         );
@@ -187,8 +253,9 @@ async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
     }
 }
 
-/// The summary the retirement wrote as its pod's termination message.
-async fn summary_of(pods: &Api<Pod>, job: &str) -> Option<String> {
+/// The summary the retirement wrote as its pod's termination message: of a pod that
+/// succeeded, or (`succeeded: false`) of one that failed, which says why.
+async fn termination_message(pods: &Api<Pod>, job: &str, succeeded: bool) -> Option<String> {
     let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
     let list = match pods.list(&params).await {
         Ok(list) => list,
@@ -201,7 +268,7 @@ async fn summary_of(pods: &Api<Pod>, job: &str) -> Option<String> {
         let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
         statuses.iter().find_map(|s| {
             let terminated = s.state.as_ref()?.terminated.as_ref()?;
-            (terminated.exit_code == 0)
+            ((terminated.exit_code == 0) == succeeded)
                 .then(|| terminated.message.clone())
                 .flatten()
                 .map(|m| m.trim().to_owned())
@@ -219,6 +286,18 @@ fn drained_count(summary: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_retirement_is_tried_again_after_five_minutes() {
+        let failed = k8s_openapi::jiff::Timestamp::from_second(1_000_000).expect("valid");
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_000_000 + s).expect("valid");
+        assert!(!retry_due(failed, at(299)));
+        assert!(retry_due(failed, at(300)));
+        assert!(
+            !retry_due(failed, at(-400)),
+            "a clock behind the failure waits"
+        );
+    }
 
     #[test]
     fn reads_ordinals_and_drained_counts() {

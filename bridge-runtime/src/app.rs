@@ -93,10 +93,7 @@ impl Process {
             &self.health,
             &self.failure,
         )?);
-        let ready = self
-            .health
-            .component(&format!("kafka dead-letter topic {topic} usable"));
-        tokio::spawn(writer.clone().watch(ready, self.stop.clone()));
+        tokio::spawn(writer.clone().watch(self.stop.clone()));
         Ok(Some(writer))
     }
 }
@@ -240,7 +237,10 @@ fn dead_letter_writer(
         .set("linger.ms", "5")
         // As large as Kafka allows: the dead-letter topic's max.message.bytes decides.
         .set("message.max.bytes", "1000000000")
-        .set("message.timeout.ms", "0")
+        .set(
+            "message.timeout.ms",
+            kafka::DEAD_LETTER_WRITE_TIMEOUT.as_millis().to_string(),
+        )
         // A dead-letter topic is created on purpose (retention, size); see dead_letter.rs.
         .set("allow.auto.create.topics", "false");
     let context = BridgeContext::new(
@@ -253,7 +253,13 @@ fn dead_letter_writer(
     let producer: FutureProducer<BridgeContext> = c
         .create_with_context(context)
         .map_err(|e| format!("cannot create the dead-letter producer: {e}"))?;
-    Ok(DeadLetters::new(producer, topic.to_owned()))
+    let ready = health.component(&format!("kafka dead-letter topic {topic} usable"));
+    Ok(DeadLetters::new(
+        producer,
+        topic.to_owned(),
+        ready,
+        metrics.dead_letter_failures.clone(),
+    ))
 }
 
 #[cfg(test)]

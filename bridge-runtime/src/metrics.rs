@@ -55,6 +55,12 @@ pub struct RefusalLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterFailureLabels {
+    /// `refused`, `timed_out` or `unusable`.
+    pub reason: String,
+}
+
 /// Every metric of the runtime.
 pub struct Metrics {
     registry: Registry,
@@ -66,6 +72,7 @@ pub struct Metrics {
     pub unrouted: Counter,
     pub acks_dropped: Counter,
     pub producers_replaced: Counter,
+    pub dead_letter_failures: Family<DeadLetterFailureLabels, Counter>,
     publishes_refused: Family<RefusalLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     in_flight: Family<RouteLabels, Gauge>,
@@ -117,6 +124,7 @@ impl Metrics {
         let unrouted = Counter::default();
         let acks_dropped = Counter::default();
         let producers_replaced = Counter::default();
+        let dead_letter_failures = Family::default();
         let publishes_refused = Family::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             // 100 µs to ~52 s.
@@ -161,6 +169,11 @@ impl Metrics {
             producers_replaced.clone(),
         );
         registry.register(
+            "dead_letter_write_failures",
+            "Dead letters the dead-letter topic did not take, by reason: refused (even without payload and headers), timed_out (not confirmed in time), unusable (missing, not authorised); the messages are held back",
+            dead_letter_failures.clone(),
+        );
+        registry.register(
             "mqtt_publishes_refused",
             "Kafka -> MQTT publishes the broker refused (MQTT 5 reason code, or a connection cut while sending it), by what the bridge did next",
             publishes_refused.clone(),
@@ -190,6 +203,7 @@ impl Metrics {
             unrouted,
             acks_dropped,
             producers_replaced,
+            dead_letter_failures,
             publishes_refused,
             latency,
             in_flight,

@@ -359,6 +359,23 @@ pub async fn topic_config(name: &str, key: &str) -> Option<String> {
     resource.get(key).and_then(|e| e.value.clone())
 }
 
+/// Sets one configuration key of a topic. Kafka's AlterConfigs replaces the whole set, so
+/// every other key of the topic goes back to its default.
+pub async fn set_topic_config(name: &str, key: &str, value: &str) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
+    let results = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(name)).set(key, value)],
+            &AdminOptions::new().request_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("alter configs of {name}: {e}"));
+    for result in results {
+        result.unwrap_or_else(|(r, e)| panic!("alter {r:?}: {e}"));
+    }
+}
+
 /// Grows a topic to `partitions` partitions and waits until its metadata shows them.
 pub async fn grow_partitions(name: &str, partitions: usize) {
     use rdkafka::admin::NewPartitions;

@@ -4,23 +4,35 @@
 //! The topic is checked at start and every [`CHECK_INTERVAL`]: when it is missing or not
 //! writable, the bridge is not ready (the reason is in `/readyz`) and writes fail at once
 //! instead of waiting, so a message that needs the topic is held back without blocking the
-//! healthy ones. The producer never creates the topic: a dead-letter topic is created on
+//! healthy ones. Writes report what the check cannot see (see `dead_letter_state.rs`): a
+//! letter Kafka refuses even without its payload and headers, or one not confirmed within
+//! [`WRITE_TIMEOUT`]. The producer never creates the topic: a dead-letter topic is created on
 //! purpose, with the retention and size it needs (the operator does, from spec.kafka.topics).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::error::RDKafkaErrorCode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::dead_letter_state::TopicState;
 use super::{is_permanent, BridgeContext};
 use crate::health::Readiness;
+use crate::metrics::DeadLetterFailureLabels;
 
 /// How often the dead-letter topic is checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a letter may wait for Kafka's confirmation (the dead-letter producer's
+/// `message.timeout.ms`): a partition without a leader, or with fewer in-sync replicas than
+/// `min.insync.replicas`, never confirms, and what waits behind the letter must not wait
+/// forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Header names of a dead letter.
 pub mod headers {
@@ -30,6 +42,8 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "mkb.source.topic";
     /// Set when the original payload could not be written either; holds its size in bytes.
     pub const PAYLOAD_DROPPED: &str = "mkb.payload.dropped.bytes";
+    /// Set when the original headers could not be written either; holds how many there were.
+    pub const HEADERS_DROPPED: &str = "mkb.headers.dropped";
 }
 
 /// A message that cannot be delivered.
@@ -50,9 +64,23 @@ pub struct DeadLetter {
 enum Sent {
     Written,
     /// Kafka refused this record for good (e.g. too large for the topic).
-    Refused(String),
+    Refused(KafkaError),
     /// The topic takes no records at all (missing, not authorised).
     Unusable(String),
+    /// Not confirmed within [`WRITE_TIMEOUT`].
+    TimedOut(KafkaError),
+}
+
+/// A header the bridge adds (`mkb.*`), kept in every attempt.
+fn is_own(key: &str) -> bool {
+    key.starts_with("mkb.")
+}
+
+/// Which parts of a letter an attempt carries.
+#[derive(Clone, Copy)]
+struct Parts {
+    payload: bool,
+    headers: bool,
 }
 
 /// Errors that are about the topic, not the record.
@@ -74,6 +102,8 @@ pub enum Outcome {
     Written,
     /// Written without its payload, which the dead-letter topic refused (too large).
     WrittenWithoutPayload,
+    /// Written without its payload and its original headers (together too large).
+    WrittenWithoutPayloadOrHeaders,
 }
 
 /// Writes dead letters, with a producer allowed to send records as large as the broker
@@ -81,77 +111,161 @@ pub enum Outcome {
 pub struct DeadLetters {
     producer: FutureProducer<BridgeContext>,
     topic: String,
-    /// Why the last check found the topic missing or not writable; `None` while usable.
-    problem: Mutex<Option<String>>,
+    state: Mutex<TopicState>,
+    /// `/readyz`: not ready while either source reports a problem.
+    ready: Readiness,
+    /// `mkb_dead_letter_write_failures_total`, by reason.
+    failures: Family<DeadLetterFailureLabels, Counter>,
 }
 
 impl DeadLetters {
-    pub fn new(producer: FutureProducer<BridgeContext>, topic: String) -> Self {
+    pub fn new(
+        producer: FutureProducer<BridgeContext>,
+        topic: String,
+        ready: Readiness,
+        failures: Family<DeadLetterFailureLabels, Counter>,
+    ) -> Self {
         Self {
             producer,
             topic,
-            problem: Mutex::new(None),
+            state: Mutex::new(TopicState::default()),
+            ready,
+            failures,
         }
     }
 
-    /// Writes `letter`, retrying while Kafka is unavailable. When the topic refuses the
-    /// payload, writes the letter without it (its size in a header) rather than lose the trace.
-    /// `Err` when the topic cannot take letters at all (missing, not authorised): the caller
-    /// must keep the message, not acknowledge it.
+    /// Writes `letter`. When the topic refuses the payload, writes the letter without it (its
+    /// size in a header), then also without the original headers, rather than lose the trace.
+    /// `Err` when the topic cannot take it (missing, not authorised, refusing even the bare
+    /// letter, not confirming within [`WRITE_TIMEOUT`]): the caller must keep the message,
+    /// not acknowledge it; it is tried again once [`DeadLetters::usable`] says so.
     pub async fn write(&self, letter: &DeadLetter) -> Result<Outcome, String> {
         self.check_usable()?;
-        match self.send_until_done(letter, true).await {
-            Sent::Written => return Ok(Outcome::Written),
-            Sent::Refused(_) => {}
-            Sent::Unusable(reason) => return Err(reason),
+        let attempts = [
+            (
+                Parts {
+                    payload: true,
+                    headers: true,
+                },
+                Outcome::Written,
+            ),
+            (
+                Parts {
+                    payload: false,
+                    headers: true,
+                },
+                Outcome::WrittenWithoutPayload,
+            ),
+            (
+                Parts {
+                    payload: false,
+                    headers: false,
+                },
+                Outcome::WrittenWithoutPayloadOrHeaders,
+            ),
+        ];
+        let mut refusal = None;
+        for (parts, outcome) in attempts {
+            if !parts.headers && !letter.extra_headers.iter().any(|(k, _)| !is_own(k)) {
+                continue;
+            }
+            match self.send(letter, parts).await {
+                Sent::Written => {
+                    if let Some(problem) = self.with_state(TopicState::write_succeeded).flatten() {
+                        info!(topic = %self.topic, %problem, "the dead-letter topic takes letters again");
+                    }
+                    self.refresh_readiness();
+                    return Ok(outcome);
+                }
+                Sent::Refused(e) => {
+                    error!(route = %letter.route, topic = %self.topic, size = letter.payload.len(),
+                        headers = letter.extra_headers.len(), error = %e,
+                        "the dead-letter topic refused the letter; trying again with less of the message");
+                    refusal = Some(e);
+                }
+                Sent::Unusable(reason) => return Err(self.write_failed("unusable", reason)),
+                Sent::TimedOut(e) => {
+                    let reason = format!(
+                        "dead-letter topic {} did not confirm a letter within {}s ({e}): {}",
+                        self.topic,
+                        WRITE_TIMEOUT.as_secs(),
+                        self.describe_partitions().await
+                    );
+                    return Err(self.write_failed("timed_out", reason));
+                }
+            }
         }
-        error!(route = %letter.route, topic = %self.topic, size = letter.payload.len(),
-            "the dead-letter topic refused the message; writing it without its payload");
-        match self.send_until_done(letter, false).await {
-            Sent::Written => Ok(Outcome::WrittenWithoutPayload),
-            Sent::Refused(reason) | Sent::Unusable(reason) => Err(reason),
-        }
+        let e = refusal
+            .as_ref()
+            .map_or_else(|| "refused".to_owned(), ToString::to_string);
+        let hint = if letter.key.is_none()
+            && refusal
+                .is_some_and(|e| e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidRecord))
+        {
+            " (a compacted topic refuses records without a key: give the dead-letter topic cleanup.policy=delete)"
+        } else {
+            ""
+        };
+        let reason = format!(
+            "dead-letter topic {} refuses letters even without their payload and headers: {e}{hint}",
+            self.topic
+        );
+        Err(self.write_failed("refused", reason))
     }
 
-    /// Whether the last check found the topic usable.
+    /// Whether a held-back message may be tried again now.
     pub fn usable(&self) -> bool {
         self.check_usable().is_ok()
     }
 
     fn check_usable(&self) -> Result<(), String> {
-        match self.problem.lock() {
-            Ok(problem) => problem.clone().map_or(Ok(()), Err),
-            Err(_) => Err(format!("dead-letter topic {}: state poisoned", self.topic)),
+        self.with_state(|s| s.usable(Instant::now()))
+            .unwrap_or_else(|| Err(format!("dead-letter topic {}: state poisoned", self.topic)))
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut TopicState) -> R) -> Option<R> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    /// Records a failed write (logged, counted, not ready); returns the reason.
+    fn write_failed(&self, kind: &str, reason: String) -> String {
+        let retry_in = self.with_state(|s| s.write_failed(reason.clone(), Instant::now()));
+        error!(topic = %self.topic, %reason, ?retry_in,
+            "the dead-letter topic cannot take a letter; messages that need it are held back");
+        self.failures
+            .get_or_create(&DeadLetterFailureLabels {
+                reason: kind.to_owned(),
+            })
+            .inc();
+        self.refresh_readiness();
+        reason
+    }
+
+    fn refresh_readiness(&self) {
+        match self.with_state(|s| s.ready()) {
+            Some(Ok(())) => self.ready.set(true),
+            Some(Err(problem)) => self.ready.not_ready(problem),
+            None => self.ready.not_ready("dead-letter topic state poisoned"),
         }
     }
 
-    /// Records the last check's result; the previous problem, if there was one.
-    fn set_problem(&self, problem: Option<String>) -> Option<String> {
-        self.problem
-            .lock()
-            .map(|mut p| std::mem::replace(&mut *p, problem))
-            .unwrap_or_default()
-    }
-
-    /// Checks the topic now and then every [`CHECK_INTERVAL`] until `stop`, reporting the
-    /// result in `ready`.
-    pub async fn watch(self: Arc<Self>, ready: Readiness, stop: CancellationToken) {
+    /// Checks the topic now and then every [`CHECK_INTERVAL`] until `stop`.
+    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            match self.probe().await {
-                Some(Ok(())) => {
-                    if self.set_problem(None).is_some() {
-                        info!(topic = %self.topic, "the dead-letter topic is usable again");
+            // `None`: Kafka unreachable; the connection's own readiness says so.
+            if let Some(result) = self.probe().await {
+                let problem = result.err();
+                let before = self.with_state(|s| s.checked(problem.clone())).flatten();
+                match (&before, &problem) {
+                    (Some(_), None) => {
+                        info!(topic = %self.topic, "the dead-letter topic is usable again")
                     }
-                    ready.set(true);
-                }
-                Some(Err(problem)) => {
-                    if self.set_problem(Some(problem.clone())).is_none() {
-                        error!(topic = %self.topic, %problem, "the dead-letter topic is not usable; messages that need it are held back");
+                    (None, Some(problem)) => {
+                        error!(topic = %self.topic, %problem, "the dead-letter topic is not usable; messages that need it are held back")
                     }
-                    ready.not_ready(problem);
+                    _ => {}
                 }
-                // Kafka unreachable: the connection's own readiness says so.
-                None => {}
+                self.refresh_readiness();
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -186,72 +300,120 @@ impl DeadLetters {
         .flatten()
     }
 
-    async fn send_until_done(&self, letter: &DeadLetter, with_payload: bool) -> Sent {
+    /// What the brokers say of the topic's partitions, for the reason of a write that was
+    /// not confirmed.
+    async fn describe_partitions(&self) -> String {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let described = tokio::task::spawn_blocking(move || {
+            let meta = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()?;
+            let t = meta.topics().iter().find(|t| t.name() == topic)?;
+            let parts: Vec<String> = t
+                .partitions()
+                .iter()
+                .map(|p| match p.leader() {
+                    -1 => format!("partition {} has no leader", p.id()),
+                    leader => format!(
+                        "partition {}: leader {leader}, {} of {} replicas in sync",
+                        p.id(),
+                        p.isr().len(),
+                        p.replicas().len()
+                    ),
+                })
+                .collect();
+            Some(parts.join("; "))
+        })
+        .await
+        .ok()
+        .flatten();
+        let hint = "a partition without a leader, fewer in-sync replicas than the topic's min.insync.replicas, or Kafka unreachable";
+        match described {
+            Some(parts) => format!("{hint}; the brokers say {parts}"),
+            None => hint.to_owned(),
+        }
+    }
+
+    /// One attempt, retrying only what fails before Kafka is even asked (a full queue).
+    async fn send(&self, letter: &DeadLetter, parts: Parts) -> Sent {
         let mut backoff = Duration::from_millis(200);
+        let started = Instant::now();
         loop {
-            if let Err(reason) = self.check_usable() {
-                return Sent::Unusable(reason);
-            }
-            let size = letter.payload.len().to_string();
-            let mut headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: headers::REASON,
-                    value: Some(letter.reason.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::ROUTE,
-                    value: Some(letter.route.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::DIRECTION,
-                    value: Some(letter.direction.as_bytes()),
-                })
-                .insert(Header {
-                    key: headers::SOURCE_TOPIC,
-                    value: Some(letter.source_topic.as_bytes()),
-                });
-            for (k, v) in &letter.extra_headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_slice()),
-                });
-            }
-            let payload: &[u8] = if with_payload { &letter.payload } else { &[] };
-            if !with_payload {
-                headers = headers.insert(Header {
-                    key: headers::PAYLOAD_DROPPED,
-                    value: Some(size.as_bytes()),
-                });
-            }
+            let record_headers = self.headers(letter, parts);
+            let payload: &[u8] = if parts.payload { &letter.payload } else { &[] };
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
                 .payload(payload)
-                .headers(headers);
+                .headers(record_headers);
             if let Some(key) = &letter.key {
                 record = record.key(key.as_slice());
             }
-            let result: Result<(), rdkafka::error::KafkaError> =
-                match self.producer.send_result(record) {
-                    Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((e, _))) => Err(e),
-                        Err(_) => Err(rdkafka::error::KafkaError::Canceled),
-                    },
-                    Err((e, _)) => Err(e),
-                };
-            match result {
+            let result = match self.producer.send_result(record) {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Err((e, _)) => Err(e),
+            };
+            let e = match result {
                 Ok(()) => return Sent::Written,
                 Err(e) if is_unusable(&e) => {
                     return Sent::Unusable(format!("dead-letter topic {}: {e}", self.topic))
                 }
-                Err(e) if is_permanent(&e) => {
-                    return Sent::Refused(format!("dead-letter topic {}: {e}", self.topic))
-                }
-                Err(e) => {
-                    warn!(route = %letter.route, topic = %self.topic, error = %e, "dead-letter write failed; retrying");
-                }
+                Err(e) if is_permanent(&e) => return Sent::Refused(e),
+                Err(e) => e,
+            };
+            let queue_full = e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
+            if !queue_full || started.elapsed() >= WRITE_TIMEOUT {
+                return Sent::TimedOut(e);
             }
+            warn!(route = %letter.route, topic = %self.topic, error = %e, "dead-letter write failed; retrying");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// The letter's headers: the reason and its origin, and (when `parts.headers`) the
+    /// message's own; the bridge's `mkb.*` coordinates (partition, offset, QoS) always.
+    fn headers(&self, letter: &DeadLetter, parts: Parts) -> OwnedHeaders {
+        let mut out = OwnedHeaders::new();
+        let own = [
+            (headers::REASON, letter.reason.as_bytes()),
+            (headers::ROUTE, letter.route.as_bytes()),
+            (headers::DIRECTION, letter.direction.as_bytes()),
+            (headers::SOURCE_TOPIC, letter.source_topic.as_bytes()),
+        ];
+        for (key, value) in own {
+            out = out.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut dropped = 0;
+        for (k, v) in &letter.extra_headers {
+            if parts.headers || is_own(k) {
+                out = out.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            } else {
+                dropped += 1;
+            }
+        }
+        if !parts.headers {
+            out = out.insert(Header {
+                key: headers::HEADERS_DROPPED,
+                value: Some(dropped.to_string().as_bytes()),
+            });
+        }
+        if !parts.payload {
+            out = out.insert(Header {
+                key: headers::PAYLOAD_DROPPED,
+                value: Some(letter.payload.len().to_string().as_bytes()),
+            });
+        }
+        out
     }
 }

@@ -3,6 +3,7 @@
 
 mod connection;
 mod dead_letter;
+mod dead_letter_state;
 mod errors;
 mod topic_presence;
 
@@ -21,7 +22,7 @@ use crate::health::{Failure, Readiness};
 use crate::secrets;
 
 use connection::ConnectionStatus;
-pub use dead_letter::{DeadLetter, DeadLetters};
+pub use dead_letter::{DeadLetter, DeadLetters, WRITE_TIMEOUT as DEAD_LETTER_WRITE_TIMEOUT};
 pub use errors::{classify, is_permanent, ErrorClass};
 pub use topic_presence::{
     is_missing_topic, topic_leaders, topic_presence, TopicLeaders, TopicPresence,

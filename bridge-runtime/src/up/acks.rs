@@ -19,6 +19,12 @@
 //! message in the broker's in-flight window until the next reconnect; enough of them and the
 //! broker stops sending — a stall. Acknowledgements of an earlier connection are dropped (and
 //! counted): the broker sends those messages again on the new one.
+//!
+//! The waiting ones are bounded by MQTT itself: a message keeps its packet id in use at the
+//! broker until it is acknowledged, and a broker may not reuse one in use, so no more than
+//! [`MAX_UNSENT`] (65,535, the packet ids there are) can wait for one connection. A broker
+//! that breaks that rule gets no more: the acknowledgement beyond it is dropped, counted and
+//! logged, and its message comes again after the next reconnect.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,7 +32,10 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::trace;
+use tracing::{trace, warn};
+
+/// The most acknowledgements that wait to be sent: one per MQTT packet id.
+pub const MAX_UNSENT: usize = u16::MAX as usize;
 
 use crate::mqtt::{AckToken, Client, Handoff};
 
@@ -191,6 +200,11 @@ impl AckTracker {
             };
             q.head += 1;
             if let Some(token) = entry.token {
+                if q.unsent.len() >= MAX_UNSENT {
+                    self.dropped.inc();
+                    warn!(pkid = token.pkid, "more acknowledgements wait than MQTT has packet ids (the broker reused one in use); this one is dropped and its message comes again after a reconnect");
+                    continue;
+                }
                 q.unsent.push_back((entry.connection, token));
             }
         }
@@ -395,6 +409,22 @@ mod tests {
         // The next acknowledgement wakes the task again.
         arrive(&tracker, 4).complete();
         assert_eq!(tracker.unsent(), 0);
+    }
+
+    /// Issue 29, path 9: the acknowledgements waiting to be written were bounded only by what
+    /// the broker sent. They are bounded by the packet ids MQTT has; a broker that sends more
+    /// unacknowledged messages than that cannot exist without breaking the protocol, so this
+    /// is a unit test.
+    #[test]
+    fn no_more_acknowledgements_wait_than_there_are_packet_ids() {
+        let (tracker, dropped, _eventloop) = tracker(false);
+        // The first goes through the channel and is never reported sent: the rest wait.
+        arrive(&tracker, 1).complete();
+        for i in 0..=MAX_UNSENT {
+            arrive(&tracker, (i % 65_535) as u16 + 1).complete();
+        }
+        assert_eq!(tracker.unsent(), MAX_UNSENT);
+        assert_eq!(dropped.get(), 1);
     }
 
     #[test]

@@ -30,12 +30,22 @@ pub async fn prepare(
     let ns = &bridge.namespace;
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let selector = build::label_selector(&bridge.name);
-    let pods: BTreeSet<i32> = pod_api
+    let pod_list = pod_api
         .list_metadata(&ListParams::default().labels(&selector))
         .await?
-        .items
+        .items;
+    let pods: BTreeSet<i32> = pod_list
         .iter()
         .filter_map(|p| ordinal_of(p.metadata.name.as_deref()?, &bridge.name))
+        .collect();
+    // When each terminating pod was due to be gone (its deletion timestamp: the request plus
+    // its grace period).
+    let due_gone: BTreeMap<i32, k8s_openapi::jiff::Timestamp> = pod_list
+        .iter()
+        .filter_map(|p| {
+            let ordinal = ordinal_of(p.metadata.name.as_deref()?, &bridge.name)?;
+            Some((ordinal, p.metadata.deletion_timestamp.as_ref()?.0))
+        })
         .collect();
     let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
     let job_list = job_api
@@ -56,20 +66,27 @@ pub async fn prepare(
             Some((ordinal.parse().ok()?, failed_at(job)?))
         })
         .collect();
-    let plan = plan::plan(&plan::Observed {
+    let mut plan = plan::plan(&plan::Observed {
         desired: input.spec.replicas,
         sessions: bridge.status.mqtt_sessions,
         pods: &pods,
         jobs: &jobs,
         subscribes: !input.spec.mqtt_to_kafka.is_empty(),
     });
+    let now = k8s_openapi::jiff::Timestamp::now();
+    plan.stuck_pods = plan
+        .waiting_for_pods
+        .iter()
+        .copied()
+        .filter(|n| due_gone.get(n).is_some_and(|due| overdue(*due, now)))
+        .collect();
     for &n in &plan.delete {
         delete_job(&job_api, &build::retire_job_name(&bridge.name, n)).await?;
     }
     report_failures(ctx, bridge, &plan).await;
+    report_stuck_pods(ctx, bridge, &plan).await;
     // A failed Job is kept RETRY_FAILED_AFTER for its logs, then deleted, so the next
     // reconcile (its deletion is watched) starts a new one.
-    let now = k8s_openapi::jiff::Timestamp::now();
     for (&n, failed_at) in &failed_since {
         if plan.failed.contains(&n) && retry_due(*failed_at, now) {
             let job = build::retire_job_name(&bridge.name, n);
@@ -145,6 +162,51 @@ fn failed_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
         })
 }
 
+/// How long past its grace period a pod may take to go before it counts as stuck.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether a pod due to be gone at `due` is stuck terminating at `now`.
+fn overdue(due: k8s_openapi::jiff::Timestamp, now: k8s_openapi::jiff::Timestamp) -> bool {
+    now > due && now.duration_since(due).unsigned_abs() >= STUCK_AFTER
+}
+
+/// What the condition and the Event say of pods stuck terminating.
+fn stuck_message(bridge: &str, stuck: &[i32]) -> String {
+    let pods: Vec<String> = stuck.iter().map(|n| format!("{bridge}-{n}")).collect();
+    format!(
+        "pod(s) {} still terminating over {} minutes past the grace period (a lost node, or a finalizer): their sessions are retired once they are gone; if the node is lost, `kubectl delete pod --force --grace-period=0 {}`",
+        pods.join(", "),
+        STUCK_AFTER.as_secs() / 60,
+        pods.join(" ")
+    )
+}
+
+/// A Warning Event for pods stuck terminating, once per set of pods (the condition keeps
+/// the message).
+async fn report_stuck_pods(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
+    use mkb_api::crd::conditions::SESSIONS_RETIRED;
+    if plan.stuck_pods.is_empty() {
+        return;
+    }
+    let message = stuck_message(&bridge.name, &plan.stuck_pods);
+    let reported = bridge
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == SESSIONS_RETIRED && c.message.contains(&message));
+    if !reported {
+        let note = format!("Retiring sessions waits: {message}");
+        announce(
+            ctx,
+            bridge,
+            EventType::Warning,
+            "RetirementWaitingForPod",
+            note,
+        )
+        .await;
+    }
+}
+
 /// A Warning Event, with the retirement's own reason (its pod's termination message), for
 /// each failure the status does not report yet.
 async fn report_failures(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
@@ -202,6 +264,9 @@ pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str
                 "waiting for the pods of ordinals {} to stop",
                 ordinals(&plan.waiting_for_pods)
             ));
+        }
+        if !plan.stuck_pods.is_empty() {
+            parts.push(stuck_message(bridge, &plan.stuck_pods));
         }
         let busy: Vec<i32> = plan.running.iter().chain(&plan.create).copied().collect();
         if !busy.is_empty() {
@@ -286,6 +351,30 @@ fn drained_count(summary: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 29, path 9: the retirement waited without a word for a pod stuck terminating.
+    #[test]
+    fn a_pod_stuck_terminating_is_named_with_what_to_do() {
+        let due = k8s_openapi::jiff::Timestamp::from_second(2_000_000).expect("valid");
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(2_000_000 + s).expect("valid");
+        assert!(!overdue(due, at(-30)), "still in its grace period");
+        assert!(!overdue(due, at(299)));
+        assert!(overdue(due, at(300)));
+        let plan = Plan {
+            sessions: 3,
+            waiting_for_pods: vec![2],
+            stuck_pods: vec![2],
+            ..Plan::default()
+        };
+        let (ok, reason, message) = condition(&plan, "locks", 2);
+        assert!(!ok);
+        assert_eq!(reason, mkb_api::crd::conditions::REASON_RETIRING);
+        assert!(
+            message.contains("locks-2 still terminating")
+                && message.contains("kubectl delete pod --force --grace-period=0 locks-2"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn a_failed_retirement_is_tried_again_after_five_minutes() {

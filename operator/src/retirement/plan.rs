@@ -44,6 +44,9 @@ pub struct Plan {
     pub finished: Vec<i32>,
     /// Ordinals to retire whose pod is still there.
     pub waiting_for_pods: Vec<i32>,
+    /// Those of `waiting_for_pods` whose pod is stuck terminating (set by the caller, which
+    /// knows the time).
+    pub stuck_pods: Vec<i32>,
     pub running: Vec<i32>,
     pub failed: Vec<i32>,
     /// Zero replicas: sessions are kept.

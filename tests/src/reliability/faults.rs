@@ -30,10 +30,15 @@ pub enum Fault {
     /// The runtime frozen (SIGSTOP) while the load goes on: Mosquitto queues for its session
     /// and the commands wait in Kafka; then it resumes (SIGCONT) and must drain both.
     FrozenRuntime,
+    /// The MQTT → Kafka producer stuck while the brokers answer metadata (what librdkafka
+    /// #5430 looks like from outside): toxiproxy closes every Kafka connection that carries a
+    /// request over 64 KiB, and this row's MQTT → Kafka messages are 100 KiB each. The
+    /// watchdog replaces the producer; the records go through once the toxic is removed.
+    StuckProducer,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillRuntime,
         Fault::KafkaRestart,
         Fault::MosquittoRestart,
@@ -42,6 +47,7 @@ impl Fault {
         Fault::Latency,
         Fault::SlowKafka,
         Fault::FrozenRuntime,
+        Fault::StuckProducer,
     ];
 
     /// The fault with this short name (those of [`Fault::ALL`] and the shared-subscription
@@ -70,6 +76,7 @@ impl Fault {
             Fault::Latency => "latency",
             Fault::SlowKafka => "slow-kafka",
             Fault::FrozenRuntime => "frozen",
+            Fault::StuckProducer => "stuck-producer",
         }
     }
 
@@ -96,6 +103,12 @@ impl Fault {
             Fault::FrozenRuntime => {
                 format!("runtime frozen {} s (broker queues fill)", secs(plan.pause))
             }
+            Fault::StuckProducer => format!(
+                "stuck producer, {} s (Kafka requests over 64 KiB cut; MQTT → Kafka {} KiB × {}/s)",
+                secs(plan.stuck),
+                super::STUCK_PADDING / 1024,
+                super::STUCK_RATE
+            ),
         }
     }
 
@@ -128,6 +141,11 @@ impl Fault {
             Fault::SlowKafka => {
                 toxiproxy::add_bandwidth(toxiproxy::KAFKA, plan.slow_kafka_kib);
                 tokio::time::sleep(plan.degraded).await;
+                toxiproxy::reset();
+            }
+            Fault::StuckProducer => {
+                toxiproxy::add_upstream_limit(toxiproxy::KAFKA, 64 * 1024);
+                tokio::time::sleep(plan.stuck).await;
                 toxiproxy::reset();
             }
             Fault::FrozenRuntime => {

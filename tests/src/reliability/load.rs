@@ -35,7 +35,19 @@ impl Counts {
 }
 
 fn payload(seq: u64) -> Vec<u8> {
-    format!("{{\"seq\":{seq},\"device\":\"dev-{}\"}}", seq % 10).into_bytes()
+    padded_payload(seq, 0)
+}
+
+/// `payload(seq)` with a `pad` field of `padding` random letters and digits (incompressible
+/// enough that the record stays about that large).
+fn padded_payload(seq: u64, padding: usize) -> Vec<u8> {
+    use rand::distr::{Alphanumeric, SampleString};
+    let device = seq % 10;
+    if padding == 0 {
+        return format!("{{\"seq\":{seq},\"device\":\"dev-{device}\"}}").into_bytes();
+    }
+    let pad = Alphanumeric.sample_string(&mut rand::rng(), padding);
+    format!("{{\"seq\":{seq},\"device\":\"dev-{device}\",\"pad\":\"{pad}\"}}").into_bytes()
 }
 
 /// Messages due by now at `rate` per second since `start`.
@@ -52,8 +64,8 @@ fn mqtt_options(client_id: &str) -> MqttOptions {
     o
 }
 
-/// Publishes `{"seq":N}` at QoS 1 to `<ns>/up/dev-<N mod 10>` at `rate` per second until
-/// stopped. Unconfirmed publishes are sent again after a reconnection (rumqttc keeps them).
+/// Publishes `{"seq":N}` (padded with `padding` bytes) at QoS 1 to `<ns>/up/dev-<N mod 10>`
+/// at `rate` per second until stopped. Unconfirmed publishes are sent again after a reconnection (rumqttc keeps them).
 pub struct MqttSender {
     pub counts: Counts,
     stop: Arc<AtomicBool>,
@@ -62,7 +74,7 @@ pub struct MqttSender {
 }
 
 impl MqttSender {
-    pub fn start(ns: &str, rate: u32) -> Self {
+    pub fn start(ns: &str, rate: u32, padding: usize) -> Self {
         let mut opts = mqtt_options(&format!("{ns}-load-pub"));
         // A persistent session: rumqttc sends the unconfirmed publishes again only when the
         // broker resumes it (it drops them on a clean one).
@@ -92,7 +104,7 @@ impl MqttSender {
                 while seq < due(start, rate) && !stopping.load(Ordering::SeqCst) {
                     let topic = format!("{ns}/up/dev-{}", seq % 10);
                     if client
-                        .publish(topic, QoS::AtLeastOnce, false, payload(seq))
+                        .publish(topic, QoS::AtLeastOnce, false, padded_payload(seq, padding))
                         .await
                         .is_err()
                     {

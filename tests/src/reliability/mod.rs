@@ -31,9 +31,16 @@ pub struct Plan {
     pub latency_ms: u32,
     pub slow_kafka_kib: u32,
     pub pause: Duration,
+    /// How long the producer is kept stuck: longer than the watchdog takes to replace it.
+    pub stuck: Duration,
     /// Load before and after each fault.
     pub settle: Duration,
 }
+
+/// The stuck-producer row's MQTT → Kafka load: few, large, incompressible messages, so every
+/// produce request is over the proxy's 64 KiB limit (see [`Fault::StuckProducer`]).
+pub const STUCK_RATE: u32 = 5;
+pub const STUCK_PADDING: usize = 100 * 1024;
 
 impl Plan {
     /// What `make reliability` runs (about 10 minutes).
@@ -47,6 +54,7 @@ impl Plan {
             latency_ms: 200,
             slow_kafka_kib: 8,
             pause: Duration::from_secs(20),
+            stuck: Duration::from_secs(45),
             settle: Duration::from_secs(5),
         }
     }
@@ -62,6 +70,7 @@ impl Plan {
             latency_ms: 200,
             slow_kafka_kib: 2,
             pause: Duration::from_secs(5),
+            stuck: Duration::from_secs(45),
             settle: Duration::from_secs(3),
         }
     }
@@ -97,7 +106,11 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
 
     let up_received = KafkaReceiver::start(&ns, &up_topic);
     let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#")).await;
-    let mut up_sent = MqttSender::start(&ns, plan.rate);
+    let mut up_sent = if fault == Fault::StuckProducer {
+        MqttSender::start(&ns, STUCK_RATE, STUCK_PADDING)
+    } else {
+        MqttSender::start(&ns, plan.rate, 0)
+    };
     let mut down_sent = KafkaSender::start(&down_topic, plan.rate);
 
     tokio::time::sleep(plan.settle).await;
@@ -120,6 +133,13 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     toxiproxy::reset();
+    if fault == Fault::StuckProducer {
+        let replaced = bridge.metrics().sum("mkb_kafka_producers_replaced_total");
+        eprintln!(
+            "[reliability] {}: producer replaced {replaced} time(s)",
+            fault.slug()
+        );
+    }
 
     let description = fault.describe(plan);
     let row = |direction: &str, sent: u64, confirmed: u64, tally: &tally::Tally, before: u64| {

@@ -57,7 +57,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(app::run(config, ordinal)) {
+    let outcome = runtime.block_on(app::run(config, ordinal));
+    // A blocking call still waiting on a broker (a consumer leaving its group, see
+    // down/route.rs) must not keep a finished process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(app::RunError::Start(message)) => {
             tracing::error!("{message}");
@@ -90,7 +94,9 @@ fn run_retirement(
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(retire::retire(config, ordinal)) {
+    let outcome = runtime.block_on(retire::retire(config, ordinal));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(retired) => {
             let summary = format!(
                 "retired the MQTT session {}: {} message(s) delivered to Kafka",

@@ -357,3 +357,45 @@ async fn patterns_qos_retain_and_a_clean_drain() {
         "nothing published twice after a clean drain"
     );
 }
+
+/// Issue 29, path 3: an offset counts as committed only once Kafka has said so. Once the
+/// records are delivered and the partition is idle, the periodic commit has been answered, so
+/// SIGTERM has nothing left to commit, and the group's committed offset is the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_partition_is_committed_and_confirmed_before_shutdown() {
+    let ns = unique("idle-commit");
+    let topic = format!("{ns}-lock-command");
+    kafka::create_topic(&topic, 1).await;
+    let subscriber = Subscriber::connect(
+        &unique("idle-commit-sub"),
+        &[&format!("{ns}/devices/+/command")],
+        1,
+    )
+    .await;
+    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, "5", None));
+    bridge.wait_ready(SHORT);
+    produce_commands(&topic, 5, 0, 50).await;
+    assert_eq!(subscriber.wait_for(50, LONG).await.len(), 50);
+    let group = format!("{ns}.commands");
+    let deadline = std::time::Instant::now() + SHORT;
+    loop {
+        let committed = kafka::committed_and_end(&group, &topic).await;
+        if committed.first().is_some_and(|c| c.1 == Some(c.2)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed up to the end: {committed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Two commit intervals more: Kafka's answer is in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(bridge.terminate(SHORT).success());
+    let log = bridge.process.log_text();
+    assert!(log.contains("consumer stopped"), "{log}");
+    assert!(
+        !log.contains("final offsets committed"),
+        "the periodic commit was confirmed, so nothing was left for shutdown"
+    );
+}

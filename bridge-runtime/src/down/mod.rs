@@ -117,7 +117,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             .map_err(|e| format!("kafkaToMqtt route {}: cannot subscribe: {e}", compiled.name))?;
         let route = route::DownRoute {
             route: Arc::new(compiled.clone()),
-            consumer,
+            consumer: Arc::new(consumer),
+            committing: None,
             offsets,
             publisher: publisher.clone(),
             dead_letters: dead_letters.clone(),

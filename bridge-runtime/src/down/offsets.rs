@@ -9,6 +9,15 @@ use std::collections::{BTreeSet, HashMap};
 
 pub type TopicPartition = (String, i32);
 
+/// A position to commit, with the assignment it belongs to: Kafka's answer to it counts only
+/// for that assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub epoch: u64,
+}
+
 struct Partition {
     /// Changes when the partition is assigned again, so confirmations of records from an
     /// earlier assignment are ignored.
@@ -83,41 +92,50 @@ impl OffsetTracker {
 
     /// Positions to commit now: moved past what Kafka confirmed, and not already on their way
     /// (a commit that failed or was never answered leaves its position due again).
-    pub fn due_commits(&mut self) -> Vec<(TopicPartition, i64)> {
-        let mut out = Vec::new();
-        for (tp, p) in &mut self.partitions {
-            if let Some(pos) = p.uncommitted().filter(|pos| Some(*pos) != p.sent) {
-                p.sent = Some(pos);
-                out.push((tp.clone(), pos));
-            }
-        }
-        out
+    pub fn due_commits(&mut self) -> Vec<Commit> {
+        self.uncommitted_positions(false)
     }
 
-    /// Every position Kafka has not confirmed, in flight or not: what the final commit on
+    /// Every position Kafka has not confirmed, on its way or not: what the final commit on
     /// shutdown sends.
-    pub fn all_uncommitted(&mut self) -> Vec<(TopicPartition, i64)> {
+    pub fn all_uncommitted(&mut self) -> Vec<Commit> {
+        self.uncommitted_positions(true)
+    }
+
+    fn uncommitted_positions(&mut self, also_sent: bool) -> Vec<Commit> {
         let mut out = Vec::new();
         for (tp, p) in &mut self.partitions {
-            if let Some(pos) = p.uncommitted() {
-                p.sent = Some(pos);
-                out.push((tp.clone(), pos));
+            let Some(offset) = p.uncommitted() else {
+                continue;
+            };
+            if also_sent || p.sent != Some(offset) {
+                p.sent = Some(offset);
+                out.push(Commit {
+                    tp: tp.clone(),
+                    offset,
+                    epoch: p.epoch,
+                });
             }
         }
         out
     }
 
-    /// Kafka answered the commit of `offset`: committed, or failed (then it is due again).
-    /// Positions only grow within an assignment, so a late answer never lowers `committed`.
-    pub fn commit_answered(&mut self, tp: &TopicPartition, offset: i64, committed: bool) {
-        let Some(p) = self.partitions.get_mut(tp) else {
+    /// Kafka answered `commit`: committed, or failed (then it is due again). An answer for
+    /// an earlier assignment of the partition is ignored. Positions only grow within an
+    /// assignment, so a late answer never lowers `committed`.
+    pub fn commit_answered(&mut self, commit: &Commit, committed: bool) {
+        let Some(p) = self
+            .partitions
+            .get_mut(&commit.tp)
+            .filter(|p| p.epoch == commit.epoch)
+        else {
             return;
         };
-        if p.sent == Some(offset) {
+        if p.sent == Some(commit.offset) {
             p.sent = None;
         }
-        if committed && p.committed.is_none_or(|c| c < offset) {
-            p.committed = Some(offset);
+        if committed && p.committed.is_none_or(|c| c < commit.offset) {
+            p.committed = Some(commit.offset);
         }
     }
 
@@ -136,6 +154,19 @@ mod tests {
         ("t".to_owned(), p)
     }
 
+    fn positions(commits: &[Commit]) -> Vec<(TopicPartition, i64)> {
+        commits.iter().map(|c| (c.tp.clone(), c.offset)).collect()
+    }
+
+    /// Answers the one commit due for `tp` (panics if there is none).
+    fn answer(t: &mut OffsetTracker, commits: &[Commit], partition: i32, committed: bool) {
+        let c = commits
+            .iter()
+            .find(|c| c.tp == tp(partition))
+            .expect("a commit of the partition");
+        t.commit_answered(c, committed);
+    }
+
     #[test]
     fn commits_only_up_to_the_lowest_unconfirmed_offset() {
         let mut t = OffsetTracker::default();
@@ -146,13 +177,13 @@ mod tests {
         t.confirmed(&tp(0), 11, e);
         t.confirmed(&tp(0), 12, e);
         assert_eq!(
-            t.due_commits(),
+            positions(&t.due_commits()),
             [(tp(0), 10)],
             "10 is unconfirmed: nothing past it"
         );
         assert!(t.due_commits().is_empty(), "no change, no commit");
         t.confirmed(&tp(0), 10, e);
-        assert_eq!(t.due_commits(), [(tp(0), 13)]);
+        assert_eq!(positions(&t.due_commits()), [(tp(0), 13)]);
         assert_eq!(t.unconfirmed(), 0);
     }
 
@@ -167,7 +198,7 @@ mod tests {
         t.confirmed(&tp(1), 5, old);
         assert_eq!(t.unconfirmed(), 1);
         t.confirmed(&tp(1), 5, new);
-        assert_eq!(t.due_commits(), [(tp(1), 6)]);
+        assert_eq!(positions(&t.due_commits()), [(tp(1), 6)]);
     }
 
     #[test]
@@ -175,8 +206,9 @@ mod tests {
         let mut t = OffsetTracker::default();
         let e = t.started(&tp(2), 0);
         t.confirmed(&tp(2), 0, e);
-        assert_eq!(t.due_commits(), [(tp(2), 1)]);
-        t.commit_answered(&tp(2), 1, true);
+        let due = t.due_commits();
+        assert_eq!(positions(&due), [(tp(2), 1)]);
+        answer(&mut t, &due, 2, true);
         assert_eq!(t.revoke(&tp(2)), None);
     }
 
@@ -190,11 +222,13 @@ mod tests {
         let mut t = OffsetTracker::default();
         let e = t.started(&tp(3), 7);
         t.confirmed(&tp(3), 7, e);
-        assert_eq!(t.due_commits(), [(tp(3), 8)]);
+        let due = t.due_commits();
+        assert_eq!(positions(&due), [(tp(3), 8)]);
         assert!(t.due_commits().is_empty(), "on its way: not sent twice");
-        t.commit_answered(&tp(3), 8, false);
-        assert_eq!(t.due_commits(), [(tp(3), 8)], "failed: due again");
-        t.commit_answered(&tp(3), 8, true);
+        answer(&mut t, &due, 3, false);
+        let again = t.due_commits();
+        assert_eq!(positions(&again), [(tp(3), 8)], "failed: due again");
+        answer(&mut t, &again, 3, true);
         assert!(t.due_commits().is_empty());
         assert!(t.all_uncommitted().is_empty(), "nothing left for shutdown");
     }
@@ -208,7 +242,25 @@ mod tests {
         }
         assert_eq!(t.due_commits().len(), 2);
         assert_eq!(t.revoke(&tp(4)), Some(1), "sent but not answered");
-        assert_eq!(t.all_uncommitted(), [(tp(5), 1)]);
+        assert_eq!(positions(&t.all_uncommitted()), [(tp(5), 1)]);
+    }
+
+    #[test]
+    fn an_answer_for_an_earlier_assignment_is_ignored() {
+        let mut t = OffsetTracker::default();
+        let e = t.started(&tp(7), 0);
+        t.confirmed(&tp(7), 0, e);
+        let old = t.due_commits();
+        t.revoke(&tp(7));
+        t.assign(tp(7));
+        let e = t.started(&tp(7), 0);
+        t.confirmed(&tp(7), 0, e);
+        answer(&mut t, &old, 7, true);
+        assert_eq!(
+            positions(&t.due_commits()),
+            [(tp(7), 1)],
+            "the new assignment commits"
+        );
     }
 
     #[test]
@@ -216,12 +268,14 @@ mod tests {
         let mut t = OffsetTracker::default();
         let e = t.started(&tp(6), 0);
         t.confirmed(&tp(6), 0, e);
-        assert_eq!(t.due_commits(), [(tp(6), 1)]);
+        let first = t.due_commits();
+        assert_eq!(positions(&first), [(tp(6), 1)]);
         let e2 = t.started(&tp(6), 1);
         t.confirmed(&tp(6), 1, e2);
-        assert_eq!(t.due_commits(), [(tp(6), 2)]);
-        t.commit_answered(&tp(6), 2, true);
-        t.commit_answered(&tp(6), 1, true);
+        let second = t.due_commits();
+        assert_eq!(positions(&second), [(tp(6), 2)]);
+        answer(&mut t, &second, 6, true);
+        answer(&mut t, &first, 6, true);
         assert!(
             t.due_commits().is_empty(),
             "2 is committed; the answer for 1 came late"

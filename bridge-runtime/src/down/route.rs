@@ -19,7 +19,7 @@ use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::offsets::{OffsetTracker, TopicPartition};
+use super::offsets::{Commit, OffsetTracker, TopicPartition};
 use super::publisher::Publisher;
 use crate::health::Readiness;
 use crate::kafka::{BridgeContext, DeadLetter, DeadLetters};
@@ -42,33 +42,27 @@ pub struct RouteContext {
 }
 
 impl RouteContext {
-    /// Records Kafka's answer to a commit, partition by partition.
-    fn commit_answered(&self, result: &rdkafka::error::KafkaResult<()>, list: &TopicPartitionList) {
-        let mut failure = result.as_ref().err().map(ToString::to_string);
+    /// Records Kafka's answer to a synchronous commit of `commits`. librdkafka fails the whole
+    /// commit when any partition failed, so the answer counts for all of them.
+    fn commit_answered(&self, result: &rdkafka::error::KafkaResult<()>, commits: &[Commit]) {
         if let Ok(mut offsets) = self.offsets.lock() {
-            for e in list.elements() {
-                let Offset::Offset(offset) = e.offset() else {
-                    continue;
-                };
-                let partition_error = e.error().err();
-                let committed = result.is_ok() && partition_error.is_none();
-                offsets.commit_answered(&(e.topic().to_owned(), e.partition()), offset, committed);
-                if let (None, Some(error)) = (&failure, partition_error) {
-                    failure = Some(format!("{}[{}]: {error}", e.topic(), e.partition()));
-                }
+            for c in commits {
+                offsets.commit_answered(c, result.is_ok());
             }
         }
         let Ok(mut last) = self.commit_failing.lock() else {
             return;
         };
-        match failure {
-            None => *last = None,
-            Some(text) if last.as_deref() == Some(text.as_str()) => {
-                debug!(route = %self.route, error = %text, "offset commit failed again; it is sent again");
-            }
-            Some(text) => {
-                warn!(route = %self.route, error = %text, "offset commit failed; it is sent again until Kafka confirms it (records since the last commit would be consumed again after a restart)");
-                *last = Some(text);
+        match result {
+            Ok(()) => *last = None,
+            Err(e) => {
+                let text = e.to_string();
+                if last.as_deref() == Some(text.as_str()) {
+                    debug!(route = %self.route, error = %text, "offset commit failed again; it is sent again");
+                } else {
+                    warn!(route = %self.route, error = %text, "offset commit failed; it is sent again until Kafka confirms it (records since the last commit would be consumed again after a restart)");
+                    *last = Some(text);
+                }
             }
         }
     }
@@ -134,14 +128,6 @@ impl ConsumerContext for RouteContext {
             self.assigned.set(true);
         }
     }
-
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        offsets: &TopicPartitionList,
-    ) {
-        self.commit_answered(&result, offsets);
-    }
 }
 
 struct Done {
@@ -164,7 +150,10 @@ enum Outcome {
 
 pub struct DownRoute {
     pub route: Arc<CompiledKafkaToMqtt>,
-    pub consumer: StreamConsumer<RouteContext>,
+    /// Shared with the commit running on the blocking pool.
+    pub consumer: Arc<StreamConsumer<RouteContext>>,
+    /// The commit on its way, if any: one at a time.
+    pub committing: Option<tokio::task::JoinHandle<()>>,
     pub offsets: Arc<Mutex<OffsetTracker>>,
     pub publisher: Publisher,
     pub dead_letters: Option<Arc<DeadLetters>>,
@@ -221,6 +210,8 @@ async fn dead_letter(
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+/// The most the final commit and leaving the group may take on shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a full window may stop the route taking records before its partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
@@ -300,21 +291,24 @@ impl DownRoute {
     }
 
     /// Commits every position Kafka has not confirmed, waiting for the answer, and leaves the
-    /// group; on the blocking pool, as these calls wait on the coordinator.
-    async fn close(self) {
+    /// group; on the blocking pool, as these calls wait on the coordinator. Bounded: a
+    /// coordinator that does not answer defers a commit for up to the session timeout (10 s).
+    async fn close(mut self) {
+        if let Some(committing) = self.committing.take() {
+            let _ = committing.await;
+        }
         let (consumer, offsets, route) = (self.consumer, self.offsets, self.route.name.clone());
         let closing = tokio::task::spawn_blocking(move || {
-            let positions = match offsets.lock() {
+            let commits = match offsets.lock() {
                 Ok(mut o) => o.all_uncommitted(),
                 Err(_) => Vec::new(),
             };
-            if !positions.is_empty() {
-                let list = commit_list(&positions);
-                let result = consumer.commit(&list, CommitMode::Sync);
-                consumer.context().commit_answered(&result, &list);
+            if !commits.is_empty() {
+                let result = consumer.commit(&commit_list(&commits), CommitMode::Sync);
+                consumer.context().commit_answered(&result, &commits);
                 match result {
                     Ok(()) => {
-                        info!(route = %route, partitions = positions.len(), "final offsets committed")
+                        info!(route = %route, partitions = commits.len(), "final offsets committed")
                     }
                     Err(e) => {
                         error!(route = %route, error = %e, "the final offset commit failed; records since the last commit will be consumed again")
@@ -326,8 +320,14 @@ impl DownRoute {
             drop(consumer);
             info!(route = %route, "consumer stopped");
         });
-        if let Err(e) = closing.await {
-            error!(route = %self.route.name, error = %e, "closing the consumer failed");
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(route = %self.route.name, error = %e, "closing the consumer failed")
+            }
+            Err(_) => {
+                error!(route = %self.route.name, "the consumer did not leave its group within {}s; going on without it", CLOSE_TIMEOUT.as_secs())
+            }
         }
     }
 
@@ -548,27 +548,33 @@ impl DownRoute {
         }
     }
 
-    /// Sends the due positions; Kafka's answer comes to the context's commit callback.
-    fn commit(&self) {
-        let positions = match self.offsets.lock() {
+    /// Commits the due positions on the blocking pool (a synchronous commit, so Kafka's
+    /// answer is known: librdkafka reports none for an asynchronous one without a commit
+    /// callback, which rust-rdkafka does not set), unless the previous one is still on its
+    /// way.
+    fn commit(&mut self) {
+        if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
+        }
+        let commits = match self.offsets.lock() {
             Ok(mut o) => o.due_commits(),
             Err(_) => return,
         };
-        if positions.is_empty() {
+        if commits.is_empty() {
             return;
         }
-        let list = commit_list(&positions);
-        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
-            // Not sent at all: no callback will come.
-            self.consumer.context().commit_answered(&Err(e), &list);
-        }
+        let consumer = self.consumer.clone();
+        self.committing = Some(tokio::task::spawn_blocking(move || {
+            let result = consumer.commit(&commit_list(&commits), CommitMode::Sync);
+            consumer.context().commit_answered(&result, &commits);
+        }));
     }
 }
 
-fn commit_list(positions: &[(TopicPartition, i64)]) -> TopicPartitionList {
+fn commit_list(commits: &[Commit]) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in positions {
-        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    for c in commits {
+        let _ = list.add_partition_offset(&c.tp.0, c.tp.1, Offset::Offset(c.offset));
     }
     list
 }

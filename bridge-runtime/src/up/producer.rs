@@ -8,7 +8,7 @@
 //! one starts from fresh metadata, and the old one's records fail and go back to their routes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ type Factory = Box<dyn Fn() -> Result<ProducerSlot, String> + Send + Sync>;
 
 pub struct SharedProducer {
     current: RwLock<ProducerSlot>,
+    /// How many times the producer was replaced; changed with `current`, under its lock.
+    generation: AtomicU64,
     make: Factory,
     waiting: Mutex<Waiting>,
 }
@@ -56,6 +58,7 @@ impl SharedProducer {
         let first = make()?;
         Ok(Self {
             current: RwLock::new(first),
+            generation: AtomicU64::new(0),
             make,
             waiting: Mutex::new(Waiting::default()),
         })
@@ -63,10 +66,25 @@ impl SharedProducer {
 
     /// The producer to send with now.
     pub fn get(&self) -> FutureProducer<BridgeContext> {
-        match self.current.read() {
-            Ok(slot) => slot.producer.clone(),
-            Err(poisoned) => poisoned.into_inner().producer.clone(),
-        }
+        self.get_with_generation().0
+    }
+
+    /// The current producer and its generation (see [`SharedProducer::generation`]).
+    pub fn get_with_generation(&self) -> (FutureProducer<BridgeContext>, u64) {
+        let slot = match self.current.read() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (
+            slot.producer.clone(),
+            self.generation.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Grows by one with every replacement: a record sent with an older generation belongs
+    /// to a producer that was given up.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Registers a record handed to the producer for `topic`; it counts as waiting until the
@@ -113,6 +131,7 @@ impl SharedProducer {
                 Ok(slot) => slot,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            self.generation.fetch_add(1, Ordering::SeqCst);
             std::mem::replace(&mut *slot, fresh)
         };
         old.retired.store(true, Ordering::SeqCst);

@@ -1,7 +1,7 @@
 //! One MQTT → Kafka route: render the record, produce it, and complete the message's ticket
 //! when Kafka has confirmed it — or when the dead-letter topic has it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,14 +38,21 @@ pub struct Job {
     pub order: u64,
 }
 
+/// Which producer a record was handed to: the Kafka topic, and the producer's generation.
+struct Sent {
+    topic: String,
+    generation: u64,
+}
+
 enum Step {
-    Delivered(Job),
-    Failed(Job, RecordParts, KafkaError),
+    Delivered(Job, Sent),
+    Failed(Job, RecordParts, KafkaError, Sent),
     /// Kafka said the topic or partition is unknown, and a fresh metadata request did not
     /// confirm it: produced again.
     Unconfirmed(Job, RecordParts, KafkaError),
-    /// The record will fail wherever it goes: dead-lettered with this reason.
-    Poison(Job, String),
+    /// The record will fail wherever it goes: dead-lettered with this reason. The topic is
+    /// the one whose presence was checked.
+    Poison(Job, String, String),
     DeadLettered(Job),
     /// The dead-letter topic cannot take the message: it is left unacknowledged.
     Held(Job, String),
@@ -67,9 +74,16 @@ pub struct RouteWorker {
     /// new record for a topic with records waiting here waits with them, so a record produced
     /// again does not land behind later records of its partition; other topics go on.
     retrying: BTreeMap<u64, (Job, RecordParts)>,
-    /// How many records wait in `retrying`, per Kafka topic.
-    retrying_topics: HashMap<String, usize>,
+    /// The Kafka topics with records in `retrying`.
+    retrying_topics: HashSet<String>,
     retry_at: tokio::time::Instant,
+    /// Records handed to a producer and not reported on yet, per topic and producer
+    /// generation: while a topic has some on a replaced producer, they may still fail and be
+    /// produced again, so the topic's later records wait.
+    in_flight: HashMap<String, BTreeMap<u64, usize>>,
+    /// Topics with a refused record whose presence is being checked (see `refused`): their
+    /// later records wait for the answer.
+    checking: HashMap<String, usize>,
 }
 
 /// What a route worker reports to, besides its metrics.
@@ -106,8 +120,10 @@ impl RouteWorker {
             failure: health.failure,
             taken: 0,
             retrying: BTreeMap::new(),
-            retrying_topics: HashMap::new(),
+            retrying_topics: HashSet::new(),
             retry_at: tokio::time::Instant::now(),
+            in_flight: HashMap::new(),
+            checking: HashMap::new(),
         }
     }
 
@@ -118,6 +134,9 @@ impl RouteWorker {
         while open || !pending.is_empty() || !self.retrying.is_empty() {
             let retrying = !self.retrying.is_empty();
             tokio::select! {
+                // Outcomes first: a failure must be known before a later record of its topic
+                // is produced.
+                biased;
                 Some(step) = pending.next(), if !pending.is_empty() => self.after(step, &mut pending).await,
                 _ = tokio::time::sleep_until(self.retry_at), if retrying => self.produce_again(&mut pending).await,
                 job = jobs.recv(), if open => match job {
@@ -134,9 +153,7 @@ impl RouteWorker {
         self.metrics.received.inc();
         self.metrics.in_flight.inc();
         match record::build(&self.route, &job.msg, job.received_ms) {
-            Ok(parts) if self.retrying_topics.contains_key(&parts.topic) => {
-                self.retry_later(job, parts);
-            }
+            Ok(parts) if self.must_wait(&parts.topic) => self.retry_later(job, parts),
             Ok(parts) => self.produce(job, parts, pending).await,
             Err(reason) => self.dead_letter(job, reason, pending),
         }
@@ -147,17 +164,73 @@ impl RouteWorker {
         if self.retrying.is_empty() {
             self.retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
         }
-        *self.retrying_topics.entry(parts.topic.clone()).or_default() += 1;
+        self.retrying_topics.insert(parts.topic.clone());
         self.retrying.insert(job.order, (job, parts));
     }
 
-    /// Produces the waiting records again, oldest first. One that fails again meanwhile
-    /// waits for the next round.
+    /// Whether a record for `topic` must wait behind earlier ones that may be produced again.
+    fn must_wait(&self, topic: &str) -> bool {
+        let generation = self.producer.generation();
+        self.retrying_topics.contains(topic)
+            || self.checking.contains_key(topic)
+            || self
+                .in_flight
+                .get(topic)
+                .and_then(|by_generation| by_generation.keys().next())
+                .is_some_and(|oldest| *oldest < generation)
+    }
+
+    /// Produces the waiting records again, oldest first. A record whose topic must still wait
+    /// (a record of it failed again meanwhile, or is still with a replaced producer) waits for
+    /// the next round, and so do the later ones of that topic.
     async fn produce_again(&mut self, pending: &mut Pending) {
         let waiting = std::mem::take(&mut self.retrying);
         self.retrying_topics.clear();
         for (job, parts) in waiting.into_values() {
-            self.produce(job, parts, pending).await;
+            if self.must_wait(&parts.topic) {
+                self.retry_later(job, parts);
+            } else {
+                self.produce(job, parts, pending).await;
+            }
+        }
+    }
+
+    /// A record handed to the producer of `generation` for `topic`.
+    fn sent(&mut self, topic: &str, generation: u64) -> Sent {
+        *self
+            .in_flight
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(generation)
+            .or_default() += 1;
+        Sent {
+            topic: topic.to_owned(),
+            generation,
+        }
+    }
+
+    /// The producer reported on a record it was handed.
+    fn reported(&mut self, sent: &Sent) {
+        let Some(by_generation) = self.in_flight.get_mut(&sent.topic) else {
+            return;
+        };
+        if let Some(n) = by_generation.get_mut(&sent.generation) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_generation.remove(&sent.generation);
+            }
+        }
+        if by_generation.is_empty() {
+            self.in_flight.remove(&sent.topic);
+        }
+    }
+
+    fn checked(&mut self, topic: &str) {
+        if let Some(n) = self.checking.get_mut(topic) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.checking.remove(topic);
+            }
         }
     }
 
@@ -181,16 +254,18 @@ impl RouteWorker {
                 record = record.partition(p);
             }
             let waiting = self.producer.waiting(&parts.topic);
-            let error = match self.producer.get().send_result(record) {
+            let (producer, generation) = self.producer.get_with_generation();
+            let error = match producer.send_result(record) {
                 Ok(delivery) => {
+                    let sent = self.sent(&parts.topic, generation);
                     pending.push(
                         async move {
                             let report = delivery.await;
                             drop(waiting);
                             match report {
-                                Ok(Ok(_)) => Step::Delivered(job),
-                                Ok(Err((e, _))) => Step::Failed(job, parts, e),
-                                Err(_) => Step::Failed(job, parts, KafkaError::Canceled),
+                                Ok(Ok(_)) => Step::Delivered(job, sent),
+                                Ok(Err((e, _))) => Step::Failed(job, parts, e, sent),
+                                Err(_) => Step::Failed(job, parts, KafkaError::Canceled, sent),
                             }
                         }
                         .boxed(),
@@ -223,7 +298,8 @@ impl RouteWorker {
 
     async fn after(&mut self, step: Step, pending: &mut Pending) {
         match step {
-            Step::Delivered(job) => {
+            Step::Delivered(job, sent) => {
+                self.reported(&sent);
                 self.finish(job);
                 self.metrics.delivered.inc();
                 if self.blocked {
@@ -245,15 +321,23 @@ impl RouteWorker {
                 self.metrics.in_flight.dec();
                 job.ticket.hold();
             }
-            Step::Failed(job, parts, e) if is_permanent(&e) => self.refused(job, parts, e, pending),
-            Step::Poison(job, reason) => self.dead_letter(job, reason, pending),
+            Step::Failed(job, parts, e, sent) if is_permanent(&e) => {
+                self.reported(&sent);
+                self.refused(job, parts, e, pending);
+            }
+            Step::Poison(job, reason, topic) => {
+                self.checked(&topic);
+                self.dead_letter(job, reason, pending);
+            }
             Step::Unconfirmed(job, parts, e) => {
+                self.checked(&parts.topic);
                 self.metrics.failed(&reason_label(&e));
                 warn!(route = %self.route.name, topic = %parts.topic, error = %e,
                     "Kafka reported the topic unknown but its metadata has it (a broker restarting?); producing the record again");
                 self.retry_later(job, parts);
             }
-            Step::Failed(job, parts, e) => {
+            Step::Failed(job, parts, e, sent) => {
+                self.reported(&sent);
                 self.metrics.failed(&reason_label(&e));
                 self.not_delivered(&e, &parts.topic);
                 if is_purged(&e) {
@@ -304,10 +388,11 @@ impl RouteWorker {
             return;
         }
         let producer = self.producer.get();
+        *self.checking.entry(parts.topic.clone()).or_default() += 1;
         pending.push(
             async move {
                 match topic_presence(&producer, &parts.topic).await {
-                    TopicPresence::Missing => Step::Poison(job, reason),
+                    TopicPresence::Missing => Step::Poison(job, reason, parts.topic),
                     TopicPresence::Present(_) | TopicPresence::Unknown => {
                         Step::Unconfirmed(job, parts, e)
                     }

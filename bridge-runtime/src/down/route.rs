@@ -197,15 +197,19 @@ async fn dead_letter(
     // other partitions and routes go on.
     let mut backoff = Duration::from_secs(1);
     loop {
-        match dead_letters.write(&letter).await {
-            Ok(_) => return Outcome::DeadLettered,
-            Err(problem) => {
-                warn!(%route, %topic, partition, offset, %problem, retry_in = ?backoff,
-                    "the dead-letter topic cannot take the record; it stays uncommitted");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+        // While the topic is known to be unusable, wait without asking (and without a
+        // warning each time).
+        if dead_letters.usable() {
+            match dead_letters.write(&letter).await {
+                Ok(_) => return Outcome::DeadLettered,
+                Err(problem) => {
+                    warn!(%route, %topic, partition, offset, %problem,
+                        "the dead-letter topic cannot take the record; it stays uncommitted");
+                }
             }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -141,6 +141,7 @@ impl DeadLetters {
     /// not acknowledge it; it is tried again once [`DeadLetters::usable`] says so.
     pub async fn write(&self, letter: &DeadLetter) -> Result<Outcome, String> {
         self.check_usable()?;
+        let started = Instant::now();
         let attempts = [
             (
                 Parts {
@@ -171,7 +172,8 @@ impl DeadLetters {
             }
             match self.send(letter, parts).await {
                 Sent::Written => {
-                    if let Some(problem) = self.with_state(TopicState::write_succeeded).flatten() {
+                    if let Some(problem) = self.with_state(|s| s.write_succeeded(started)).flatten()
+                    {
                         info!(topic = %self.topic, %problem, "the dead-letter topic takes letters again");
                     }
                     self.refresh_readiness();
@@ -183,7 +185,9 @@ impl DeadLetters {
                         "the dead-letter topic refused the letter; trying again with less of the message");
                     refusal = Some(e);
                 }
-                Sent::Unusable(reason) => return Err(self.write_failed("unusable", reason)),
+                Sent::Unusable(reason) => {
+                    return Err(self.write_failed("unusable", reason, started))
+                }
                 Sent::TimedOut(e) => {
                     let reason = format!(
                         "dead-letter topic {} did not confirm a letter within {}s ({e}): {}",
@@ -191,7 +195,7 @@ impl DeadLetters {
                         WRITE_TIMEOUT.as_secs(),
                         self.describe_partitions().await
                     );
-                    return Err(self.write_failed("timed_out", reason));
+                    return Err(self.write_failed("timed_out", reason, started));
                 }
             }
         }
@@ -199,9 +203,13 @@ impl DeadLetters {
             .as_ref()
             .map_or_else(|| "refused".to_owned(), ToString::to_string);
         let hint = if letter.key.is_none()
-            && refusal
-                .is_some_and(|e| e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidRecord))
-        {
+            && refusal.is_some_and(|e| {
+                matches!(
+                    e.rdkafka_error_code(),
+                    // Older brokers say CORRUPT_MESSAGE (InvalidMessage here).
+                    Some(RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage)
+                )
+            }) {
             " (a compacted topic refuses records without a key: give the dead-letter topic cleanup.policy=delete)"
         } else {
             ""
@@ -210,7 +218,7 @@ impl DeadLetters {
             "dead-letter topic {} refuses letters even without their payload and headers: {e}{hint}",
             self.topic
         );
-        Err(self.write_failed("refused", reason))
+        Err(self.write_failed("refused", reason, started))
     }
 
     /// Whether a held-back message may be tried again now.
@@ -228,8 +236,8 @@ impl DeadLetters {
     }
 
     /// Records a failed write (logged, counted, not ready); returns the reason.
-    fn write_failed(&self, kind: &str, reason: String) -> String {
-        let retry_in = self.with_state(|s| s.write_failed(reason.clone(), Instant::now()));
+    fn write_failed(&self, kind: &str, reason: String, started: Instant) -> String {
+        let retry_in = self.with_state(|s| s.write_failed(reason.clone(), started, Instant::now()));
         error!(topic = %self.topic, %reason, ?retry_in,
             "the dead-letter topic cannot take a letter; messages that need it are held back");
         self.failures
@@ -242,7 +250,7 @@ impl DeadLetters {
     }
 
     fn refresh_readiness(&self) {
-        match self.with_state(|s| s.ready()) {
+        match self.with_state(|s| s.ready(Instant::now())) {
             Some(Ok(())) => self.ready.set(true),
             Some(Err(problem)) => self.ready.not_ready(problem),
             None => self.ready.not_ready("dead-letter topic state poisoned"),
@@ -336,7 +344,8 @@ impl DeadLetters {
         }
     }
 
-    /// One attempt, retrying only what fails before Kafka is even asked (a full queue).
+    /// One attempt: written, refused, unusable, or not confirmed within [`WRITE_TIMEOUT`]
+    /// (other errors are tried again until then).
     async fn send(&self, letter: &DeadLetter, parts: Parts) -> Sent {
         let mut backoff = Duration::from_millis(200);
         let started = Instant::now();
@@ -365,8 +374,10 @@ impl DeadLetters {
                 Err(e) if is_permanent(&e) => return Sent::Refused(e),
                 Err(e) => e,
             };
-            let queue_full = e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-            if !queue_full || started.elapsed() >= WRITE_TIMEOUT {
+            // Not confirmed within message.timeout.ms; other errors are tried again until
+            // as long has passed.
+            let timed_out = e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
+            if timed_out || started.elapsed() >= WRITE_TIMEOUT {
                 return Sent::TimedOut(e);
             }
             warn!(route = %letter.route, topic = %self.topic, error = %e, "dead-letter write failed; retrying");

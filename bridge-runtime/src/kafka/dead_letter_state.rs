@@ -4,7 +4,9 @@
 //! partition that cannot confirm one (no leader, fewer in-sync replicas than
 //! `min.insync.replicas`). A problem a write found keeps the topic unusable for a while that
 //! doubles with every failure (30 s up to 5 min): held-back messages are tried again then, not
-//! every few seconds, and the bridge is not ready until a letter is written.
+//! every few seconds, and the bridge is not ready meanwhile. Attempts that were already on
+//! their way when a problem was recorded neither double the wait (many letters failing at once
+//! are one failure) nor end it (a letter that got through to another partition proves little).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 struct WriteProblem {
     reason: String,
+    /// When it was recorded: attempts started before then are not news.
+    since: Instant,
     retry_at: Instant,
     backoff: Duration,
 }
@@ -37,13 +41,10 @@ impl TopicState {
         }
     }
 
-    /// Whether the bridge may say the topic is usable: no problem from either source.
-    pub fn ready(&self) -> Result<(), String> {
-        match (&self.checked, &self.written) {
-            (Some(problem), _) => Err(problem.clone()),
-            (None, Some(p)) => Err(p.reason.clone()),
-            (None, None) => Ok(()),
-        }
+    /// Whether the bridge may say the topic is usable: no problem from the check, and no wait
+    /// after a failed write going on.
+    pub fn ready(&self, now: Instant) -> Result<(), String> {
+        self.usable(now)
     }
 
     /// Records the metadata check's finding; returns the previous one.
@@ -51,22 +52,30 @@ impl TopicState {
         std::mem::replace(&mut self.checked, problem)
     }
 
-    /// A write failed for a reason about the topic; returns when a letter is tried again.
-    pub fn write_failed(&mut self, reason: String, now: Instant) -> Duration {
-        let backoff = self
-            .written
-            .as_ref()
-            .map_or(FIRST_BACKOFF, |p| (p.backoff * 2).min(MAX_BACKOFF));
+    /// A write started at `started` failed for a reason about the topic; returns how long
+    /// until a letter is tried again.
+    pub fn write_failed(&mut self, reason: String, started: Instant, now: Instant) -> Duration {
+        let backoff = match &self.written {
+            // On its way when the problem was recorded: the same failure.
+            Some(p) if started < p.since => return p.retry_at.saturating_duration_since(now),
+            Some(p) => (p.backoff * 2).min(MAX_BACKOFF),
+            None => FIRST_BACKOFF,
+        };
         self.written = Some(WriteProblem {
             reason,
+            since: now,
             retry_at: now + backoff,
             backoff,
         });
         backoff
     }
 
-    /// A letter was written: returns the problem that is over, if there was one.
-    pub fn write_succeeded(&mut self) -> Option<String> {
+    /// A letter started at `started` was written: returns the problem that is over, if there
+    /// was one and the attempt began after it was recorded.
+    pub fn write_succeeded(&mut self, started: Instant) -> Option<String> {
+        if self.written.as_ref().is_some_and(|p| started < p.since) {
+            return None;
+        }
         self.written.take().map(|p| p.reason)
     }
 }
@@ -75,31 +84,57 @@ impl TopicState {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     #[test]
     fn a_write_problem_keeps_the_topic_unusable_for_a_doubling_while() {
         let mut s = TopicState::default();
         let t0 = Instant::now();
         assert_eq!(s.usable(t0), Ok(()));
-        assert_eq!(s.write_failed("refused".into(), t0), FIRST_BACKOFF);
-        assert_eq!(
-            s.usable(t0 + Duration::from_secs(29)),
-            Err("refused".into())
-        );
-        assert_eq!(s.usable(t0 + FIRST_BACKOFF), Ok(()), "tried again");
-        assert_eq!(s.ready(), Err("refused".into()), "not ready until written");
+        assert_eq!(s.write_failed("refused".into(), t0, t0), FIRST_BACKOFF);
+        assert_eq!(s.usable(t0 + secs(29)), Err("refused".into()));
+        assert_eq!(s.ready(t0 + secs(29)), Err("refused".into()));
         let t1 = t0 + FIRST_BACKOFF;
-        assert_eq!(s.write_failed("refused".into(), t1), FIRST_BACKOFF * 2);
+        assert_eq!(s.usable(t1), Ok(()), "tried again");
+        assert_eq!(s.ready(t1), Ok(()), "ready once the wait is over");
+        assert_eq!(s.write_failed("refused".into(), t1, t1), FIRST_BACKOFF * 2);
+        let mut t = t1;
         for _ in 0..5 {
-            s.write_failed("refused".into(), t1);
+            t += MAX_BACKOFF;
+            s.write_failed("refused".into(), t, t);
         }
-        assert_eq!(s.write_failed("refused".into(), t1), MAX_BACKOFF);
-        assert_eq!(s.write_succeeded(), Some("refused".into()));
-        assert_eq!((s.usable(t1), s.ready()), (Ok(()), Ok(())));
+        assert_eq!(s.write_failed("refused".into(), t, t), MAX_BACKOFF);
+        assert_eq!(s.write_succeeded(t), Some("refused".into()));
+        assert_eq!((s.usable(t), s.ready(t)), (Ok(()), Ok(())));
         assert_eq!(
-            s.write_failed("again".into(), t1),
+            s.write_failed("again".into(), t, t),
             FIRST_BACKOFF,
             "a new problem starts over"
         );
+    }
+
+    #[test]
+    fn attempts_already_on_their_way_are_not_news() {
+        let mut s = TopicState::default();
+        let t0 = Instant::now();
+        s.write_failed("timed out".into(), t0, t0 + secs(15));
+        // Nine more letters, sent before the first failure was known, fail as well.
+        for _ in 0..9 {
+            let left = s.write_failed("timed out".into(), t0 + secs(1), t0 + secs(16));
+            assert_eq!(left, secs(29));
+        }
+        assert_eq!(
+            s.usable(t0 + secs(15) + FIRST_BACKOFF),
+            Ok(()),
+            "still 30 s"
+        );
+        // One sent before the failure got through (another partition): the wait goes on.
+        assert_eq!(s.write_succeeded(t0 + secs(2)), None);
+        assert!(s.usable(t0 + secs(20)).is_err());
+        // One sent after it is news.
+        assert_eq!(s.write_succeeded(t0 + secs(46)), Some("timed out".into()));
     }
 
     #[test]
@@ -108,7 +143,7 @@ mod tests {
         let now = Instant::now();
         assert_eq!(s.checked(Some("missing".into())), None);
         assert_eq!(s.usable(now), Err("missing".into()));
-        assert_eq!(s.ready(), Err("missing".into()));
+        assert_eq!(s.ready(now), Err("missing".into()));
         assert_eq!(s.checked(None), Some("missing".into()));
         assert_eq!(s.usable(now), Ok(()));
     }

@@ -93,9 +93,9 @@ async fn a_dead_letter_topic_that_refuses_every_letter_is_reported_not_retried_e
 
 /// A letter Kafka never confirms (what a dead-letter partition without a leader, or under
 /// `min.insync.replicas`, does; neither can be made on the test bed's single broker, whose
-/// effective minimum ISR is capped at the replication factor): toxiproxy cuts every
-/// connection that carries a request over 64 KiB, so the 100 KiB letter never arrives while
-/// the small healthy records do. The letter used to wait forever, and the acknowledgements of
+/// effective minimum ISR is capped at the replication factor): toxiproxy closes every Kafka
+/// connection once 64 KiB have gone up it, so the 100 KiB letter never arrives while the small
+/// healthy records do. The letter used to wait forever, and the acknowledgements of
 /// every later message waited behind it: after a restart they all came again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_letter_kafka_never_confirms_does_not_hold_up_acknowledgements() {

@@ -299,6 +299,11 @@ async fn reconcile_bridge(obj: &DynamicObject, ctx: &Context) -> Result<Reconcil
     // The sessions of removed replicas: Jobs started here, reported and removed once the
     // status records them retired.
     let retirement = retirement::prepare(ctx, &bridge, &input, &hash).await?;
+    // Back for the retirement's own deadlines (a pod stuck terminating, a failed Job's next
+    // try), which nothing else would wake it for before the resync.
+    let next = retirement
+        .wake_in
+        .map_or(next, |w| next.min(w + Duration::from_secs(1)));
     let sessions = retirement::condition(&retirement, &bridge.name, spec.replicas);
     report.sessions = Some((retirement.sessions, &sessions));
     let finished = finish(ctx, &bridge, Outcome::Applied, Some((&sts, hash)), &report).await?;

@@ -178,7 +178,10 @@ impl AckTracker {
                 .and_then(|i| q.entries.get_mut(i as usize))
             {
                 entry.remaining = entry.remaining.saturating_sub(1);
-                if hold && entry.token.take().is_some() {
+                // Held on the current connection; one of an earlier connection is sent again
+                // anyway, and `held` was reset for the new one.
+                let current = entry.connection == self.connection.load(Ordering::SeqCst);
+                if hold && entry.token.take().is_some() && current {
                     self.held.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -200,6 +203,9 @@ impl AckTracker {
             };
             q.head += 1;
             if let Some(token) = entry.token {
+                if q.unsent.len() >= MAX_UNSENT {
+                    self.drop_stale_unsent(&mut q);
+                }
                 if q.unsent.len() >= MAX_UNSENT {
                     self.dropped.inc();
                     warn!(pkid = token.pkid, "more acknowledgements wait than MQTT has packet ids (the broker reused one in use); this one is dropped and its message comes again after a reconnect");
@@ -240,6 +246,15 @@ impl AckTracker {
             }
             q.handoff.through_channel();
             q.unsent.pop_front();
+        }
+    }
+
+    /// Drops the waiting acknowledgements of earlier connections (the oldest, at the front).
+    fn drop_stale_unsent(&self, q: &mut Queue) {
+        let live = self.live_connection.load(Ordering::SeqCst);
+        while q.unsent.front().is_some_and(|(c, _)| *c != live) {
+            q.unsent.pop_front();
+            self.drop_stale();
         }
     }
 
@@ -425,6 +440,27 @@ mod tests {
         }
         assert_eq!(tracker.unsent(), MAX_UNSENT);
         assert_eq!(dropped.get(), 1);
+        // After a reconnect those are stale: they make room instead of the new one.
+        tracker.connected();
+        tracker.new_connection();
+        arrive(&tracker, 7).complete();
+        assert_eq!(dropped.get(), 1 + MAX_UNSENT as u64);
+        assert!(tracker.unsent() <= 1);
+    }
+
+    #[test]
+    fn a_message_of_an_earlier_connection_held_back_is_not_counted_as_held() {
+        let (tracker, _dropped, _eventloop) = tracker(false);
+        let old = arrive(&tracker, 1);
+        tracker.new_connection();
+        old.hold();
+        assert_eq!(
+            tracker.held(),
+            0,
+            "the broker sends it again on the new connection anyway"
+        );
+        arrive(&tracker, 2).hold();
+        assert_eq!(tracker.held(), 1);
     }
 
     #[test]

@@ -80,6 +80,21 @@ pub async fn prepare(
         .copied()
         .filter(|n| due_gone.get(n).is_some_and(|due| overdue(*due, now)))
         .collect();
+    // The next of those deadlines, so the reconciliation comes back for it.
+    let stuck_at = plan
+        .waiting_for_pods
+        .iter()
+        .filter_map(|n| due_gone.get(n))
+        .map(|due| (*due, STUCK_AFTER));
+    let retry_at = plan
+        .failed
+        .iter()
+        .filter_map(|n| failed_since.get(n))
+        .map(|failed| (*failed, RETRY_FAILED_AFTER));
+    plan.wake_in = stuck_at
+        .chain(retry_at)
+        .filter_map(|(from, after)| until(from, after, now))
+        .min();
     for &n in &plan.delete {
         delete_job(&job_api, &build::retire_job_name(&bridge.name, n)).await?;
     }
@@ -145,21 +160,37 @@ pub async fn complete(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) -> Result
 /// How long a failed retirement Job is kept (for `kubectl logs`) before a new one is tried.
 const RETRY_FAILED_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How long from `now` until `after` has passed since `from`; `None` when it has.
+fn until(
+    from: k8s_openapi::jiff::Timestamp,
+    after: std::time::Duration,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let elapsed = now.duration_since(from);
+    let elapsed = if elapsed.is_negative() {
+        std::time::Duration::ZERO
+    } else {
+        elapsed.unsigned_abs()
+    };
+    after.checked_sub(elapsed).filter(|d| !d.is_zero())
+}
+
 fn retry_due(failed_at: k8s_openapi::jiff::Timestamp, now: k8s_openapi::jiff::Timestamp) -> bool {
     now.duration_since(failed_at).unsigned_abs() >= RETRY_FAILED_AFTER && now >= failed_at
 }
 
-/// When the Job failed for good (its Failed condition), if it did.
+/// When the Job failed for good (its Failed condition), if it did; without the condition's
+/// time, when the Job was created.
 fn failed_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
+    let failed = conditions
         .iter()
-        .find(|c| c.type_ == "Failed" && c.status == "True")
-        .map(|c| {
-            c.last_transition_time
-                .as_ref()
-                .map_or_else(k8s_openapi::jiff::Timestamp::now, |t| t.0)
-        })
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    failed
+        .last_transition_time
+        .as_ref()
+        .or(job.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0)
 }
 
 /// How long past its grace period a pod may take to go before it counts as stuck.
@@ -214,15 +245,20 @@ async fn report_failures(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
     if plan.failed.is_empty() {
         return;
     }
-    let reported = bridge.status.conditions.iter().any(|c| {
-        c.type_ == SESSIONS_RETIRED && c.status == "False" && c.reason == REASON_RETIRE_FAILED
-    });
-    if reported {
-        return;
-    }
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), &bridge.namespace);
     for &n in &plan.failed {
         let job = build::retire_job_name(&bridge.name, n);
+        // Reported already when the status names this Job as failed.
+        let reported = bridge.status.conditions.iter().any(|c| {
+            c.type_ == SESSIONS_RETIRED
+                && c.reason == REASON_RETIRE_FAILED
+                && c.message
+                    .split([' ', '`'])
+                    .any(|word| word == format!("job/{job}"))
+        });
+        if reported {
+            continue;
+        }
         let why = termination_message(&pod_api, &job, false)
             .await
             .unwrap_or_else(|| format!("see `kubectl logs job/{job}`"));
@@ -250,11 +286,14 @@ pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str
             .iter()
             .map(|&n| format!("job/{}", build::retire_job_name(bridge, n)))
             .collect();
-        let message = format!(
+        let mut message = format!(
             "retiring the MQTT session of ordinals {} failed; see `kubectl logs {}`; it is tried again 5 minutes after the failure (delete the Job to try at once)",
             ordinals(&plan.failed),
             jobs.join(" ")
         );
+        if !plan.stuck_pods.is_empty() {
+            message = format!("{message}; {}", stuck_message(bridge, &plan.stuck_pods));
+        }
         return (false, REASON_RETIRE_FAILED, message);
     }
     if !plan.settled() {
@@ -374,6 +413,38 @@ mod tests {
                 && message.contains("kubectl delete pod --force --grace-period=0 locks-2"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_next_deadline_is_how_long_is_left() {
+        let from = k8s_openapi::jiff::Timestamp::from_second(3_000_000).expect("valid");
+        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(3_000_000 + s).expect("valid");
+        let five = std::time::Duration::from_secs(300);
+        assert_eq!(
+            until(from, five, at(100)),
+            Some(std::time::Duration::from_secs(200))
+        );
+        assert_eq!(
+            until(from, five, at(-50)),
+            Some(five),
+            "a clock behind waits it all"
+        );
+        assert_eq!(until(from, five, at(300)), None);
+    }
+
+    #[test]
+    fn a_failed_retirement_and_a_stuck_pod_are_both_named() {
+        let plan = Plan {
+            sessions: 4,
+            failed: vec![2],
+            waiting_for_pods: vec![3],
+            stuck_pods: vec![3],
+            ..Plan::default()
+        };
+        let (_, reason, message) = condition(&plan, "locks", 2);
+        assert_eq!(reason, mkb_api::crd::conditions::REASON_RETIRE_FAILED);
+        assert!(message.contains("job/locks-retire-2`"), "{message}");
+        assert!(message.contains("locks-3 still terminating"), "{message}");
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct Plan {
     /// Those of `waiting_for_pods` whose pod is stuck terminating (set by the caller, which
     /// knows the time).
     pub stuck_pods: Vec<i32>,
+    /// When to look again for a deadline of the caller's (a pod becoming stuck, a failed Job
+    /// due for another try); `None`: nothing is due.
+    pub wake_in: Option<std::time::Duration>,
     pub running: Vec<i32>,
     pub failed: Vec<i32>,
     /// Zero replicas: sessions are kept.

@@ -31,8 +31,9 @@ pub enum Fault {
     /// and the commands wait in Kafka; then it resumes (SIGCONT) and must drain both.
     FrozenRuntime,
     /// The MQTT → Kafka producer stuck while the brokers answer metadata (what librdkafka
-    /// #5430 looks like from outside): toxiproxy closes every Kafka connection that carries a
-    /// request over 64 KiB, and this row's MQTT → Kafka messages are 100 KiB each. The
+    /// #5430 looks like from outside): toxiproxy closes every Kafka connection once 64 KiB
+    /// have gone up it, and this row's MQTT → Kafka messages are 100 KiB each, so no produce
+    /// request gets through while metadata requests do. The
     /// watchdog replaces the producer; the records go through once the toxic is removed.
     StuckProducer,
 }
@@ -104,7 +105,7 @@ impl Fault {
                 format!("runtime frozen {} s (broker queues fill)", secs(plan.pause))
             }
             Fault::StuckProducer => format!(
-                "stuck producer, {} s (Kafka requests over 64 KiB cut; MQTT → Kafka {} KiB × {}/s)",
+                "stuck producer, {} s (Kafka connections cut after 64 KiB up; MQTT → Kafka {} KiB × {}/s)",
                 secs(plan.stuck),
                 super::STUCK_PADDING / 1024,
                 super::STUCK_RATE

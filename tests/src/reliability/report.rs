@@ -22,11 +22,16 @@ pub struct Row {
     pub recovery_seconds: f64,
     /// For kills: the messages the bridge had in flight at each (proof that it was working).
     pub in_flight_at_kills: Vec<u64>,
+    /// For the stuck producer: how many times the watchdog replaced it (proof that it fired).
+    pub producers_replaced: Option<u64>,
 }
 
 impl Row {
     /// The notes column.
     fn notes(&self) -> String {
+        if let Some(n) = self.producers_replaced {
+            return format!("producer replaced {n} time(s)");
+        }
         if self.in_flight_at_kills.is_empty() {
             return String::new();
         }
@@ -67,6 +72,7 @@ pub fn to_json(rows: &[Row]) -> serde_json::Value {
                 "duplicated": r.duplicated, "fault_seconds": r.fault_seconds,
                 "recovery_seconds": r.recovery_seconds,
                 "in_flight_at_kills": r.in_flight_at_kills,
+                "producers_replaced": r.producers_replaced,
             })
         })
         .collect()
@@ -89,6 +95,7 @@ mod tests {
             fault_seconds: 7.25,
             recovery_seconds: 1.04,
             in_flight_at_kills: vec![3, 1],
+            producers_replaced: None,
         };
         let table = markdown(std::slice::from_ref(&row));
         assert!(

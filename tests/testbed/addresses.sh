@@ -20,6 +20,46 @@ SERVICE_CIDR=10.96.0.0/16
 # The policy-routing table and rule priority for traffic forwarded from the pod network.
 POD_EGRESS_TABLE=1088
 ROUTES_FILE=$STATE_DIR/routes-added
+# The routes are the machine's, the test beds are per checkout: every test bed that is up is
+# registered here, so that one checkout's teardown or clean-up never removes the routes while
+# another checkout's test bed still declares the ranges.
+REGISTRY_DIR=$CACHE_DIR/testbeds
+
+registry_entry() {
+  printf '%s/%s' "$REGISTRY_DIR" "$(printf '%s' "$STATE_DIR" | md5sum | cut -c1-16)"
+}
+
+# Called by up.sh: this checkout's test bed is up.
+register_testbed() {
+  mkdir -p "$REGISTRY_DIR"
+  printf '%s\n' "$STATE_DIR" >"$(registry_entry)"
+}
+
+# Called by down.sh.
+unregister_testbed() {
+  rm -f "$(registry_entry)"
+}
+
+# Prints the state directory of another checkout's test bed that is up (its env file is there
+# and one of its services runs); forgets the entries of test beds that are gone.
+other_testbed_up() {
+  local entry dir pid
+  for entry in "$REGISTRY_DIR"/*; do
+    [ -f "$entry" ] || continue
+    dir=$(cat "$entry")
+    [ "$dir" != "$STATE_DIR" ] || continue
+    if [ -f "$dir/env" ]; then
+      for pid in $(cat "$dir"/pids/*.pid 2>/dev/null); do
+        if kill -0 "$pid" 2>/dev/null; then
+          printf '%s\n' "$dir"
+          return 0
+        fi
+      done
+    fi
+    rm -f "$entry"
+  done
+  return 1
+}
 
 # Records `ip` arguments that added something, for `remove_unserved_routes`.
 record_route() {
@@ -65,7 +105,12 @@ pod_egress_rule() {
 # sees only what this run added.
 clear_route_leftovers() {
   [ "$(id -u)" -eq 0 ] || return 0
-  local cidr found=false
+  local cidr found=false other
+  if other=$(other_testbed_up); then
+    log "the test bed in $other is up: its routes stay"
+    rm -f "$ROUTES_FILE"
+    return 0
+  fi
   for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
     if ip route show type unreachable "$cidr" | grep -q .; then
       ip route del unreachable "$cidr"
@@ -84,10 +129,16 @@ clear_route_leftovers() {
   if $found; then log "removed the routes a test bed that was not stopped left behind"; fi
 }
 
-# Undoes the lines of $ROUTES_FILE, last first ("route add …" becomes "route del …").
+# Undoes the lines of $ROUTES_FILE, last first ("route add …" becomes "route del …"), unless
+# another checkout's test bed is up (the routes are the same for both).
 remove_unserved_routes() {
   [ -f "$ROUTES_FILE" ] || return 0
-  local line
+  local line other
+  if other=$(other_testbed_up); then
+    log "the test bed in $other is up and declares the same ranges: the routes stay"
+    rm -f "$ROUTES_FILE"
+    return 0
+  fi
   tac "$ROUTES_FILE" | while read -r line; do
     # shellcheck disable=SC2086 # the recorded arguments, split as they were given
     ip ${line/ add / del } 2>/dev/null || log "could not undo 'ip $line' (already gone?)"

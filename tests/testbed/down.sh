@@ -13,6 +13,7 @@ stop_pod_network
 # machine: no moment where the test bed is declared up and a declared range routes out.
 rm -f "$ENV_FILE"
 remove_unserved_routes
+unregister_testbed
 if [ "${1:-}" = "--purge" ]; then
   rm -rf "$STATE_DIR"
 fi

@@ -10,6 +10,7 @@ services=("$@")
 [ ${#services[@]} -gt 0 ] || services=(mosquitto kafka toxiproxy kubernetes node)
 "$TESTBED_DIR/install.sh" "${services[@]}"
 mkdir -p "$STATE_DIR"
+register_testbed
 unreachable_declared_ranges
 log "starting ${services[*]} (state and logs in $STATE_DIR)"
 # The brokers listen on the pod network too when it is there, so it comes first.

@@ -9,7 +9,10 @@
 # bridge plugin turns IP forwarding on). Without root (no real node, no routes to change)
 # KWOK's pods get loopback addresses instead, which cannot leave the machine either, and the
 # Service range stays unserved: no pod runs that could dial it.
-# `down.sh` removes exactly what was added (each addition is recorded in a file).
+# The two declared ranges stay unreachable after `down.sh` too: nothing on a test machine
+# serves them, and a range the test bed's files declare must never fall to the default route,
+# also between two runs. `down.sh --purge` gives them back. The pod network's rule is removed
+# by `down.sh` with the network (each such addition is recorded in a file).
 
 if [ "$(id -u)" -eq 0 ]; then
   KWOK_POD_CIDR=10.244.0.0/16
@@ -69,17 +72,31 @@ record_route() {
 
 # Makes `cidr` unreachable on this host; called by up.sh for every declared range, and again
 # by the component that uses the range (start_apiserver, start_kwok), so that a start through
-# service.sh after `make testbed-down` gets it too. `replace`
-# works whether or not the route is there: the kernel's table, not the record, decides.
+# service.sh on a machine that lost its routes (a restart) gets it too. `replace` works
+# whether or not the route is there: the kernel's table decides. Not recorded: the route
+# stays after `down.sh` (see the top).
 unreachable_route() { # cidr
   [ "$(id -u)" -eq 0 ] || return 0
   ip route replace unreachable "$1" || die "cannot make $1 unreachable: ip route replace unreachable $1"
-  record_route route add unreachable "$1"
+}
+
+# `down.sh --purge`: the declared ranges back to the host's routing, unless another
+# checkout's test bed is up.
+release_declared_ranges() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local cidr other
+  if other=$(other_testbed_up); then
+    log "the test bed in $other is up: the declared ranges stay unreachable"
+    return 0
+  fi
+  for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
+    ip route del unreachable "$cidr" 2>/dev/null || true
+  done
 }
 
 # Every range the env file declares (TESTBED_UNSERVED_RANGES), made unreachable by up.sh
-# before any service starts, whichever services it starts: the ranges are unreachable for as
-# long as the test bed is up, not only once the component that uses them runs.
+# before any service starts, whichever services it starts: the ranges are unreachable from
+# the test bed's first start on, not only once the component that uses them runs.
 unreachable_declared_ranges() {
   unreachable_route "$KWOK_POD_CIDR"
   unreachable_route "$SERVICE_CIDR"
@@ -100,23 +117,19 @@ pod_egress_rule() {
 }
 
 # The kernel keeps routes after the processes are gone: a test bed that was not stopped (its
-# processes killed, its checkout deleted) leaves them. `make test` removes them before it
-# snapshots the routing, when no test bed is running, so that its before/after comparison
-# sees only what this run added.
+# processes killed, its checkout deleted) leaves its pod network's rule. `make test` removes
+# it before it snapshots the routing, when no test bed is running, and makes the declared
+# ranges unreachable (they stay so), so that its before/after comparison sees only what this
+# run added.
 clear_route_leftovers() {
   [ "$(id -u)" -eq 0 ] || return 0
-  local cidr found=false other
+  local found=false other
+  unreachable_declared_ranges
   if other=$(other_testbed_up); then
     log "the test bed in $other is up: its routes stay"
     rm -f "$ROUTES_FILE"
     return 0
   fi
-  for cidr in "$KWOK_POD_CIDR" "$SERVICE_CIDR"; do
-    if ip route show type unreachable "$cidr" | grep -q .; then
-      ip route del unreachable "$cidr"
-      found=true
-    fi
-  done
   if ip rule show priority "$POD_EGRESS_TABLE" | grep -q .; then
     ip rule del priority "$POD_EGRESS_TABLE"
     found=true
@@ -140,6 +153,8 @@ remove_unserved_routes() {
     return 0
   fi
   tac "$ROUTES_FILE" | while read -r line; do
+    # Recorded by an earlier version: the declared ranges stay unreachable now.
+    case "$line" in *" unreachable $KWOK_POD_CIDR" | *" unreachable $SERVICE_CIDR") continue ;; esac
     # shellcheck disable=SC2086 # the recorded arguments, split as they were given
     ip ${line/ add / del } 2>/dev/null || log "could not undo 'ip $line' (already gone?)"
   done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stops what up.sh started, by pid. Data and logs stay in target/testbed for post-mortems;
-# `down.sh --purge` removes them too.
+# Stops what up.sh started, by pid. Data and logs stay in target/testbed for post-mortems, and
+# the declared ranges stay unreachable (addresses.sh); `down.sh --purge` removes both too.
 . "$(dirname "$0")/lib.sh"
 . "$TESTBED_DIR/services.sh"
 stop_node
@@ -15,6 +15,7 @@ rm -f "$ENV_FILE"
 remove_unserved_routes
 unregister_testbed
 if [ "${1:-}" = "--purge" ]; then
+  release_declared_ranges
   rm -rf "$STATE_DIR"
 fi
 log "stopped"

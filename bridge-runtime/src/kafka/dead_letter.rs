@@ -16,11 +16,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dead_letter_state::TopicState;
+use super::topic_presence::ask;
 use super::{is_permanent, BridgeContext};
 use crate::health::Readiness;
 use crate::metrics::DeadLetterFailureLabels;
@@ -284,14 +285,9 @@ impl DeadLetters {
 
     /// `None` when Kafka cannot be asked; else whether the topic exists and may be written.
     async fn probe(&self) -> Option<Result<(), String>> {
-        let producer = self.producer.clone();
         let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            let meta = producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                .ok()?;
-            let t = meta.topics().iter().find(|t| t.name() == topic)?;
+        ask(&self.producer, &self.topic, move |t| {
+            let t = t?;
             Some(match t.error().map(RDKafkaErrorCode::from) {
                 None if !t.partitions().is_empty() => Ok(()),
                 None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(format!(
@@ -304,22 +300,14 @@ impl DeadLetters {
             })
         })
         .await
-        .ok()
         .flatten()
     }
 
     /// What the brokers say of the topic's partitions, for the reason of a write that was
     /// not confirmed.
     async fn describe_partitions(&self) -> String {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        let described = tokio::task::spawn_blocking(move || {
-            let meta = producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                .ok()?;
-            let t = meta.topics().iter().find(|t| t.name() == topic)?;
-            let parts: Vec<String> = t
+        let described = ask(&self.producer, &self.topic, |t| {
+            let parts: Vec<String> = t?
                 .partitions()
                 .iter()
                 .map(|p| match p.leader() {
@@ -335,7 +323,6 @@ impl DeadLetters {
             Some(parts.join("; "))
         })
         .await
-        .ok()
         .flatten();
         let hint = "a partition without a leader, fewer in-sync replicas than the topic's min.insync.replicas, or Kafka unreachable";
         match described {

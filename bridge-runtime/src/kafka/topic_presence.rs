@@ -74,7 +74,7 @@ pub async fn topic_leaders(probe: &FutureProducer<QuietContext>, topic: &str) ->
 }
 
 /// A fresh metadata request for `topic` on the blocking pool; `None` without an answer.
-async fn ask<C: ClientContext + 'static, T: Send + 'static>(
+pub(super) async fn ask<C: ClientContext + 'static, T: Send + 'static>(
     producer: &FutureProducer<C>,
     topic: &str,
     read: impl FnOnce(Option<&MetadataTopic>) -> T + Send + 'static,

@@ -308,9 +308,7 @@ impl DownRoute {
                 Err(_) => Vec::new(),
             };
             if !commits.is_empty() {
-                let result = consumer.commit(&commit_list(&commits), CommitMode::Sync);
-                consumer.context().commit_answered(&result, &commits);
-                match result {
+                match commit_and_record(&consumer, &commits) {
                     Ok(()) => {
                         info!(route = %route, partitions = commits.len(), "final offsets committed")
                     }
@@ -569,10 +567,20 @@ impl DownRoute {
         }
         let consumer = self.consumer.clone();
         self.committing = Some(tokio::task::spawn_blocking(move || {
-            let result = consumer.commit(&commit_list(&commits), CommitMode::Sync);
-            consumer.context().commit_answered(&result, &commits);
+            let _ = commit_and_record(&consumer, &commits);
         }));
     }
+}
+
+/// Commits `commits` synchronously (it waits on the coordinator: call it off the async
+/// workers) and records Kafka's answer.
+fn commit_and_record(
+    consumer: &StreamConsumer<RouteContext>,
+    commits: &[Commit],
+) -> rdkafka::error::KafkaResult<()> {
+    let result = consumer.commit(&commit_list(commits), CommitMode::Sync);
+    consumer.context().commit_answered(&result, commits);
+    result
 }
 
 fn commit_list(commits: &[Commit]) -> TopicPartitionList {

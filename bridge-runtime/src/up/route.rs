@@ -80,7 +80,7 @@ pub struct RouteWorker {
     /// Records handed to a producer and not reported on yet, per topic and producer
     /// generation: while a topic has some on a replaced producer, they may still fail and be
     /// produced again, so the topic's later records wait.
-    in_flight: HashMap<String, BTreeMap<u64, usize>>,
+    in_flight: HashMap<String, HashMap<u64, usize>>,
     /// Topics with a refused record whose presence is being checked (see `refused`): their
     /// later records wait for the answer.
     checking: HashMap<String, usize>,
@@ -176,8 +176,7 @@ impl RouteWorker {
             || self
                 .in_flight
                 .get(topic)
-                .and_then(|by_generation| by_generation.keys().next())
-                .is_some_and(|oldest| *oldest < generation)
+                .is_some_and(|by_generation| by_generation.keys().any(|g| *g < generation))
     }
 
     /// Produces the waiting records again, oldest first. A record whose topic must still wait
@@ -211,27 +210,16 @@ impl RouteWorker {
 
     /// The producer reported on a record it was handed.
     fn reported(&mut self, sent: &Sent) {
-        let Some(by_generation) = self.in_flight.get_mut(&sent.topic) else {
-            return;
-        };
-        if let Some(n) = by_generation.get_mut(&sent.generation) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                by_generation.remove(&sent.generation);
+        if let Some(by_generation) = self.in_flight.get_mut(&sent.topic) {
+            count_down(by_generation, &sent.generation);
+            if by_generation.is_empty() {
+                self.in_flight.remove(&sent.topic);
             }
-        }
-        if by_generation.is_empty() {
-            self.in_flight.remove(&sent.topic);
         }
     }
 
     fn checked(&mut self, topic: &str) {
-        if let Some(n) = self.checking.get_mut(topic) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.checking.remove(topic);
-            }
-        }
+        count_down(&mut self.checking, topic);
     }
 
     async fn produce(&mut self, job: Job, parts: RecordParts, pending: &mut Pending) {
@@ -433,6 +421,20 @@ impl RouteWorker {
             }
             .boxed(),
         );
+    }
+}
+
+/// Takes one from `key`'s count, forgetting the key at zero.
+fn count_down<K, Q>(counts: &mut HashMap<K, usize>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 

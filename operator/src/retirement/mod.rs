@@ -78,7 +78,11 @@ pub async fn prepare(
         .waiting_for_pods
         .iter()
         .copied()
-        .filter(|n| due_gone.get(n).is_some_and(|due| overdue(*due, now)))
+        .filter(|n| {
+            due_gone
+                .get(n)
+                .is_some_and(|due| passed(*due, STUCK_AFTER, now))
+        })
         .collect();
     // The next of those deadlines, so the reconciliation comes back for it.
     let stuck_at = plan
@@ -103,7 +107,7 @@ pub async fn prepare(
     // A failed Job is kept RETRY_FAILED_AFTER for its logs, then deleted, so the next
     // reconcile (its deletion is watched) starts a new one.
     for (&n, failed_at) in &failed_since {
-        if plan.failed.contains(&n) && retry_due(*failed_at, now) {
+        if plan.failed.contains(&n) && passed(*failed_at, RETRY_FAILED_AFTER, now) {
             let job = build::retire_job_name(&bridge.name, n);
             warn!(bridge = %bridge.key(), %job, "retrying a failed session retirement");
             delete_job(&job_api, &job).await?;
@@ -175,8 +179,13 @@ fn until(
     after.checked_sub(elapsed).filter(|d| !d.is_zero())
 }
 
-fn retry_due(failed_at: k8s_openapi::jiff::Timestamp, now: k8s_openapi::jiff::Timestamp) -> bool {
-    now.duration_since(failed_at).unsigned_abs() >= RETRY_FAILED_AFTER && now >= failed_at
+/// Whether `after` has passed since `from` (never with a clock behind `from`).
+fn passed(
+    from: k8s_openapi::jiff::Timestamp,
+    after: std::time::Duration,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    until(from, after, now).is_none()
 }
 
 /// When the Job failed for good (its Failed condition), if it did; without the condition's
@@ -195,11 +204,6 @@ fn failed_at(job: &Job) -> Option<k8s_openapi::jiff::Timestamp> {
 
 /// How long past its grace period a pod may take to go before it counts as stuck.
 const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Whether a pod due to be gone at `due` is stuck terminating at `now`.
-fn overdue(due: k8s_openapi::jiff::Timestamp, now: k8s_openapi::jiff::Timestamp) -> bool {
-    now > due && now.duration_since(due).unsigned_abs() >= STUCK_AFTER
-}
 
 /// What the condition and the Event say of pods stuck terminating.
 fn stuck_message(bridge: &str, stuck: &[i32]) -> String {
@@ -396,9 +400,12 @@ mod tests {
     fn a_pod_stuck_terminating_is_named_with_what_to_do() {
         let due = k8s_openapi::jiff::Timestamp::from_second(2_000_000).expect("valid");
         let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(2_000_000 + s).expect("valid");
-        assert!(!overdue(due, at(-30)), "still in its grace period");
-        assert!(!overdue(due, at(299)));
-        assert!(overdue(due, at(300)));
+        assert!(
+            !passed(due, STUCK_AFTER, at(-30)),
+            "still in its grace period"
+        );
+        assert!(!passed(due, STUCK_AFTER, at(299)));
+        assert!(passed(due, STUCK_AFTER, at(300)));
         let plan = Plan {
             sessions: 3,
             waiting_for_pods: vec![2],
@@ -451,10 +458,10 @@ mod tests {
     fn a_failed_retirement_is_tried_again_after_five_minutes() {
         let failed = k8s_openapi::jiff::Timestamp::from_second(1_000_000).expect("valid");
         let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_000_000 + s).expect("valid");
-        assert!(!retry_due(failed, at(299)));
-        assert!(retry_due(failed, at(300)));
+        assert!(!passed(failed, RETRY_FAILED_AFTER, at(299)));
+        assert!(passed(failed, RETRY_FAILED_AFTER, at(300)));
         assert!(
-            !retry_due(failed, at(-400)),
+            !passed(failed, RETRY_FAILED_AFTER, at(-400)),
             "a clock behind the failure waits"
         );
     }

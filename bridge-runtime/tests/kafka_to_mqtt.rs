@@ -376,19 +376,7 @@ async fn an_idle_partition_is_committed_and_confirmed_before_shutdown() {
     bridge.wait_ready(SHORT);
     produce_commands(&topic, 5, 0, 50).await;
     assert_eq!(subscriber.wait_for(50, LONG).await.len(), 50);
-    let group = format!("{ns}.commands");
-    let deadline = std::time::Instant::now() + SHORT;
-    loop {
-        let committed = kafka::committed_and_end(&group, &topic).await;
-        if committed.first().is_some_and(|c| c.1 == Some(c.2)) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "committed up to the end: {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_all_committed_within(&format!("{ns}.commands"), &topic, SHORT).await;
     // Two commit intervals more: Kafka's answer is in.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(bridge.terminate(SHORT).success());

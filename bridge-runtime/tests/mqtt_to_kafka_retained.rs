@@ -44,18 +44,14 @@ async fn retained_state_records_after_a_restart(protocol: &str) -> usize {
     publisher.wait_acked(2, SHORT).await;
     // Everything the broker sent after the restart is in Kafka once the live message is (one
     // partition, produced in order).
-    let deadline = std::time::Instant::now() + LONG;
-    while !kafka::read_all(&topic)
-        .await
-        .iter()
-        .any(|r| r.value_str() == "unlocked")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the live message after the restart"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    testbed::wait_until_async("the live message after the restart", LONG, || async {
+        let records = kafka::read_all(&topic).await;
+        records
+            .iter()
+            .any(|r| r.value_str() == "unlocked")
+            .then_some(())
+    })
+    .await;
     // The retained message is removed from the broker, so no later test sees it.
     publisher.publish_retained(&device, 1, "").await;
     publisher.wait_acked(3, SHORT).await;

@@ -184,9 +184,14 @@ pub async fn wait_for_distinct_commands(
 
 /// Waits until the consumer group `group` has committed every record of `topic`.
 pub async fn wait_all_committed(group: &str, topic: &str) {
+    wait_all_committed_within(group, topic, LONG).await;
+}
+
+/// As `wait_all_committed`, for at most `timeout`.
+pub async fn wait_all_committed_within(group: &str, topic: &str, timeout: Duration) {
     testbed::wait_until_async(
         &format!("{group} to commit every record of {topic}"),
-        LONG,
+        timeout,
         || async {
             let offsets = kafka::committed_and_end(group, topic).await;
             offsets

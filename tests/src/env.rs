@@ -29,6 +29,13 @@ pub struct TestbedEnv {
     /// `tests/testbed/lib.sh`), for network faults.
     pub mqtt_proxied_port: u16,
     pub kafka_proxied_bootstrap: String,
+    /// The three-broker Kafka cluster (`service.sh start kafka-cluster`; nodes 1-3).
+    pub kafka_cluster_bootstrap: String,
+    /// HiveMQ CE, the second MQTT broker: plain (`mqtt://`) and TLS (`mqtts://`, the test
+    /// CA's server certificate).
+    pub hivemq_url: String,
+    pub hivemq_port: u16,
+    pub hivemq_tls_url: String,
     /// The test CA, server and client certificates (`ca.crt`, `server.*`, `client.*`), an
     /// untrusted CA (`other/ca.crt`), and an expired server and client certificate from the
     /// test CA (`expired/server.*`, `expired/client.*`).
@@ -121,6 +128,12 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
             .parse()
             .map_err(|_| "a numeric MQTT_PROXIED_PORT".to_owned())?,
         kafka_proxied_bootstrap: get("KAFKA_PROXIED_BOOTSTRAP")?,
+        kafka_cluster_bootstrap: get("KAFKA_CLUSTER_BOOTSTRAP")?,
+        hivemq_url: get("HIVEMQ_URL")?,
+        hivemq_port: get("HIVEMQ_PORT")?
+            .parse()
+            .map_err(|_| "a numeric HIVEMQ_PORT".to_owned())?,
+        hivemq_tls_url: get("HIVEMQ_TLS_URL")?,
         tls_dir: get("TESTBED_TLS_DIR")?.into(),
         dir: get("TESTBED_DIR")?.into(),
         logs: get("TESTBED_LOGS")?.into(),
@@ -140,8 +153,9 @@ fn parse(text: &str) -> Result<TestbedEnv, String> {
 }
 
 impl TestbedEnv {
-    /// Stops, starts or restarts a test-bed service (`mosquitto`, `kafka`, `toxiproxy`),
-    /// waiting until it is ready again.
+    /// Stops, starts or restarts a test-bed service (`mosquitto`, `kafka`, `kafka-cluster`,
+    /// `kafka-cluster/N`, `hivemq`, `toxiproxy`, ...), waiting until it is ready again; `kill`
+    /// is kill -9 of one cluster node.
     pub fn service(&self, action: &str, name: &str) {
         let status = std::process::Command::new(&self.service_script)
             .args([action, name])
@@ -170,7 +184,7 @@ impl TestbedEnv {
 mod tests {
     #[test]
     fn parses_the_env_file() {
-        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nMQTT_PROXIED_PORT=6\nKAFKA_PROXIED_BOOTSTRAP=127.0.0.1:7\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\nTESTBED_NETWORKS=10.88.0.0/16\nTESTBED_UNSERVED_RANGES=10.244.0.0/16,10.96.0.0/16\n";
+        let text = "# comment\nKUBECONFIG=/k\nKUBERNETES_VERSION=v1\nKAFKA_BOOTSTRAP=127.0.0.1:1\nKAFKA_SSL_BOOTSTRAP=127.0.0.1:3\nKAFKA_SASL_BOOTSTRAP=127.0.0.1:4\nKAFKA_SCRAM512_BOOTSTRAP=127.0.0.1:5\nKAFKA_SASL_USERNAME=u\nKAFKA_SASL_PASSWORD=p\nKAFKA_HOME=/kafka\nMQTT_URL=mqtt://h:2\nMQTT_HOST=h\nMQTT_PORT=2\nTOXIPROXY_URL=http://t\nMQTT_PROXIED_PORT=6\nKAFKA_PROXIED_BOOTSTRAP=127.0.0.1:7\nKAFKA_CLUSTER_BOOTSTRAP=127.0.0.1:8,127.0.0.1:9\nHIVEMQ_URL=mqtt://h:10\nHIVEMQ_PORT=10\nHIVEMQ_TLS_URL=mqtts://h:11\nTESTBED_TLS_DIR=/tls\nTESTBED_DIR=/d\nTESTBED_LOGS=/d/logs\nTESTBED_SERVICE=/s.sh\nTESTBED_BIN=/bin\nTESTBED_NETWORKS=10.88.0.0/16\nTESTBED_UNSERVED_RANGES=10.244.0.0/16,10.96.0.0/16\n";
         let env = super::parse(text).expect("parses");
         assert_eq!(env.mqtt_port, 2);
         assert_eq!(env.kafka_bootstrap, "127.0.0.1:1");

@@ -7,6 +7,8 @@ stop_node
 stop_kubernetes
 stop_toxiproxy
 stop_kafka
+stop_kafka_cluster
+stop_hivemq
 stop_mosquitto
 stop_pod_network
 # The env file (which declares the ranges) goes first, then the routes that kept them on the

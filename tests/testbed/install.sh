@@ -27,6 +27,9 @@ fi
 if [ $# -eq 0 ] || wants kubernetes "$@" || wants toxiproxy "$@" || wants node "$@"; then
   "$TESTBED_DIR/build-go.sh"
 fi
-if [ $# -eq 0 ] || wants kafka "$@"; then
+if [ $# -eq 0 ] || wants kafka "$@" || wants kafka-cluster "$@"; then
   "$TESTBED_DIR/install-kafka.sh"
+fi
+if [ $# -eq 0 ] || wants hivemq "$@"; then
+  "$TESTBED_DIR/install-hivemq.sh"
 fi

@@ -52,6 +52,9 @@ TOXIPROXY_PORT=${MKB_TOXIPROXY_PORT:-28474}
 MQTT_PROXY_PORT=${MKB_MQTT_PROXY_PORT:-21884}
 KAFKA_PROXIED_PORT=${MKB_KAFKA_PROXIED_PORT:-29098}
 KAFKA_PROXY_PORT=${MKB_KAFKA_PROXY_PORT:-29099}
+# The three-broker cluster (kafka-cluster.sh): node N listens on the base port + N (1-3).
+KAFKA_CLUSTER_PORT=${MKB_KAFKA_CLUSTER_PORT:-29110}
+KAFKA_CLUSTER_CONTROLLER_PORT=${MKB_KAFKA_CLUSTER_CONTROLLER_PORT:-29120}
 
 # The real node (node.sh): pods on a bridge network; the host is its gateway, where Mosquitto
 # and Kafka listen too (Kafka on a port of its own: a listener per port) and the kubelet serves.

@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
 # Controls one test-bed service, for tests that restart brokers:
-#   service.sh start|stop|restart mosquitto|kafka|toxiproxy|kubernetes|apiserver|node
+#   service.sh start|stop|restart SERVICE
+#   service.sh start|stop|restart|kill kafka-cluster/N   one node of the cluster (N = 1, 2, 3)
+# SERVICE: mosquitto, kafka, kafka-cluster, hivemq, toxiproxy, kubernetes, apiserver, node.
+# `kill` is kill -9 (the failover tests' fault); a node started again is waited for until the
+# cluster lists all three brokers.
 . "$(dirname "$0")/lib.sh"
 . "$TESTBED_DIR/services.sh"
+USAGE="usage: service.sh start|stop|restart mosquitto|kafka|kafka-cluster|hivemq|toxiproxy|kubernetes|apiserver|node, or service.sh start|stop|restart|kill kafka-cluster/N (N = 1, 2, 3)"
 action=${1:-}
 name=${2:-}
+if [[ $name =~ ^kafka-cluster/([123])$ ]]; then
+  node=${BASH_REMATCH[1]}
+  case "$action" in
+    start) start_kafka_cluster_node "$node" ;;
+    stop) stop_kafka_node "$node" ;;
+    restart) stop_kafka_node "$node" && start_kafka_cluster_node "$node" ;;
+    kill) kill_kafka_node "$node" ;;
+    *) die "$USAGE" ;;
+  esac
+  exit 0
+fi
 case "$name" in
-  mosquitto | kafka | toxiproxy | kubernetes | apiserver | node) ;;
-  *) die "usage: service.sh start|stop|restart mosquitto|kafka|toxiproxy|kubernetes|apiserver|node" ;;
+  mosquitto | kafka | kafka-cluster | hivemq | toxiproxy | kubernetes | apiserver | node) ;;
+  *) die "$USAGE" ;;
 esac
+name=${name//-/_}
 # KWOK 0.8 (the fake nodes' kubelet) can lose a pod that is re-created under the same name
 # while it recovers its watches after an API server restart: the StatefulSet's new pod is
 # then never made Ready. A real kubelet does not, so a restarted API server gets a fresh KWOK.
@@ -44,5 +61,5 @@ case "$action" in
   start) "start_$name" ;;
   stop) "stop_$name" ;;
   restart) if [ "$name" = apiserver ]; then restart_apiserver; else "stop_$name" && "start_$name"; fi ;;
-  *) die "usage: service.sh start|stop|restart mosquitto|kafka|toxiproxy|kubernetes|apiserver|node" ;;
+  *) die "$USAGE" ;;
 esac

@@ -456,6 +456,12 @@ KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
 KAFKA_SASL_PASSWORD=$(kafka_sasl_password)
 KAFKA_VERSION=$KAFKA_VERSION
 KAFKA_HOME=$KAFKA_HOME
+KAFKA_CLUSTER_BOOTSTRAP=$(kafka_cluster_bootstrap)
+HIVEMQ_URL=mqtt://127.0.0.1:$HIVEMQ_PORT
+HIVEMQ_PORT=$HIVEMQ_PORT
+HIVEMQ_TLS_URL=mqtts://127.0.0.1:$HIVEMQ_TLS_PORT
+HIVEMQ_TLS_PORT=$HIVEMQ_TLS_PORT
+HIVEMQ_VERSION=$HIVEMQ_VERSION
 MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
 MQTT_HOST=127.0.0.1
 MQTT_PORT=$MQTT_PORT
@@ -476,6 +482,10 @@ ENV
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
 
+# shellcheck source=kafka-cluster.sh
+. "$TESTBED_DIR/kafka-cluster.sh"
+# shellcheck source=hivemq.sh
+. "$TESTBED_DIR/hivemq.sh"
 # shellcheck source=node.sh
 . "$TESTBED_DIR/node.sh"
 # shellcheck source=addresses.sh

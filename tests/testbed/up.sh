@@ -7,7 +7,7 @@
 . "$TESTBED_DIR/services.sh"
 started=$SECONDS
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=(mosquitto kafka toxiproxy kubernetes node)
+[ ${#services[@]} -gt 0 ] || services=(mosquitto kafka kafka-cluster hivemq toxiproxy kubernetes node)
 "$TESTBED_DIR/install.sh" "${services[@]}"
 mkdir -p "$STATE_DIR"
 register_testbed
@@ -17,8 +17,8 @@ log "starting ${services[*]} (state and logs in $STATE_DIR)"
 for s in "${services[@]}"; do [ "$s" != node ] || start_pod_network; done
 for s in "${services[@]}"; do
   case "$s" in
-    mosquitto | kafka | toxiproxy | kubernetes | node) "start_$s" ;;
-    *) die "unknown service $s (mosquitto, kafka, toxiproxy, kubernetes, node)" ;;
+    mosquitto | kafka | kafka-cluster | hivemq | toxiproxy | kubernetes | node) "start_${s//-/_}" ;;
+    *) die "unknown service $s (mosquitto, kafka, kafka-cluster, hivemq, toxiproxy, kubernetes, node)" ;;
   esac
 done
 make_tls_material

@@ -15,8 +15,12 @@ use crate::env;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn config() -> ClientConfig {
+    config_for(&env().kafka_bootstrap)
+}
+
+fn config_for(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &env().kafka_bootstrap);
+    config.set("bootstrap.servers", bootstrap);
     config
 }
 
@@ -66,8 +70,22 @@ pub async fn create_topic(name: &str, partitions: i32) {
 
 /// Creates a topic with topic-level configuration, e.g. `("max.message.bytes", "10485760")`.
 pub async fn create_topic_with_config(name: &str, partitions: i32, topic_config: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = config().create().expect("admin client");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let bootstrap = &env().kafka_bootstrap;
+    create_topic_on(bootstrap, name, partitions, 1, topic_config).await;
+}
+
+/// Creates a topic on the Kafka at `bootstrap` (the test bed's broker or its three-broker
+/// cluster) with `replicas` replicas each, and waits until its metadata shows every partition.
+pub async fn create_topic_on(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    topic_config: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> =
+        config_for(bootstrap).create().expect("admin client");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (k, v) in topic_config {
         topic = topic.set(k, v);
     }
@@ -81,14 +99,14 @@ pub async fn create_topic_with_config(name: &str, partitions: i32, topic_config:
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
-    wait_for_partitions(name, partitions as usize).await;
+    wait_for_partitions(bootstrap, name, partitions as usize).await;
 }
 
 /// Waits until the topic's metadata shows `partitions` partitions.
-async fn wait_for_partitions(name: &str, partitions: usize) {
-    let name = name.to_owned();
+async fn wait_for_partitions(bootstrap: &str, name: &str, partitions: usize) {
+    let (bootstrap, name) = (bootstrap.to_owned(), name.to_owned());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config().create().expect("consumer");
+        let consumer: BaseConsumer = config_for(&bootstrap).create().expect("consumer");
         crate::wait_until(
             &format!("topic {name} to have {partitions} partitions"),
             TIMEOUT,
@@ -390,7 +408,7 @@ pub async fn grow_partitions(name: &str, partitions: usize) {
     for result in results {
         result.unwrap_or_else(|(t, e)| panic!("grow {t}: {e}"));
     }
-    wait_for_partitions(name, partitions).await;
+    wait_for_partitions(&env().kafka_bootstrap, name, partitions).await;
 }
 
 /// Denies the test bed's clients (principal `User:ANONYMOUS`) writes to `topic` until the

@@ -1,6 +1,7 @@
 //! Test-bed support for the integration and end-to-end suites: where the servers are
 //! ([`env`]), unique names per test ([`unique`]), waiting on conditions with deadlines
-//! ([`wait`]), Kafka and MQTT clients for assertions ([`kafka`], [`mqtt`]), child processes
+//! ([`wait`]), Kafka and MQTT clients for assertions ([`kafka`], [`mqtt`]), the three-broker
+//! Kafka cluster's leaders and controller ([`kafka_cluster`]), child processes
 //! that dump their logs when a test fails ([`process`]), `kubectl` ([`kubectl`]), and looking
 //! for leaked secret values ([`secrets`]), `helm` ([`helm`]) and the operator installed by its
 //! chart onto the real node ([`in_cluster`]).
@@ -12,6 +13,7 @@ pub mod env;
 pub mod helm;
 pub mod in_cluster;
 pub mod kafka;
+pub mod kafka_cluster;
 pub mod kubectl;
 pub mod mosquitto;
 pub mod mqtt;

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::{toxiproxy, Plan};
+use super::{toxiproxy, Brokers, Plan};
 use crate::bridge::Bridge;
-use crate::env;
+use crate::{env, kafka_cluster};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -36,10 +36,24 @@ pub enum Fault {
     /// request gets through while metadata requests do. The
     /// watchdog replaces the producer; the records go through once the toxic is removed.
     StuckProducer,
+    /// kill -9 of the Kafka cluster node that leads partition 0 of the bridge's MQTT → Kafka
+    /// topic (it leads a partition of the Kafka → MQTT topic too: three partitions each,
+    /// spread over three nodes); started again after a while.
+    ClusterLeaderKill,
+    /// Each node of the cluster stopped (SIGTERM, a controlled shutdown) and started in turn,
+    /// the next only once every partition is fully replicated again, as Strimzi rolls a
+    /// cluster.
+    ClusterRollingRestart,
+    /// kill -9 of the node that is the active KRaft controller; started again after a while.
+    ClusterControllerKill,
+    /// A HiveMQ CE restart (persistence on), plain subscription.
+    HivemqRestart,
+    /// The same with a shared subscription.
+    HivemqRestartShared,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillRuntime,
         Fault::KafkaRestart,
         Fault::MosquittoRestart,
@@ -49,6 +63,11 @@ impl Fault {
         Fault::SlowKafka,
         Fault::FrozenRuntime,
         Fault::StuckProducer,
+        Fault::ClusterLeaderKill,
+        Fault::ClusterRollingRestart,
+        Fault::ClusterControllerKill,
+        Fault::HivemqRestart,
+        Fault::HivemqRestartShared,
     ];
 
     /// The fault with this short name (those of [`Fault::ALL`] and the shared-subscription
@@ -62,7 +81,34 @@ impl Fault {
 
     /// Whether the bridge's MQTT → Kafka route subscribes with a shared subscription.
     pub fn shared_subscription(self) -> bool {
-        self != Fault::MosquittoRestart
+        !matches!(self, Fault::MosquittoRestart | Fault::HivemqRestart)
+    }
+
+    /// Whether the fault is a broker's restart or fail-over (the table then gives the longest
+    /// pause in delivery).
+    pub fn broker_fault(self) -> bool {
+        matches!(
+            self,
+            Fault::KafkaRestart
+                | Fault::MosquittoRestart
+                | Fault::MosquittoRestartShared
+                | Fault::ClusterLeaderKill
+                | Fault::ClusterRollingRestart
+                | Fault::ClusterControllerKill
+                | Fault::HivemqRestart
+                | Fault::HivemqRestartShared
+        )
+    }
+
+    /// The brokers the scenario runs against.
+    pub fn brokers(self) -> Brokers {
+        match self {
+            Fault::ClusterLeaderKill
+            | Fault::ClusterRollingRestart
+            | Fault::ClusterControllerKill => Brokers::kafka_cluster(),
+            Fault::HivemqRestart | Fault::HivemqRestartShared => Brokers::hivemq(),
+            _ => Brokers::proxied(),
+        }
     }
 
     /// A short name (for topics, logs and `--only`).
@@ -78,6 +124,11 @@ impl Fault {
             Fault::SlowKafka => "slow-kafka",
             Fault::FrozenRuntime => "frozen",
             Fault::StuckProducer => "stuck-producer",
+            Fault::ClusterLeaderKill => "cluster-leader-kill9",
+            Fault::ClusterRollingRestart => "cluster-rolling-restart",
+            Fault::ClusterControllerKill => "cluster-controller-kill9",
+            Fault::HivemqRestart => "hivemq-restart",
+            Fault::HivemqRestartShared => "hivemq-restart-shared",
         }
     }
 
@@ -110,18 +161,70 @@ impl Fault {
                 super::STUCK_PADDING / 1024,
                 super::STUCK_RATE
             ),
+            Fault::ClusterLeaderKill => format!(
+                "Kafka cluster: kill -9 of a partition leader, down {} s",
+                secs(plan.node_down)
+            ),
+            Fault::ClusterRollingRestart => "Kafka cluster: rolling restart of all three brokers".to_owned(),
+            Fault::ClusterControllerKill => format!(
+                "Kafka cluster: kill -9 of the active controller, down {} s",
+                secs(plan.node_down)
+            ),
+            Fault::HivemqRestart => "HiveMQ restart (plain subscription)".to_owned(),
+            Fault::HivemqRestartShared => "HiveMQ restart (shared subscription)".to_owned(),
         }
     }
 
-    /// Injects the fault and clears it; returns, for kills, the messages in flight at each.
-    pub async fn inject(self, plan: &Plan, bridge: &mut Bridge, name: &str) -> Vec<u64> {
+    /// Injects the fault and clears it; says what it hit.
+    pub async fn inject(self, plan: &Plan, bridge: &mut Bridge, name: &str) -> Injected {
         match self {
-            Fault::KillRuntime => return kill_repeatedly(plan, bridge, name).await,
+            Fault::KillRuntime => {
+                return Injected {
+                    in_flight_at_kills: kill_repeatedly(plan, bridge, name).await,
+                    nodes: Vec::new(),
+                }
+            }
+            Fault::ClusterLeaderKill => {
+                let up_topic = format!("{name}-up");
+                let down_topic = format!("{name}-down");
+                let leader = kafka_cluster::leader_of(&up_topic, 0)
+                    .unwrap_or_else(|| panic!("{up_topic} partition 0 has no leader"));
+                let down_led: Vec<String> = (0..3)
+                    .filter(|&p| kafka_cluster::leader_of(&down_topic, p) == Some(leader))
+                    .map(|p| p.to_string())
+                    .collect();
+                let note = format!(
+                    "node {leader} killed (led MQTT → Kafka partition 0, Kafka → MQTT partition(s) {})",
+                    if down_led.is_empty() { "none".to_owned() } else { down_led.join(", ") }
+                );
+                kill_and_restart_node(plan, leader).await;
+                return Injected::nodes(vec![note]);
+            }
+            Fault::ClusterControllerKill => {
+                let controller = blocking(kafka_cluster::active_controller).await;
+                kill_and_restart_node(plan, controller).await;
+                return Injected::nodes(vec![format!(
+                    "node {controller} (the active controller) killed"
+                )]);
+            }
+            Fault::ClusterRollingRestart => {
+                for node in 1..=3 {
+                    blocking(move || {
+                        env().service("restart", &format!("kafka-cluster/{node}"));
+                        kafka_cluster::wait_fully_replicated(Duration::from_secs(120));
+                    })
+                    .await;
+                }
+                return Injected::nodes(vec!["nodes 1, 2, 3 restarted in turn".to_owned()]);
+            }
             Fault::KafkaRestart => {
                 blocking(|| env().service("restart", "kafka")).await;
             }
             Fault::MosquittoRestart | Fault::MosquittoRestartShared => {
                 blocking(|| env().service("restart", "mosquitto")).await;
+            }
+            Fault::HivemqRestart | Fault::HivemqRestartShared => {
+                blocking(|| env().service("restart", "hivemq")).await;
             }
             Fault::CutMqtt | Fault::CutKafka => {
                 let proxy = if self == Fault::CutMqtt {
@@ -156,8 +259,39 @@ impl Fault {
                 signal("CONT", &pid);
             }
         }
-        Vec::new()
+        Injected::default()
     }
+}
+
+/// What a fault hit: for the runtime's kills, the messages in flight at each; for the Kafka
+/// cluster's faults, the nodes.
+#[derive(Debug, Default)]
+pub struct Injected {
+    pub in_flight_at_kills: Vec<u64>,
+    pub nodes: Vec<String>,
+}
+
+impl Injected {
+    fn nodes(nodes: Vec<String>) -> Self {
+        Self {
+            in_flight_at_kills: Vec::new(),
+            nodes,
+        }
+    }
+}
+
+/// kill -9 of one cluster node, `plan.node_down` without it, then started again; returns once
+/// every partition is fully replicated (so the next scenario starts on a whole cluster).
+async fn kill_and_restart_node(plan: &Plan, node: i32) {
+    let target = format!("kafka-cluster/{node}");
+    let killed = target.clone();
+    blocking(move || env().service("kill", &killed)).await;
+    tokio::time::sleep(plan.node_down).await;
+    blocking(move || {
+        env().service("start", &target);
+        kafka_cluster::wait_fully_replicated(Duration::from_secs(120));
+    })
+    .await;
 }
 
 /// Kills the runtime `plan.kills` times, each at a random point 0.5–3 s into a run (the first
@@ -193,10 +327,10 @@ pub(super) fn wait_ready(bridge: &mut Bridge) {
     tokio::task::block_in_place(|| bridge.wait_ready(Duration::from_secs(60)));
 }
 
-async fn blocking(f: impl FnOnce() + Send + 'static) {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
-        .expect("fault injection task");
+        .expect("fault injection task")
 }
 
 fn signal(which: &str, pid: &str) {

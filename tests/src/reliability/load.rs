@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::task::JoinHandle;
 
 use super::tally::{seq_of, Tally};
-use crate::env;
+use super::Brokers;
 
 /// How many messages a sender has handed over, and how many the broker confirmed.
 #[derive(Clone, Default)]
@@ -55,9 +55,8 @@ fn due(start: Instant, rate: u32) -> u64 {
     (start.elapsed().as_secs_f64() * f64::from(rate)) as u64
 }
 
-fn mqtt_options(client_id: &str) -> MqttOptions {
-    let env = env();
-    let mut o = MqttOptions::new(client_id, &env.mqtt_host, env.mqtt_port);
+fn mqtt_options(client_id: &str, brokers: &Brokers) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, &brokers.mqtt_host, brokers.mqtt_port);
     o.set_keep_alive(Duration::from_secs(10))
         .set_clean_start(false)
         .set_session_expiry_interval(Some(3600));
@@ -74,8 +73,8 @@ pub struct MqttSender {
 }
 
 impl MqttSender {
-    pub fn start(ns: &str, rate: u32, padding: usize) -> Self {
-        let mut opts = mqtt_options(&format!("{ns}-load-pub"));
+    pub fn start(ns: &str, brokers: &Brokers, rate: u32, padding: usize) -> Self {
+        let mut opts = mqtt_options(&format!("{ns}-load-pub"), brokers);
         // A persistent session: rumqttc sends the unconfirmed publishes again only when the
         // broker resumes it (it drops them on a clean one).
         opts.set_outgoing_inflight_upper_limit(1000);
@@ -146,7 +145,9 @@ impl Drop for MqttSender {
     }
 }
 
-/// Reads `topic` from the beginning into a tally (one consumer, its own group).
+/// Reads every partition of `topic` from the beginning into a tally. Assigned, not
+/// subscribed: a consumer group's rebalance (its coordinator moving in a failover) would start
+/// it over from the beginning, and what it read twice would count as the bridge's duplicates.
 pub struct KafkaReceiver {
     pub tally: Tally,
     stop: Arc<AtomicBool>,
@@ -154,17 +155,26 @@ pub struct KafkaReceiver {
 }
 
 impl KafkaReceiver {
-    pub fn start(ns: &str, topic: &str) -> Self {
+    pub fn start(ns: &str, topic: &str, brokers: &Brokers) -> Self {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &env().kafka_bootstrap)
+            .set("bootstrap.servers", &brokers.kafka_bootstrap)
             .set("group.id", format!("{ns}-load-reader"))
-            .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
             .expect("load consumer");
+        let meta = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("the load topic's metadata");
+        let mut partitions = TopicPartitionList::new();
+        for p in meta.topics().iter().flat_map(|t| t.partitions()) {
+            partitions
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("a partition to read");
+        }
+        assert!(partitions.count() > 0, "topic {topic} has no partitions");
         consumer
-            .subscribe(&[topic])
-            .expect("subscribe the load consumer");
+            .assign(&partitions)
+            .expect("assign the load consumer");
         let tally = Tally::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (sink, stopping) = (tally.clone(), stop.clone());
@@ -217,10 +227,10 @@ pub struct KafkaSender {
 }
 
 impl KafkaSender {
-    pub fn start(topic: &str, rate: u32) -> Self {
+    pub fn start(topic: &str, brokers: &Brokers, rate: u32) -> Self {
         let counts = Counts::default();
         let producer: BaseProducer<Confirmations> = ClientConfig::new()
-            .set("bootstrap.servers", &env().kafka_bootstrap)
+            .set("bootstrap.servers", &brokers.kafka_bootstrap)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "0")
@@ -284,9 +294,9 @@ pub struct MqttReceiver {
 }
 
 impl MqttReceiver {
-    pub async fn start(ns: &str, filter: &str) -> Self {
+    pub async fn start(ns: &str, filter: &str, brokers: &Brokers) -> Self {
         let (client, mut eventloop) =
-            AsyncClient::new(mqtt_options(&format!("{ns}-load-sub")), 100);
+            AsyncClient::new(mqtt_options(&format!("{ns}-load-sub"), brokers), 100);
         let tally = Tally::default();
         let sink = tally.clone();
         let (subscribed_tx, mut subscribed) = tokio::sync::watch::channel(false);

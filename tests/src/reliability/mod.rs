@@ -3,6 +3,7 @@
 //! was sent, delivered, lost and duplicated, and how long the bridge took to catch up.
 //! `make reliability` runs [`Plan::full`]; `make test` runs [`Plan::short`].
 
+mod brokers;
 mod faults;
 mod load;
 mod report;
@@ -11,11 +12,12 @@ pub mod toxiproxy;
 
 use std::time::{Duration, Instant};
 
+pub use brokers::Brokers;
 pub use faults::Fault;
 pub use report::{markdown, to_json, Row};
 
 use crate::bridge::Bridge;
-use crate::{env, kafka, unique};
+use crate::{kafka, unique};
 use load::{KafkaReceiver, KafkaSender, MqttReceiver, MqttSender};
 
 /// How hard and how long.
@@ -33,6 +35,8 @@ pub struct Plan {
     pub pause: Duration,
     /// How long the producer is kept stuck: longer than the watchdog takes to replace it.
     pub stuck: Duration,
+    /// How long a killed Kafka cluster node stays down.
+    pub node_down: Duration,
     /// Load before and after each fault.
     pub settle: Duration,
 }
@@ -56,6 +60,7 @@ impl Plan {
             slow_kafka_kib: 8,
             pause: Duration::from_secs(20),
             stuck: Duration::from_secs(60),
+            node_down: Duration::from_secs(30),
             settle: Duration::from_secs(5),
         }
     }
@@ -72,6 +77,7 @@ impl Plan {
             slow_kafka_kib: 2,
             pause: Duration::from_secs(5),
             stuck: Duration::from_secs(60),
+            node_down: Duration::from_secs(10),
             settle: Duration::from_secs(3),
         }
     }
@@ -100,28 +106,32 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     toxiproxy::reset();
     let ns = unique(&format!("rel-{}", fault.slug()));
     let (up_topic, down_topic) = (format!("{ns}-up"), format!("{ns}-down"));
-    kafka::create_topic(&up_topic, 3).await;
-    kafka::create_topic(&down_topic, 3).await;
-    let mut bridge = Bridge::start(&ns, &bridge_config(&ns, fault.shared_subscription()));
+    let brokers = fault.brokers();
+    for topic in [&up_topic, &down_topic] {
+        kafka::create_topic_on(&brokers.kafka_bootstrap, topic, 3, brokers.replicas, &[]).await;
+    }
+    let config = bridge_config(&ns, &brokers, fault.shared_subscription());
+    let mut bridge = Bridge::start(&ns, &config);
     faults::wait_ready(&mut bridge);
 
-    let up_received = KafkaReceiver::start(&ns, &up_topic);
-    let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#")).await;
+    let up_received = KafkaReceiver::start(&ns, &up_topic, &brokers);
+    let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#"), &brokers).await;
     let mut up_sent = if fault == Fault::StuckProducer {
-        MqttSender::start(&ns, STUCK_RATE, STUCK_PADDING)
+        MqttSender::start(&ns, &brokers, STUCK_RATE, STUCK_PADDING)
     } else {
-        MqttSender::start(&ns, plan.rate, 0)
+        MqttSender::start(&ns, &brokers, plan.rate, 0)
     };
-    let mut down_sent = KafkaSender::start(&down_topic, plan.rate);
+    let mut down_sent = KafkaSender::start(&down_topic, &brokers, plan.rate);
 
     tokio::time::sleep(plan.settle).await;
     let fault_started = Instant::now();
-    let in_flight_at_kills = fault.inject(plan, &mut bridge, &ns).await;
+    let injected = fault.inject(plan, &mut bridge, &ns).await;
     let cleared = Instant::now();
     let (up_before, down_before) = (up_sent.counts.sent(), down_sent.counts.sent());
     tokio::time::sleep(plan.settle).await;
 
     // Both stop at once, then wait for their brokers' confirmations.
+    let load_stopped = Instant::now();
     up_sent.stop();
     down_sent.stop();
     up_sent.finish(Duration::from_secs(60)).await;
@@ -159,8 +169,12 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
             duplicated: tally.total().saturating_sub(tally.distinct()),
             fault_seconds: cleared.duration_since(fault_started).as_secs_f64(),
             recovery_seconds: tally.caught_up_after(before, cleared),
-            in_flight_at_kills: in_flight_at_kills.clone(),
+            in_flight_at_kills: injected.in_flight_at_kills.clone(),
             producers_replaced,
+            nodes_killed: injected.nodes.clone(),
+            longest_pause_seconds: fault
+                .broker_fault()
+                .then(|| tally.longest_pause(fault_started, load_stopped)),
         }
     };
     [
@@ -181,9 +195,8 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     ]
 }
 
-/// One route each way, both through the proxies.
-fn bridge_config(ns: &str, shared: bool) -> String {
-    let env = env();
+/// One route each way, to `brokers` as the bridge reaches them.
+fn bridge_config(ns: &str, brokers: &Brokers, shared: bool) -> String {
     format!(
         "bridgeName: {ns}
 mqtt:
@@ -203,7 +216,7 @@ kafkaToMqtt:
     kafka: {{topics: [{ns}-down], autoOffsetReset: earliest}}
     mqtt: {{topic: \"{ns}/down/${{.key}}\", qos: 1}}
 ",
-        mqtt_port = env.mqtt_proxied_port,
-        kafka = env.kafka_proxied_bootstrap,
+        mqtt_port = brokers.bridge_mqtt_port,
+        kafka = brokers.bridge_kafka_bootstrap,
     )
 }

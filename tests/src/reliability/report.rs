@@ -24,6 +24,12 @@ pub struct Row {
     pub in_flight_at_kills: Vec<u64>,
     /// For the stuck producer: how many times the watchdog replaced it (proof that it fired).
     pub producers_replaced: Option<u64>,
+    /// For the Kafka cluster's faults: the nodes stopped or killed, in order (which one led
+    /// what is in the fault's description).
+    pub nodes_killed: Vec<String>,
+    /// For the brokers' faults: the longest time, from the fault's start until the load
+    /// stopped, in which nothing new arrived (the fail-over as users see it).
+    pub longest_pause_seconds: Option<f64>,
 }
 
 impl Row {
@@ -31,6 +37,13 @@ impl Row {
     fn notes(&self) -> String {
         if let Some(n) = self.producers_replaced {
             return format!("producer replaced {n} time(s)");
+        }
+        let mut notes = self.nodes_killed.clone();
+        if let Some(pause) = self.longest_pause_seconds {
+            notes.push(format!("delivery paused at most {pause:.1} s"));
+        }
+        if !notes.is_empty() {
+            return notes.join("; ");
         }
         if self.in_flight_at_kills.is_empty() {
             return String::new();
@@ -73,6 +86,8 @@ pub fn to_json(rows: &[Row]) -> serde_json::Value {
                 "recovery_seconds": r.recovery_seconds,
                 "in_flight_at_kills": r.in_flight_at_kills,
                 "producers_replaced": r.producers_replaced,
+                "nodes_killed": r.nodes_killed,
+                "longest_pause_seconds": r.longest_pause_seconds,
             })
         })
         .collect()
@@ -96,6 +111,8 @@ mod tests {
             recovery_seconds: 1.04,
             in_flight_at_kills: vec![3, 1],
             producers_replaced: None,
+            nodes_killed: Vec::new(),
+            longest_pause_seconds: None,
         };
         let table = markdown(std::slice::from_ref(&row));
         assert!(

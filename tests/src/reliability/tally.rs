@@ -58,6 +58,27 @@ impl Tally {
             .map(|at| at.saturating_duration_since(since).as_secs_f64())
             .fold(0.0, f64::max)
     }
+
+    /// The longest time between `from` and `to` in which no new message arrived (first
+    /// arrivals only): how long delivery stopped, for a failover.
+    pub fn longest_pause(&self, from: Instant, to: Instant) -> f64 {
+        let seen = self.0.lock().expect("tally lock");
+        let mut arrivals: Vec<Instant> = seen
+            .first
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&at| at > from && at < to)
+            .collect();
+        arrivals.sort();
+        let mut last = from;
+        let mut longest = 0.0f64;
+        for at in arrivals.into_iter().chain([to]) {
+            longest = longest.max(at.duration_since(last).as_secs_f64());
+            last = at;
+        }
+        longest
+    }
 }
 
 /// The `seq` field of a load message (`{"seq":N,...}`).
@@ -92,6 +113,20 @@ mod tests {
         let caught = t.caught_up_after(2, start + Duration::from_secs(2));
         assert!((caught - 2.0).abs() < 1e-6, "{caught}");
         assert_eq!(t.caught_up_after(1, start + Duration::from_secs(2)), 0.0);
+    }
+
+    #[test]
+    fn the_longest_pause_is_between_arrivals_or_the_window_ends() {
+        let t = Tally::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for (seq, s) in [(0, 1), (1, 2), (2, 7), (3, 8)] {
+            t.record(seq, at(s));
+        }
+        t.record(1, at(20));
+        assert!((t.longest_pause(at(0), at(9)) - 5.0).abs() < 1e-6);
+        assert!((t.longest_pause(at(0), at(15)) - 7.0).abs() < 1e-6);
+        assert!((t.longest_pause(at(3), at(5)) - 2.0).abs() < 1e-6);
     }
 
     #[test]

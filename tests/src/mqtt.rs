@@ -166,7 +166,17 @@ impl Subscriber {
     /// Like [`Subscriber::connect`] with a persistent session (one hour), so a broker restart
     /// keeps the subscription and queues what arrives until the subscriber is back.
     pub async fn connect_persistent(client_id: &str, filters: &[&str], qos_level: u8) -> Self {
-        let mut opts = options(client_id);
+        Self::connect_persistent_at(env().mqtt_port, client_id, filters, qos_level).await
+    }
+
+    /// Like [`Subscriber::connect_persistent`], to the broker on 127.0.0.1:`port`.
+    pub async fn connect_persistent_at(
+        port: u16,
+        client_id: &str,
+        filters: &[&str],
+        qos_level: u8,
+    ) -> Self {
+        let mut opts = options_at(client_id, "127.0.0.1", port);
         opts.set_clean_start(false)
             .set_session_expiry_interval(Some(3600));
         Self::start(opts, filters, qos_level).await

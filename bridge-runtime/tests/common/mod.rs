@@ -1,6 +1,8 @@
 //! Shared pieces of the runtime's integration tests.
 #![allow(dead_code)]
 
+pub mod brokers;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

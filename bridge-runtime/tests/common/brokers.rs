@@ -1,0 +1,113 @@
+//! The two MQTT brokers of the test bed, Mosquitto and HiveMQ CE, for tests that run once per
+//! broker ([`on_both_brokers!`]), and a bridge configuration on either.
+
+use testbed::bridge::Bridge;
+use testbed::mqtt::{Publisher, Subscriber};
+use testbed::{env, kafka, unique};
+
+use super::SHORT;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Mosquitto,
+    Hivemq,
+}
+
+impl Broker {
+    pub fn url(self) -> String {
+        match self {
+            Broker::Mosquitto => env().mqtt_url.clone(),
+            Broker::Hivemq => env().hivemq_url.clone(),
+        }
+    }
+
+    pub fn port(self) -> u16 {
+        match self {
+            Broker::Mosquitto => env().mqtt_port,
+            Broker::Hivemq => env().hivemq_port,
+        }
+    }
+
+    /// Its name for `service.sh`.
+    pub fn service(self) -> &'static str {
+        match self {
+            Broker::Mosquitto => "mosquitto",
+            Broker::Hivemq => "hivemq",
+        }
+    }
+
+    pub async fn publisher(self) -> Publisher {
+        Publisher::connect_at(self.port(), &unique("pub")).await
+    }
+
+    /// A subscriber with a persistent session, so a broker restart keeps its subscription.
+    pub async fn subscriber(self, filter: &str) -> Subscriber {
+        Subscriber::connect_persistent_at(self.port(), &unique("sub"), &[filter], 1).await
+    }
+}
+
+/// A bridge on `broker`: `<ns>/devices/+/state` → `<ns>-state` (keyed by device, a shared
+/// subscription when `shared`) and `<ns>-cmd` → `<ns>/devices/${.key}/command` at QoS 1.
+pub fn config(broker: Broker, ns: &str, shared: bool, dead_letter_topic: Option<&str>) -> String {
+    let dlq = dead_letter_topic
+        .map(|t| format!("\n  deadLetterTopic: {t}"))
+        .unwrap_or_default();
+    format!(
+        "bridgeName: {ns}
+mqtt:
+  url: {url}
+  protocolVersion: \"5\"
+kafka:
+  bootstrapServers: {kafka}{dlq}
+delivery:
+  shutdownGracePeriodSeconds: 10
+mqttToKafka:
+  - name: state
+    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], shared: {shared}}}
+    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\", headers: {{mqtt.retain: \"${{retain}}\"}}}}
+kafkaToMqtt:
+  - name: commands
+    kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}
+    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}
+",
+        url = broker.url(),
+        kafka = env().kafka_bootstrap,
+    )
+}
+
+/// The two topics of [`config`], three partitions each.
+pub async fn topics(ns: &str) -> (String, String) {
+    let (state, cmd) = (format!("{ns}-state"), format!("{ns}-cmd"));
+    kafka::create_topic(&state, 3).await;
+    kafka::create_topic(&cmd, 3).await;
+    (state, cmd)
+}
+
+pub fn start(broker: Broker, ns: &str, shared: bool) -> Bridge {
+    let mut bridge = Bridge::start(ns, &config(broker, ns, shared, None));
+    bridge.wait_ready(SHORT);
+    bridge
+}
+
+/// Each scenario as a test per broker: `mosquitto::<name>` and `hivemq::<name>`.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod mosquitto {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Broker::Mosquitto).await;
+                }
+            )*
+        }
+        mod hivemq {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Broker::Hivemq).await;
+                }
+            )*
+        }
+    };
+}

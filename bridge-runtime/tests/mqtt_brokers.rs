@@ -1,0 +1,242 @@
+//! The runtime's delivery against both MQTT brokers of the test bed, Mosquitto and HiveMQ CE
+//! (MQTT 5, the default protocol): both directions, kill -9 of the runtime, a broker restart,
+//! a shared subscription over two replicas, a broker's "no matching subscribers" reason code,
+//! retained messages and a session kept while the bridge is away (the broker restart is in
+//! mqtt_brokers_restart.rs, a binary of its own). Each test runs once per broker
+//! (`mosquitto::…` and `hivemq::…`); where the brokers differ is in docs/broker-settings.md.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::brokers::*;
+use common::*;
+use testbed::bridge::Bridge;
+use testbed::mqtt::Publisher;
+use testbed::{kafka, unique};
+
+/// Publishes smart-lock states `first..first+count` (10 devices) in the background, pausing
+/// now and then so a kill lands mid-stream.
+fn publish_in_background(
+    publisher: Arc<Publisher>,
+    ns: &str,
+    first: u32,
+    count: u32,
+) -> tokio::task::JoinHandle<()> {
+    let ns = ns.to_owned();
+    tokio::spawn(async move {
+        for i in first..first + count {
+            let device = format!("lock-{}", i % 10);
+            publisher
+                .publish(
+                    &format!("{ns}/devices/{device}/state"),
+                    1,
+                    lock_state(&device, i / 10),
+                )
+                .await;
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+}
+
+async fn both_directions(broker: Broker) {
+    let ns = unique("brokers-both");
+    let (state, cmd) = topics(&ns).await;
+    let _bridge = start(broker, &ns, true);
+    let subscriber = broker.subscriber(&format!("{ns}/devices/+/command")).await;
+    let publisher = broker.publisher().await;
+    publish_lock_states(&publisher, &ns, 10, 300).await;
+    publisher.wait_acked(300, SHORT).await;
+    produce_commands(&cmd, 10, 0, 300).await;
+
+    let records = wait_for_distinct(&state, 300, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records), (300, 0), "{broker:?}");
+    for r in &records {
+        assert_eq!(r.key_str(), device_seq(r).0, "keyed by the device id");
+    }
+    let commands = wait_for_distinct_commands(&subscriber, 300, LONG).await;
+    assert_eq!(distinct_commands(&commands), (300, 0), "{broker:?}");
+}
+
+async fn kill9_mid_stream(broker: Broker) {
+    let ns = unique("brokers-kill");
+    let (state, cmd) = topics(&ns).await;
+    let mut bridge = start(broker, &ns, true);
+    let subscriber = broker.subscriber(&format!("{ns}/devices/+/command")).await;
+    let publisher = Arc::new(broker.publisher().await);
+    let publishing = publish_in_background(publisher.clone(), &ns, 0, 2000);
+    produce_commands(&cmd, 10, 0, 2000).await;
+    // Killed once both directions are under way.
+    testbed::wait_until_async("both routes under way", LONG, || async {
+        let m = bridge.metrics();
+        (m.route_counter("received", "state") >= 100
+            && m.route_counter("received", "commands") >= 100)
+            .then_some(())
+    })
+    .await;
+    bridge.kill9();
+    bridge.restart(&ns);
+    bridge.wait_ready(SHORT);
+    publishing.await.expect("publisher task");
+    publisher.wait_acked(2000, LONG).await;
+
+    let records = wait_for_distinct(&state, 2000, LONG).await;
+    assert_eq!(
+        distinct_and_duplicates(&records).0,
+        2000,
+        "{broker:?}: nothing lost"
+    );
+    let commands = wait_for_distinct_commands(&subscriber, 2000, LONG).await;
+    assert_eq!(
+        distinct_commands(&commands).0,
+        2000,
+        "{broker:?}: nothing lost"
+    );
+}
+
+/// Two replicas on one shared subscription: each message reaches Kafka once, and both
+/// replicas take a share.
+async fn shared_subscription_two_replicas(broker: Broker) {
+    let ns = unique("brokers-shared");
+    let (state, _) = topics(&ns).await;
+    let base = config(broker, &ns, true, None);
+    let mut replicas: Vec<Bridge> = (0..2)
+        .map(|ordinal| {
+            Bridge::start(
+                &format!("{ns}-{ordinal}"),
+                &format!("{base}ordinal: {ordinal}\n"),
+            )
+        })
+        .collect();
+    for r in &mut replicas {
+        r.wait_ready(SHORT);
+    }
+    let publisher = Arc::new(broker.publisher().await);
+    // In ten bursts: HiveMQ hands a shared subscription's messages to whichever member has
+    // room, so one burst may go to one replica.
+    for burst in 0..10 {
+        publish_in_background(publisher.clone(), &ns, burst * 100, 100)
+            .await
+            .expect("publisher task");
+        publisher.wait_acked(u64::from(burst + 1) * 100, LONG).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let records = wait_for_distinct(&state, 1000, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records), (1000, 0), "{broker:?}");
+    let shares: Vec<u64> = replicas
+        .iter()
+        .map(|r| r.metrics().route_counter("received", "state"))
+        .collect();
+    assert!(
+        shares.iter().all(|&n| n > 0),
+        "{broker:?}: both replicas take a share: {shares:?}"
+    );
+    assert_eq!(shares.iter().sum::<u64>(), 1000, "{broker:?}: {shares:?}");
+}
+
+/// Commands for a topic nobody subscribes to: a broker may answer such a PUBLISH with reason
+/// code 0x10, "No matching subscribers" (docs/broker-settings.md says which do). It is a
+/// success: the records are committed and nothing goes to the dead-letter topic.
+async fn no_matching_subscribers_is_a_success(broker: Broker) {
+    let ns = unique("brokers-nosub");
+    let (_, cmd) = topics(&ns).await;
+    let dlq = format!("{ns}-dlq");
+    kafka::create_topic(&dlq, 1).await;
+    let mut bridge = Bridge::start(&ns, &config(broker, &ns, true, Some(&dlq)));
+    bridge.wait_ready(SHORT);
+    produce_commands(&cmd, 10, 0, 50).await;
+    wait_all_committed(&format!("{ns}.commands"), &cmd).await;
+    assert_eq!(
+        kafka::record_count(&dlq),
+        Some(0),
+        "{broker:?}: no dead letters"
+    );
+    assert_eq!(
+        bridge.metrics().route_counter("delivered", "commands"),
+        50,
+        "{broker:?}"
+    );
+}
+
+/// A retained state reaches Kafka when the route first subscribes (header `mqtt.retain`
+/// true); after a restart of the bridge, MQTT 5's Retain Handling 1 keeps the broker from
+/// sending it again.
+async fn retained_once(broker: Broker) {
+    let ns = unique("brokers-retained");
+    let (state, _) = topics(&ns).await;
+    let device = format!("{ns}/devices/lock-1/state");
+    let publisher = broker.publisher().await;
+    publisher.publish_retained(&device, 1, "locked").await;
+    publisher.wait_acked(1, SHORT).await;
+
+    let mut bridge = start(broker, &ns, false);
+    let first = kafka::wait_for_records(&state, 1, LONG).await;
+    assert_eq!(
+        (first[0].value_str(), first[0].header_str("mqtt.retain")),
+        ("locked", "true")
+    );
+    assert!(bridge.terminate(SHORT).success(), "SIGTERM: exit 0");
+    bridge.restart(&ns);
+    bridge.wait_ready(SHORT);
+    publisher.publish(&device, 1, "unlocked").await;
+    publisher.wait_acked(2, SHORT).await;
+    testbed::wait_until_async("the live message after the restart", LONG, || async {
+        let records = kafka::read_all(&state).await;
+        records
+            .iter()
+            .any(|r| r.value_str() == "unlocked")
+            .then_some(())
+    })
+    .await;
+    publisher.publish_retained(&device, 1, "").await;
+    publisher.wait_acked(3, SHORT).await;
+    let values: Vec<String> = kafka::read_all(&state)
+        .await
+        .iter()
+        .map(|r| r.value_str().to_owned())
+        .collect();
+    // The empty retained message that cleared the state is the last record.
+    assert_eq!(values, ["locked", "unlocked", ""], "{broker:?}");
+}
+
+/// What is published while the bridge is stopped waits in its session on the broker
+/// (`sessionExpirySeconds`, 3600 by default) and reaches Kafka when it is back.
+async fn session_kept_while_stopped(broker: Broker) {
+    let ns = unique("brokers-session");
+    let (state, _) = topics(&ns).await;
+    let mut bridge = start(broker, &ns, false);
+    let publisher = broker.publisher().await;
+    publish_lock_states(&publisher, &ns, 10, 100).await;
+    publisher.wait_acked(100, SHORT).await;
+    wait_for_distinct(&state, 100, LONG).await;
+    assert!(bridge.terminate(SHORT).success(), "SIGTERM: exit 0");
+
+    for i in 100..300 {
+        let device = format!("lock-{}", i % 10);
+        publisher
+            .publish(
+                &format!("{ns}/devices/{device}/state"),
+                1,
+                lock_state(&device, i / 10),
+            )
+            .await;
+    }
+    publisher.wait_acked(300, SHORT).await;
+    bridge.restart(&ns);
+    bridge.wait_ready(SHORT);
+    let records = wait_for_distinct(&state, 300, LONG).await;
+    assert_eq!(distinct_and_duplicates(&records), (300, 0), "{broker:?}");
+}
+
+on_both_brokers!(
+    both_directions,
+    kill9_mid_stream,
+    shared_subscription_two_replicas,
+    no_matching_subscribers_is_a_success,
+    retained_once,
+    session_kept_while_stopped,
+);

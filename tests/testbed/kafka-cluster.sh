@@ -69,6 +69,10 @@ share.coordinator.state.topic.min.isr=2
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
 log.retention.hours=24
+# The log cleaner (it compacts __consumer_offsets) takes its dedupe buffer from the heap at
+# start: 128 MiB by default, which left a restarted node with 256 MiB of heap dying of
+# OutOfMemoryError while it loaded its logs.
+log.cleaner.dedupe.buffer.size=16777216
 # A killed node is noticed in 6 s rather than 9 (the broker's session with the controller), so
 # the failover rows measure the bridge rather than the wait for the default timeout.
 broker.session.timeout.ms=6000
@@ -106,8 +110,9 @@ start_kafka_node() { # node
   done
   kafka_node_config "$n"
   local dir=$STATE_DIR/kafka-cluster/$n
-  # 256 MiB of heap each: the three together stay under 1.5 GiB resident (docs/testbed.md).
-  start_process "$name" java -Xms128m -Xmx256m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+  # 384 MiB of heap at most each: the three together stay under 1.5 GiB resident
+  # (docs/testbed.md).
+  start_process "$name" java -Xms128m -Xmx384m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
 }
 
@@ -129,9 +134,12 @@ start_kafka_cluster() {
   wait_for kafka-cluster 120 kafka_cluster_ready
 }
 
+# All three at once: stopped one after the other, the last ones wait for a controller quorum
+# that has gone (a controlled shutdown needs it) until they are killed 30 s later.
 stop_kafka_cluster() {
   local n
-  for n in "${KAFKA_CLUSTER_NODES[@]}"; do stop_kafka_node "$n"; done
+  for n in "${KAFKA_CLUSTER_NODES[@]}"; do stop_kafka_node "$n" & done
+  wait
 }
 
 # One node (service.sh start|stop|restart kafka-cluster/N). A started node is waited for until

@@ -46,6 +46,12 @@ pub enum Fault {
     ClusterRollingRestart,
     /// kill -9 of the node that is the active KRaft controller; started again after a while.
     ClusterControllerKill,
+    /// The dead-letter topic under its `min.insync.replicas` (replication factor 3,
+    /// `min.insync.replicas=3`, one node of the cluster killed) while both directions carry
+    /// poison messages (1 in 50) that need it, on the Kafka cluster: its letters are not
+    /// confirmed, the bridge holds those messages back and writes them once the node is back;
+    /// healthy messages keep flowing.
+    DeadLetterUnderMinIsr,
     /// A HiveMQ CE restart (persistence on), plain subscription.
     HivemqRestart,
     /// The same with a shared subscription.
@@ -53,7 +59,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::KillRuntime,
         Fault::KafkaRestart,
         Fault::MosquittoRestart,
@@ -66,6 +72,7 @@ impl Fault {
         Fault::ClusterLeaderKill,
         Fault::ClusterRollingRestart,
         Fault::ClusterControllerKill,
+        Fault::DeadLetterUnderMinIsr,
         Fault::HivemqRestart,
         Fault::HivemqRestartShared,
     ];
@@ -95,6 +102,7 @@ impl Fault {
                 | Fault::ClusterLeaderKill
                 | Fault::ClusterRollingRestart
                 | Fault::ClusterControllerKill
+                | Fault::DeadLetterUnderMinIsr
                 | Fault::HivemqRestart
                 | Fault::HivemqRestartShared
         )
@@ -105,7 +113,8 @@ impl Fault {
         match self {
             Fault::ClusterLeaderKill
             | Fault::ClusterRollingRestart
-            | Fault::ClusterControllerKill => Brokers::kafka_cluster(),
+            | Fault::ClusterControllerKill
+            | Fault::DeadLetterUnderMinIsr => Brokers::kafka_cluster(),
             Fault::HivemqRestart | Fault::HivemqRestartShared => Brokers::hivemq(),
             _ => Brokers::proxied(),
         }
@@ -127,6 +136,7 @@ impl Fault {
             Fault::ClusterLeaderKill => "cluster-leader-kill9",
             Fault::ClusterRollingRestart => "cluster-rolling-restart",
             Fault::ClusterControllerKill => "cluster-controller-kill9",
+            Fault::DeadLetterUnderMinIsr => "dead-letter-min-isr",
             Fault::HivemqRestart => "hivemq-restart",
             Fault::HivemqRestartShared => "hivemq-restart-shared",
         }
@@ -170,6 +180,11 @@ impl Fault {
                 "Kafka cluster: kill -9 of the active controller, down {} s",
                 secs(plan.node_down)
             ),
+            Fault::DeadLetterUnderMinIsr => format!(
+                "Kafka cluster: dead-letter topic under min.insync.replicas {} s (1 in {} messages needs it)",
+                secs(plan.dead_letter_down),
+                super::POISON_EVERY
+            ),
             Fault::HivemqRestart => "HiveMQ restart (plain subscription)".to_owned(),
             Fault::HivemqRestartShared => "HiveMQ restart (shared subscription)".to_owned(),
         }
@@ -197,14 +212,25 @@ impl Fault {
                     "node {leader} killed (led MQTT → Kafka partition 0, Kafka → MQTT partition(s) {})",
                     if down_led.is_empty() { "none".to_owned() } else { down_led.join(", ") }
                 );
-                kill_and_restart_node(plan, leader).await;
+                kill_and_restart_node(leader, plan.node_down).await;
                 return Injected::nodes(vec![note]);
             }
             Fault::ClusterControllerKill => {
                 let controller = blocking(kafka_cluster::active_controller).await;
-                kill_and_restart_node(plan, controller).await;
+                kill_and_restart_node(controller, plan.node_down).await;
                 return Injected::nodes(vec![format!(
                     "node {controller} (the active controller) killed"
+                )]);
+            }
+            Fault::DeadLetterUnderMinIsr => {
+                // A node that does not lead the dead-letter partition: the topic keeps its
+                // leader and is only short of in-sync replicas.
+                let dead_letters = format!("{name}-dlq");
+                let leader = kafka_cluster::leader_of(&dead_letters, 0);
+                let node = (1..=3).find(|&n| Some(n) != leader).unwrap_or(1);
+                kill_and_restart_node(node, plan.dead_letter_down).await;
+                return Injected::nodes(vec![format!(
+                    "node {node} killed (a follower of the dead-letter partition)"
                 )]);
             }
             Fault::ClusterRollingRestart => {
@@ -280,13 +306,13 @@ impl Injected {
     }
 }
 
-/// kill -9 of one cluster node, `plan.node_down` without it, then started again; returns once
-/// every partition is fully replicated (so the next scenario starts on a whole cluster).
-async fn kill_and_restart_node(plan: &Plan, node: i32) {
+/// kill -9 of one cluster node, `down` without it, then started again; returns once every
+/// partition is fully replicated (so the next scenario starts on a whole cluster).
+async fn kill_and_restart_node(node: i32, down: Duration) {
     let target = format!("kafka-cluster/{node}");
     let killed = target.clone();
     blocking(move || env().service("kill", &killed)).await;
-    tokio::time::sleep(plan.node_down).await;
+    tokio::time::sleep(down).await;
     blocking(move || {
         env().service("start", &target);
         kafka_cluster::wait_fully_replicated(Duration::from_secs(120));

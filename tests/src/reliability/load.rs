@@ -50,6 +50,21 @@ fn padded_payload(seq: u64, padding: usize) -> Vec<u8> {
     format!("{{\"seq\":{seq},\"device\":\"dev-{device}\",\"pad\":\"{pad}\"}}").into_bytes()
 }
 
+/// Whether message `seq` is one of the load's poison messages (see [`MqttSender::start`] and
+/// [`KafkaSender::start`]).
+fn is_poison(seq: u64, poison_every: u64) -> bool {
+    poison_every > 0 && seq % poison_every == poison_every - 1
+}
+
+/// The sequence number of an MQTT → Kafka poison message (`poison <seq>`).
+pub fn poison_seq(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload)
+        .ok()?
+        .strip_prefix("poison ")?
+        .parse()
+        .ok()
+}
+
 /// Messages due by now at `rate` per second since `start`.
 fn due(start: Instant, rate: u32) -> u64 {
     (start.elapsed().as_secs_f64() * f64::from(rate)) as u64
@@ -73,12 +88,25 @@ pub struct MqttSender {
 }
 
 impl MqttSender {
-    pub fn start(ns: &str, brokers: &Brokers, rate: u32, padding: usize) -> Self {
+    /// `poison_every`: every that many-th message (0: none) is `poison <seq>`, not JSON, which
+    /// a route rendering a JSON field cannot turn into a record: it goes to the dead-letter
+    /// topic.
+    pub fn start(
+        ns: &str,
+        brokers: &Brokers,
+        rate: u32,
+        padding: usize,
+        poison_every: u64,
+    ) -> Self {
         let mut opts = mqtt_options(&format!("{ns}-load-pub"), brokers);
         // A persistent session: rumqttc sends the unconfirmed publishes again only when the
         // broker resumes it (it drops them on a clean one).
         opts.set_outgoing_inflight_upper_limit(1000);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        // No request queue (capacity 0): rumqttc 0.25 moves queued publishes into its resend
+        // list when a connection drops, gives them packet ids there that can collide with the
+        // in-flight ones it resends, and keeps one collided publish only: with HiveMQ's receive
+        // maximum of 10, a restart lost up to 634 publishes this way, never sent again.
+        let (client, mut eventloop) = AsyncClient::new(opts, 0);
         let counts = Counts::default();
         let confirmed = counts.confirmed.clone();
         let poller = tokio::spawn(async move {
@@ -102,8 +130,13 @@ impl MqttSender {
                 let mut seq = sent.load(Ordering::SeqCst);
                 while seq < due(start, rate) && !stopping.load(Ordering::SeqCst) {
                     let topic = format!("{ns}/up/dev-{}", seq % 10);
+                    let payload = if is_poison(seq, poison_every) {
+                        format!("poison {seq}").into_bytes()
+                    } else {
+                        padded_payload(seq, padding)
+                    };
                     if client
-                        .publish(topic, QoS::AtLeastOnce, false, padded_payload(seq, padding))
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
                         .await
                         .is_err()
                     {
@@ -156,6 +189,25 @@ pub struct KafkaReceiver {
 
 impl KafkaReceiver {
     pub fn start(ns: &str, topic: &str, brokers: &Brokers) -> Self {
+        let tally = Tally::default();
+        let sink = tally.clone();
+        let mut receiver = Self::start_with(ns, topic, brokers, move |payload, at| {
+            if let Some(seq) = seq_of(payload) {
+                sink.record(seq, at);
+            }
+        });
+        receiver.tally = tally;
+        receiver
+    }
+
+    /// Reads `topic` as [`KafkaReceiver::start`] does, handing every record's value to `sink`
+    /// (its own `tally` stays empty).
+    pub fn start_with(
+        ns: &str,
+        topic: &str,
+        brokers: &Brokers,
+        sink: impl Fn(&[u8], Instant) + Send + 'static,
+    ) -> Self {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers.kafka_bootstrap)
             .set("group.id", format!("{ns}-load-reader"))
@@ -175,20 +227,17 @@ impl KafkaReceiver {
         consumer
             .assign(&partitions)
             .expect("assign the load consumer");
-        let tally = Tally::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (sink, stopping) = (tally.clone(), stop.clone());
+        let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    if let Some(seq) = m.payload().and_then(seq_of) {
-                        sink.record(seq, Instant::now());
-                    }
+                    sink(m.payload().unwrap_or_default(), Instant::now());
                 }
             }
         });
         Self {
-            tally,
+            tally: Tally::default(),
             stop,
             thread: Some(thread),
         }
@@ -219,7 +268,9 @@ impl ProducerContext for Confirmations {
 }
 
 /// Produces `{"seq":N}` keyed `dev-<N mod 10>` to `topic` at `rate` per second until
-/// stopped; idempotent, and never giving up on a record.
+/// stopped; idempotent, and never giving up on a record. Every `poison_every`-th record (0:
+/// none) is keyed `dev+<N>`, which a route publishing to `.../${.key}` cannot turn into a topic
+/// name (a wildcard): it goes to the dead-letter topic.
 pub struct KafkaSender {
     pub counts: Counts,
     stop: Arc<AtomicBool>,
@@ -227,7 +278,7 @@ pub struct KafkaSender {
 }
 
 impl KafkaSender {
-    pub fn start(topic: &str, brokers: &Brokers, rate: u32) -> Self {
+    pub fn start(topic: &str, brokers: &Brokers, rate: u32, poison_every: u64) -> Self {
         let counts = Counts::default();
         let producer: BaseProducer<Confirmations> = ClientConfig::new()
             .set("bootstrap.servers", &brokers.kafka_bootstrap)
@@ -243,7 +294,11 @@ impl KafkaSender {
             let mut seq = 0u64;
             while !stopping.load(Ordering::SeqCst) {
                 while seq < due(start, rate) && !stopping.load(Ordering::SeqCst) {
-                    let key = format!("dev-{}", seq % 10);
+                    let key = if is_poison(seq, poison_every) {
+                        format!("dev+{seq}")
+                    } else {
+                        format!("dev-{}", seq % 10)
+                    };
                     let value = payload(seq);
                     let record = BaseRecord::to(&topic).key(&key).payload(&value);
                     match producer.send(record) {

@@ -8,6 +8,7 @@ mod faults;
 mod load;
 mod report;
 mod tally;
+mod topics;
 pub mod toxiproxy;
 
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ pub use faults::Fault;
 pub use report::{markdown, to_json, Row};
 
 use crate::bridge::Bridge;
-use crate::{kafka, unique};
+use crate::unique;
 use load::{KafkaReceiver, KafkaSender, MqttReceiver, MqttSender};
 
 /// How hard and how long.
@@ -37,6 +38,9 @@ pub struct Plan {
     pub stuck: Duration,
     /// How long a killed Kafka cluster node stays down.
     pub node_down: Duration,
+    /// How long the dead-letter topic stays under its minimum of in-sync replicas: longer
+    /// than the 15 s in which the bridge expects a letter confirmed.
+    pub dead_letter_down: Duration,
     /// Load before and after each fault.
     pub settle: Duration,
 }
@@ -46,6 +50,9 @@ pub struct Plan {
 /// [`Fault::StuckProducer`]).
 pub const STUCK_RATE: u32 = 5;
 pub const STUCK_PADDING: usize = 100 * 1024;
+
+/// In the dead-letter row, 1 message in this many each way needs the dead-letter topic.
+pub const POISON_EVERY: u64 = 50;
 
 impl Plan {
     /// What `make reliability` runs (about 6 minutes).
@@ -61,6 +68,7 @@ impl Plan {
             pause: Duration::from_secs(20),
             stuck: Duration::from_secs(60),
             node_down: Duration::from_secs(30),
+            dead_letter_down: Duration::from_secs(60),
             settle: Duration::from_secs(5),
         }
     }
@@ -78,6 +86,7 @@ impl Plan {
             pause: Duration::from_secs(5),
             stuck: Duration::from_secs(60),
             node_down: Duration::from_secs(10),
+            dead_letter_down: Duration::from_secs(30),
             settle: Duration::from_secs(3),
         }
     }
@@ -107,21 +116,61 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     let ns = unique(&format!("rel-{}", fault.slug()));
     let (up_topic, down_topic) = (format!("{ns}-up"), format!("{ns}-down"));
     let brokers = fault.brokers();
-    for topic in [&up_topic, &down_topic] {
-        kafka::create_topic_on(&brokers.kafka_bootstrap, topic, 3, brokers.replicas, &[]).await;
+    let dead_letters = (fault == Fault::DeadLetterUnderMinIsr).then(|| format!("{ns}-dlq"));
+    let mut wanted = vec![
+        topics::Topic {
+            name: &up_topic,
+            partitions: 3,
+            config: &[],
+        },
+        topics::Topic {
+            name: &down_topic,
+            partitions: 3,
+            config: &[],
+        },
+    ];
+    if let Some(dlq) = &dead_letters {
+        // Every replica must be in sync: one node down puts it under its minimum.
+        wanted.push(topics::Topic {
+            name: dlq,
+            partitions: 1,
+            config: &[("min.insync.replicas", "3")],
+        });
     }
-    let config = bridge_config(&ns, &brokers, fault.shared_subscription());
+    let _operator = topics::create(&ns, &brokers, &wanted).await;
+    let config = bridge_config(
+        &ns,
+        &brokers,
+        fault.shared_subscription(),
+        dead_letters.as_deref(),
+    );
     let mut bridge = Bridge::start(&ns, &config);
     faults::wait_ready(&mut bridge);
 
     let up_received = KafkaReceiver::start(&ns, &up_topic, &brokers);
     let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#"), &brokers).await;
-    let mut up_sent = if fault == Fault::StuckProducer {
-        MqttSender::start(&ns, &brokers, STUCK_RATE, STUCK_PADDING)
+    // The letters count as delivered (the promise: the topic or the dead-letter topic).
+    let _letters = dead_letters.as_deref().map(|dlq| {
+        let (up, down) = (up_received.tally.clone(), down_received.tally.clone());
+        KafkaReceiver::start_with(&format!("{ns}-dlq"), dlq, &brokers, move |value, at| {
+            if let Some(seq) = load::poison_seq(value) {
+                up.record(seq, at);
+            } else if let Some(seq) = tally::seq_of(value) {
+                down.record(seq, at);
+            }
+        })
+    });
+    let poison_every = if dead_letters.is_some() {
+        POISON_EVERY
     } else {
-        MqttSender::start(&ns, &brokers, plan.rate, 0)
+        0
     };
-    let mut down_sent = KafkaSender::start(&down_topic, &brokers, plan.rate);
+    let mut up_sent = if fault == Fault::StuckProducer {
+        MqttSender::start(&ns, &brokers, STUCK_RATE, STUCK_PADDING, 0)
+    } else {
+        MqttSender::start(&ns, &brokers, plan.rate, 0, poison_every)
+    };
+    let mut down_sent = KafkaSender::start(&down_topic, &brokers, plan.rate, poison_every);
 
     tokio::time::sleep(plan.settle).await;
     let fault_started = Instant::now();
@@ -146,6 +195,9 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     toxiproxy::reset();
     let producers_replaced = (fault == Fault::StuckProducer)
         .then(|| bridge.metrics().sum("mkb_kafka_producers_replaced_total") as u64);
+    let dead_letter_failures = dead_letters
+        .is_some()
+        .then(|| bridge.metrics().sum("mkb_dead_letter_write_failures_total") as u64);
 
     let description = fault.describe(plan);
     let row = |direction: &str, sent: u64, confirmed: u64, tally: &tally::Tally, before: u64| {
@@ -171,6 +223,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
             recovery_seconds: tally.caught_up_after(before, cleared),
             in_flight_at_kills: injected.in_flight_at_kills.clone(),
             producers_replaced,
+            dead_letters: dead_letter_failures.map(|failures| (sent / poison_every, failures)),
             nodes_killed: injected.nodes.clone(),
             longest_pause_seconds: fault
                 .broker_fault()
@@ -195,8 +248,14 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     ]
 }
 
-/// One route each way, to `brokers` as the bridge reaches them.
-fn bridge_config(ns: &str, brokers: &Brokers, shared: bool) -> String {
+/// One route each way, to `brokers` as the bridge reaches them. With a dead-letter topic, the
+/// MQTT → Kafka key comes from the payload's `device` field, so a payload that is not JSON
+/// (the load's poison) needs the dead-letter topic.
+fn bridge_config(ns: &str, brokers: &Brokers, shared: bool, dead_letters: Option<&str>) -> String {
+    let (dlq, key) = match dead_letters {
+        Some(topic) => (format!("\n  deadLetterTopic: {topic}"), "${payload.device}"),
+        None => (String::new(), "${topic[2]}"),
+    };
     format!(
         "bridgeName: {ns}
 mqtt:
@@ -204,13 +263,13 @@ mqtt:
   protocolVersion: \"5\"
   keepAliveSeconds: 10
 kafka:
-  bootstrapServers: {kafka}
+  bootstrapServers: {kafka}{dlq}
 delivery:
   shutdownGracePeriodSeconds: 10
 mqttToKafka:
   - name: up
     mqtt: {{topicFilters: [\"{ns}/up/+\"], shared: {shared}}}
-    kafka: {{topic: {ns}-up, key: \"${{topic[2]}}\"}}
+    kafka: {{topic: {ns}-up, key: \"{key}\"}}
 kafkaToMqtt:
   - name: down
     kafka: {{topics: [{ns}-down], autoOffsetReset: earliest}}

@@ -27,6 +27,10 @@ pub struct Row {
     /// For the Kafka cluster's faults: the nodes stopped or killed, in order (which one led
     /// what is in the fault's description).
     pub nodes_killed: Vec<String>,
+    /// For the dead-letter row: the poison messages sent this way (each must reach the
+    /// dead-letter topic), and the letters the topic did not take at first (all of them,
+    /// both ways: `mkb_dead_letter_write_failures_total`).
+    pub dead_letters: Option<(u64, u64)>,
     /// For the brokers' faults: the longest time, from the fault's start until the load
     /// stopped, in which nothing new arrived (the fail-over as users see it).
     pub longest_pause_seconds: Option<f64>,
@@ -39,6 +43,11 @@ impl Row {
             return format!("producer replaced {n} time(s)");
         }
         let mut notes = self.nodes_killed.clone();
+        if let Some((poison, failures)) = self.dead_letters {
+            notes.push(format!(
+                "{poison} to the dead-letter topic; {failures} letter write(s) failed and were held back"
+            ));
+        }
         if let Some(pause) = self.longest_pause_seconds {
             notes.push(format!("delivery paused at most {pause:.1} s"));
         }
@@ -87,6 +96,7 @@ pub fn to_json(rows: &[Row]) -> serde_json::Value {
                 "in_flight_at_kills": r.in_flight_at_kills,
                 "producers_replaced": r.producers_replaced,
                 "nodes_killed": r.nodes_killed,
+                "dead_letters": r.dead_letters,
                 "longest_pause_seconds": r.longest_pause_seconds,
             })
         })
@@ -112,6 +122,7 @@ mod tests {
             in_flight_at_kills: vec![3, 1],
             producers_replaced: None,
             nodes_killed: Vec::new(),
+            dead_letters: None,
             longest_pause_seconds: None,
         };
         let table = markdown(std::slice::from_ref(&row));

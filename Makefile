@@ -46,7 +46,7 @@ images: ## Build the bridge-runtime and mkb-operator images (buildah, no Docker 
 	scripts/images.sh
 
 .PHONY: testbed
-testbed: ## Install what is missing and start Mosquitto, Kafka and a Kubernetes control plane on 127.0.0.1.
+testbed: ## Install what is missing and start Mosquitto, Kafka (one broker and a three-broker cluster), HiveMQ CE and a Kubernetes control plane on 127.0.0.1.
 	tests/testbed/up.sh
 
 .PHONY: testbed-down

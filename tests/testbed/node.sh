@@ -21,7 +21,7 @@ ctr_tb() { "$BIN_DIR/ctr" --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"
 pod_network_up() { ip -4 addr show dev "$POD_BRIDGE" 2>/dev/null | grep -q "inet $POD_GATEWAY/"; }
 
 start_pod_network() {
-  [ "$(id -u)" -eq 0 ] || die "the real node needs root (containerd, the kubelet and the pod network change the host); without it: tests/testbed/up.sh mosquitto kafka toxiproxy kubernetes"
+  [ "$(id -u)" -eq 0 ] || die "the real node needs root (containerd, the kubelet and the pod network change the host); without it: tests/testbed/up.sh mosquitto kafka kafka-cluster hivemq toxiproxy kubernetes"
   pod_egress_rule
   pod_network_up && return 0
   ip link show "$POD_BRIDGE" >/dev/null 2>&1 || ip link add "$POD_BRIDGE" type bridge

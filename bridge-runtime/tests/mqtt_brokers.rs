@@ -14,7 +14,7 @@ use common::brokers::*;
 use common::*;
 use testbed::bridge::Bridge;
 use testbed::mqtt::Publisher;
-use testbed::{kafka, unique};
+use testbed::{env, kafka, unique};
 
 /// Publishes smart-lock states `first..first+count` (10 devices) in the background, pausing
 /// now and then so a kill lands mid-stream.
@@ -230,6 +230,76 @@ async fn session_kept_while_stopped(broker: Broker) {
     bridge.wait_ready(SHORT);
     let records = wait_for_distinct(&state, 300, LONG).await;
     assert_eq!(distinct_and_duplicates(&records), (300, 0), "{broker:?}");
+}
+
+/// HiveMQ's TLS listener (the test CA's server certificate): the bridge moves messages both
+/// ways over `mqtts://` with the CA it is given, and does not connect with a CA that did not
+/// sign the certificate. (Mosquitto's TLS is in mqtt_tls.rs.)
+#[tokio::test(flavor = "multi_thread")]
+async fn hivemq_over_tls() {
+    let ns = unique("brokers-tls");
+    let (state, cmd) = topics(&ns).await;
+    let tls = |ca: &str| {
+        let dir = env().tls_dir.display().to_string();
+        config(Broker::Hivemq, &ns, true, None).replacen(
+            &format!("  url: {}\n", env().hivemq_url),
+            &format!(
+                "  url: {}\n  tls:\n    ca: {{file: {dir}/{ca}}}\n",
+                env().hivemq_tls_url
+            ),
+            1,
+        )
+    };
+    let mut bridge = Bridge::start(&ns, &tls("ca.crt"));
+    bridge.wait_ready(SHORT);
+    let subscriber = Broker::Hivemq
+        .subscriber(&format!("{ns}/devices/+/command"))
+        .await;
+    let publisher = Broker::Hivemq.publisher().await;
+    publish_lock_states(&publisher, &ns, 10, 100).await;
+    publisher.wait_acked(100, SHORT).await;
+    produce_commands(&cmd, 10, 0, 100).await;
+    let records = wait_for_distinct(&state, 100, LONG).await;
+    assert_eq!(
+        distinct_and_duplicates(&records),
+        (100, 0),
+        "MQTT → Kafka over TLS"
+    );
+    let commands = wait_for_distinct_commands(&subscriber, 100, LONG).await;
+    assert_eq!(
+        distinct_commands(&commands),
+        (100, 0),
+        "Kafka → MQTT over TLS"
+    );
+    assert!(bridge.terminate(SHORT).success(), "SIGTERM: exit 0");
+
+    let untrusted = unique("brokers-tls-untrusted");
+    let wrong_ca = tls("other/ca.crt").replace(
+        &format!("bridgeName: {ns}"),
+        &format!("bridgeName: {untrusted}"),
+    );
+    let bridge = Bridge::start(&untrusted, &wrong_ca);
+    let log = testbed::wait_until("the bridge to log UnknownIssuer", SHORT, || {
+        let log = bridge.process.log_text();
+        log.contains("UnknownIssuer").then_some(log)
+    });
+    let line = log
+        .lines()
+        .find(|l| l.contains("UnknownIssuer"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&env().hivemq_tls_url),
+        "the endpoint is named: {line}"
+    );
+    let (code, body) = testbed::bridge::http_get(bridge.http, "/readyz").expect("/readyz answers");
+    assert_eq!(
+        code, 503,
+        "not ready with an untrusted server certificate: {body}"
+    );
+    assert!(
+        body.contains("UnknownIssuer"),
+        "the cause is the readiness reason: {body}"
+    );
 }
 
 on_both_brokers!(

@@ -36,7 +36,9 @@ if ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
   "$venv/bin/pip" install --quiet "matplotlib>=3.8,<4"
 fi
 cargo build --release --locked -p bridge-runtime -p mkb-operator -p mkb-bench
-tests/testbed/up.sh
+# The brokers and the control plane the benchmark measures against; not the Kafka cluster or
+# HiveMQ, whose JVMs would take CPU from what is measured.
+tests/testbed/up.sh mosquitto kafka kubernetes
 mkdir -p "$out"
 # mkb-bench's own --out defaults to bench/results too; an --out in the arguments reaches it.
 "${CARGO_TARGET_DIR:-target}/release/mkb-bench" --peer "$peer" "$@"

@@ -18,7 +18,7 @@ DEPLOYMENT=$RELEASE-mqtt-kafka-bridge-operator
 mkdir -p target/demo
 
 say "Starting the test bed: brokers, control plane and the real node (the first run builds them)"
-tests/testbed/up.sh
+tests/testbed/up.sh mosquitto kafka kubernetes node
 set -a; . target/testbed/env; set +a
 export PATH="$TESTBED_BIN:$PATH"
 export KUBECONFIG

@@ -2,35 +2,38 @@
 # bed's second MQTT broker. Sourced after lib.sh and services.sh; start is idempotent.
 
 HIVEMQ_HOME=$CACHE_DIR/hivemq-$HIVEMQ_VERSION
-HIVEMQ_PORT=${MKB_HIVEMQ_PORT:-21885}
-HIVEMQ_TLS_PORT=${MKB_HIVEMQ_TLS_PORT:-21886}
-
-# The keystore's password: random, made once per state directory, kept beside HiveMQ's data.
-hivemq_keystore_password() {
-  local file=$STATE_DIR/hivemq/keystore-password
-  if [ ! -s "$file" ]; then
-    mkdir -p "$STATE_DIR/hivemq"
-    head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file"
-  fi
-  cat "$file"
-}
+HIVEMQ_PASSWORD_FILE=$STATE_DIR/hivemq/keystore-password
 
 # HiveMQ reads keys only from a Java keystore: the test bed's server certificate (with its CA)
-# as PKCS12, which Java opens as the JKS HiveMQ asks for. Made again when the PEM files are newer.
+# as PKCS12, which Java opens as the JKS HiveMQ asks for. Made again when the PEM files or the
+# password are newer. The password (random, made once per state directory) is read from its
+# file, never put on a command line.
 hivemq_keystore() {
   local keystore=$STATE_DIR/hivemq/server.p12
-  if [ ! -s "$keystore" ] || [ "$TLS_DIR/server.crt" -nt "$keystore" ]; then
+  random_secret "$HIVEMQ_PASSWORD_FILE" >/dev/null
+  if [ ! -s "$keystore" ] || [ "$TLS_DIR/server.crt" -nt "$keystore" ] || [ "$HIVEMQ_PASSWORD_FILE" -nt "$keystore" ]; then
     openssl pkcs12 -export -name server -in "$TLS_DIR/server.crt" -inkey "$TLS_DIR/server.key" \
-      -certfile "$TLS_DIR/ca.crt" -passout "pass:$(hivemq_keystore_password)" -out "$keystore.tmp" \
+      -certfile "$TLS_DIR/ca.crt" -passout "file:$HIVEMQ_PASSWORD_FILE" -out "$keystore.tmp" \
       || die "making HiveMQ's keystore failed"
     mv "$keystore.tmp" "$keystore"
   fi
 }
 
+# The build a running HiveMQ was started from (install-hivemq.sh's sum): one started from an
+# older build is restarted, so a changed test-bed main takes effect.
+hivemq_build() { cat "$HIVEMQ_HOME/.complete" 2>/dev/null || true; }
+
 hivemq_ready() { port_open "$HIVEMQ_PORT" && port_open "$HIVEMQ_TLS_PORT"; }
 
 start_hivemq() {
-  is_running hivemq testbed.HiveMqMain && return 0
+  if is_running hivemq testbed.HiveMqMain; then
+    if [ "$(cat "$STATE_DIR/hivemq/running-build" 2>/dev/null)" = "$(hivemq_build)" ]; then
+      wait_for hivemq 90 hivemq_ready
+      return 0
+    fi
+    log "HiveMQ runs an older build of tests/testbed/hivemq; restarting it"
+    stop_hivemq
+  fi
   local port
   for port in "$HIVEMQ_PORT" "$HIVEMQ_TLS_PORT"; do
     port_open "$port" && die "port $port is taken by another program; set MKB_HIVEMQ_PORT / MKB_HIVEMQ_TLS_PORT"
@@ -57,7 +60,8 @@ start_hivemq() {
   # HiveMQ's defaults, which the bridge must cope with. Anonymous usage statistics are off:
   # they are HiveMQ CE's only call home (https://analytics.hivemq.com), and nothing here may
   # dial out. CE has no update check.
-  cat >"$dir/conf/config.xml" <<CONF
+  # It holds the keystore's password: readable by its owner only.
+  (umask 077 && cat >"$dir/conf/config.xml") <<CONF
 <?xml version="1.0"?>
 <hivemq>
   <listeners>
@@ -74,8 +78,8 @@ start_hivemq() {
       <tls>
         <keystore>
           <path>$dir/server.p12</path>
-          <password>$(hivemq_keystore_password)</password>
-          <private-key-password>$(hivemq_keystore_password)</private-key-password>
+          <password>$(cat "$HIVEMQ_PASSWORD_FILE")</password>
+          <private-key-password>$(cat "$HIVEMQ_PASSWORD_FILE")</private-key-password>
         </keystore>
         <client-authentication-mode>NONE</client-authentication-mode>
       </tls>
@@ -111,6 +115,7 @@ CONF
   # RocksDB and JNA unpack their native libraries into the temporary directory: the state
   # directory's, so a killed broker leaves nothing behind in /tmp.
   mkdir -p "$dir/tmp"
+  hivemq_build >"$dir/running-build"
   start_process hivemq java -Xms64m -Xmx384m -XX:+UseSerialGC -Djava.awt.headless=true \
     -Djava.io.tmpdir="$dir/tmp" -Djna.tmpdir="$dir/tmp" \
     -cp "$HIVEMQ_HOME/libs/*" testbed.HiveMqMain "$dir/conf" "$dir/data" "$dir/extensions"

@@ -17,12 +17,16 @@ if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$sum" ]; then
   exit 0
 fi
 log "building HiveMQ Community Edition $HIVEMQ_VERSION (embedded) from Maven Central"
-rm -rf "$dir/.complete" "$dir/build" "$dir/libs"
+rm -rf "$dir/build" "$dir/libs.new"
 mkdir -p "$dir/build"
-# Built from a copy, so Maven's target/ stays out of the checkout.
+# Built from a copy, so Maven's target/ stays out of the checkout; into libs.new, swapped in at
+# the end, so a HiveMQ running from libs/ is not pulled from under (start_hivemq restarts it
+# on the new build).
 cp -r "$src/pom.xml" "$src/src" "$dir/build/"
 mvn -B -q -f "$dir/build/pom.xml" -Dmaven.repo.local="$CACHE_DIR/m2" -Dhivemq.version="$HIVEMQ_VERSION" \
-  package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs"
-cp "$dir/build/target/testbed-hivemq-1.jar" "$dir/libs/"
-rm -rf "$dir/build"
+  package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir/libs.new"
+cp "$dir/build/target/testbed-hivemq-1.jar" "$dir/libs.new/"
+rm -rf "$dir/build" "$dir/libs.old"
+[ ! -d "$dir/libs" ] || mv "$dir/libs" "$dir/libs.old"
+mv "$dir/libs.new" "$dir/libs"
 printf '%s\n' "$sum" >"$dir/.complete"

@@ -55,6 +55,9 @@ KAFKA_PROXY_PORT=${MKB_KAFKA_PROXY_PORT:-29099}
 # The three-broker cluster (kafka-cluster.sh): node N listens on the base port + N (1-3).
 KAFKA_CLUSTER_PORT=${MKB_KAFKA_CLUSTER_PORT:-29110}
 KAFKA_CLUSTER_CONTROLLER_PORT=${MKB_KAFKA_CLUSTER_CONTROLLER_PORT:-29120}
+# HiveMQ CE (hivemq.sh), plain and TLS.
+HIVEMQ_PORT=${MKB_HIVEMQ_PORT:-21885}
+HIVEMQ_TLS_PORT=${MKB_HIVEMQ_TLS_PORT:-21886}
 
 # The real node (node.sh): pods on a bridge network; the host is its gateway, where Mosquitto
 # and Kafka listen too (Kafka on a port of its own: a listener per port) and the kubelet serves.
@@ -98,6 +101,16 @@ start_process() { # name command...
   mkdir -p "$PID_DIR" "$LOG_DIR"
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
+}
+
+# A random secret kept in `file` (made once, readable by its owner only); prints it.
+random_secret() { # file
+  local file=$1
+  if [ ! -s "$file" ]; then
+    mkdir -p "$(dirname "$file")"
+    (umask 077 && head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
 }
 
 # Waits until a command succeeds, up to a deadline; on timeout shows the service's log.

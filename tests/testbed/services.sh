@@ -50,16 +50,25 @@ kafka_java() {
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
+# Kafka's logging: warnings, and the broker's own INFO lines, to stdout (its log file).
+kafka_log4j_config() {
+  cat <<CONF
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.server.name = org.apache.kafka.server
+logger.server.level = INFO
+CONF
+}
+
 # The SASL user's password: random, made once per state directory, kept beside Kafka's data.
 KAFKA_SASL_USER=bridge
-kafka_sasl_password() {
-  local file=$STATE_DIR/kafka/sasl-password
-  if [ ! -s "$file" ]; then
-    mkdir -p "$STATE_DIR/kafka"
-    head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file"
-  fi
-  cat "$file"
-}
+kafka_sasl_password() { random_secret "$STATE_DIR/kafka/sasl-password"; }
 
 # SCRAM credentials live in Kafka's metadata, so they are added once per data directory
 # (and again when the password changed).
@@ -97,18 +106,7 @@ start_kafka() {
     pods_advertised=",PODS://$POD_GATEWAY:$KAFKA_POD_PORT"
     pods_protocol=",PODS:PLAINTEXT"
   fi
-  cat >"$dir/log4j2.properties" <<CONF
-rootLogger.level = WARN
-rootLogger.appenderRef.stdout.ref = STDOUT
-appender.stdout.type = Console
-appender.stdout.name = STDOUT
-appender.stdout.layout.type = PatternLayout
-appender.stdout.layout.pattern = [%d] %p %m (%c)%n
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.server.name = org.apache.kafka.server
-logger.server.level = INFO
-CONF
+  kafka_log4j_config >"$dir/log4j2.properties"
   cat >"$dir/server.properties" <<CONF
 process.roles=broker,controller
 node.id=1

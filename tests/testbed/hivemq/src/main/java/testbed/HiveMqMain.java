@@ -4,6 +4,8 @@ import com.hivemq.embedded.EmbeddedExtension;
 import com.hivemq.embedded.EmbeddedHiveMQ;
 import com.hivemq.extension.sdk.api.ExtensionMain;
 import com.hivemq.extension.sdk.api.auth.SimpleAuthenticator;
+import com.hivemq.extension.sdk.api.interceptor.publish.PublishInboundInterceptor;
+import com.hivemq.extension.sdk.api.packets.publish.AckReasonCode;
 import com.hivemq.extension.sdk.api.parameter.ExtensionStartInput;
 import com.hivemq.extension.sdk.api.parameter.ExtensionStartOutput;
 import com.hivemq.extension.sdk.api.parameter.ExtensionStopInput;
@@ -11,6 +13,7 @@ import com.hivemq.extension.sdk.api.parameter.ExtensionStopOutput;
 import com.hivemq.extension.sdk.api.services.Services;
 
 import java.nio.file.Files;
+import java.util.Arrays;
 import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -80,17 +83,22 @@ public final class HiveMqMain {
         return Path.of(value).toAbsolutePath();
     }
 
+    /** A topic level that makes HiveMQ refuse the PUBLISH, as an authorisation extension would. */
+    private static final String REFUSED_LEVEL = "refused";
+
     /**
      * Every client may connect, with any client id and without credentials, and may publish
      * and subscribe to anything: the tests need an open broker, as Mosquitto's
      * allow_anonymous. (Embedded HiveMQ allows unauthenticated clients already; saying it
-     * here keeps the test bed independent of that default.)
+     * here keeps the test bed independent of that default.) The one exception, for the tests of
+     * MQTT 5 reason codes: a PUBLISH to a topic with a level "refused" is answered with 0x87
+     * (not authorized) and delivered to nobody, as an ACL of Mosquitto does.
      */
     private static EmbeddedExtension allowAllExtension() {
         final SimpleAuthenticator allowAll = (input, output) -> output.authenticateSuccessfully();
         return EmbeddedExtension.builder()
                 .withId("testbed-allow-all")
-                .withName("Test bed: allow all clients")
+                .withName("Test bed: allow all clients, refuse topics with a level 'refused'")
                 .withVersion("1")
                 .withAuthor("mqtt-kafka-bridge test bed")
                 .withPriority(0)
@@ -99,6 +107,15 @@ public final class HiveMqMain {
                     @Override
                     public void extensionStart(final ExtensionStartInput in, final ExtensionStartOutput out) {
                         Services.securityRegistry().setAuthenticatorProvider(providerInput -> allowAll);
+                        final PublishInboundInterceptor refuse = (publishIn, publishOut) -> {
+                            final String topic = publishIn.getPublishPacket().getTopic();
+                            if (Arrays.asList(topic.split("/", -1)).contains(REFUSED_LEVEL)) {
+                                publishOut.preventPublishDelivery(AckReasonCode.NOT_AUTHORIZED,
+                                        "refused by the test bed");
+                            }
+                        };
+                        Services.initializerRegistry().setClientInitializer(
+                                (initIn, client) -> client.addPublishInboundInterceptor(refuse));
                     }
 
                     @Override

@@ -18,7 +18,8 @@ fn config() -> ClientConfig {
     config_for(&env().kafka_bootstrap)
 }
 
-fn config_for(bootstrap: &str) -> ClientConfig {
+/// A client configuration for the Kafka at `bootstrap`.
+pub fn config_for(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     config
@@ -74,6 +75,15 @@ pub async fn create_topic_with_config(name: &str, partitions: i32, topic_config:
     create_topic_on(bootstrap, name, partitions, 1, topic_config).await;
 }
 
+/// Deletes topics on the Kafka at `bootstrap` (errors ignored: a clean-up).
+pub async fn delete_topics_on(bootstrap: &str, names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> =
+        config_for(bootstrap).create().expect("admin client");
+    let _ = admin
+        .delete_topics(names, &AdminOptions::new().operation_timeout(Some(TIMEOUT)))
+        .await;
+}
+
 /// Creates a topic on the Kafka at `bootstrap` (the test bed's broker or its three-broker
 /// cluster) with `replicas` replicas each, and waits until its metadata shows every partition.
 pub async fn create_topic_on(
@@ -103,7 +113,7 @@ pub async fn create_topic_on(
 }
 
 /// Waits until the topic's metadata shows `partitions` partitions.
-async fn wait_for_partitions(bootstrap: &str, name: &str, partitions: usize) {
+pub async fn wait_for_partitions(bootstrap: &str, name: &str, partitions: usize) {
     let (bootstrap, name) = (bootstrap.to_owned(), name.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config_for(&bootstrap).create().expect("consumer");

@@ -4,13 +4,11 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
-use crate::env;
+use crate::{env, kafka};
 
 fn metadata_consumer() -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", &env().kafka_cluster_bootstrap)
+    kafka::config_for(&env().kafka_cluster_bootstrap)
         .create()
         .expect("cluster metadata client")
 }
@@ -55,6 +53,7 @@ pub fn wait_fully_replicated(timeout: Duration) {
 pub fn active_controller() -> i32 {
     let env = env();
     let output = std::process::Command::new("java")
+        .arg("-Xmx128m")
         .arg("-cp")
         .arg(env.kafka_home.join("libs/*"))
         .arg("org.apache.kafka.tools.MetadataQuorumCommand")

@@ -15,6 +15,8 @@ pub struct Brokers {
     pub bridge_kafka_bootstrap: String,
     /// The bridge's topics' replication factor.
     pub replicas: i32,
+    /// Whether the operator creates the topics (see `topics.rs`), rather than the harness.
+    pub topics_by_operator: bool,
 }
 
 impl Brokers {
@@ -28,6 +30,7 @@ impl Brokers {
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             bridge_kafka_bootstrap: env.kafka_proxied_bootstrap.clone(),
             replicas: 1,
+            topics_by_operator: false,
         }
     }
 
@@ -42,6 +45,7 @@ impl Brokers {
             kafka_bootstrap: env.kafka_cluster_bootstrap.clone(),
             bridge_kafka_bootstrap: env.kafka_cluster_bootstrap.clone(),
             replicas: 3,
+            topics_by_operator: true,
         }
     }
 
@@ -55,6 +59,7 @@ impl Brokers {
             kafka_bootstrap: env.kafka_bootstrap.clone(),
             bridge_kafka_bootstrap: env.kafka_bootstrap.clone(),
             replicas: 1,
+            topics_by_operator: false,
         }
     }
 }

@@ -37,8 +37,8 @@ pub enum Fault {
     /// watchdog replaces the producer; the records go through once the toxic is removed.
     StuckProducer,
     /// kill -9 of the Kafka cluster node that leads partition 0 of the bridge's MQTT → Kafka
-    /// topic (it leads a partition of the Kafka → MQTT topic too: three partitions each,
-    /// spread over three nodes); started again after a while.
+    /// topic (usually a partition of the Kafka → MQTT topic too: the notes say which);
+    /// started again after a while.
     ClusterLeaderKill,
     /// Each node of the cluster stopped (SIGTERM, a controlled shutdown) and started in turn,
     /// the next only once every partition is fully replicated again, as Strimzi rolls a
@@ -202,12 +202,17 @@ impl Fault {
             Fault::ClusterLeaderKill => {
                 let up_topic = format!("{name}-up");
                 let down_topic = format!("{name}-down");
-                let leader = kafka_cluster::leader_of(&up_topic, 0)
-                    .unwrap_or_else(|| panic!("{up_topic} partition 0 has no leader"));
-                let down_led: Vec<String> = (0..3)
-                    .filter(|&p| kafka_cluster::leader_of(&down_topic, p) == Some(leader))
-                    .map(|p| p.to_string())
-                    .collect();
+                // Metadata requests block: off the load's tasks.
+                let (leader, down_led) = blocking(move || {
+                    let leader = kafka_cluster::leader_of(&up_topic, 0)
+                        .unwrap_or_else(|| panic!("{up_topic} partition 0 has no leader"));
+                    let down_led: Vec<String> = (0..3)
+                        .filter(|&p| kafka_cluster::leader_of(&down_topic, p) == Some(leader))
+                        .map(|p| p.to_string())
+                        .collect();
+                    (leader, down_led)
+                })
+                .await;
                 let note = format!(
                     "node {leader} killed (led MQTT → Kafka partition 0, Kafka → MQTT partition(s) {})",
                     if down_led.is_empty() { "none".to_owned() } else { down_led.join(", ") }
@@ -226,7 +231,7 @@ impl Fault {
                 // A node that does not lead the dead-letter partition: the topic keeps its
                 // leader and is only short of in-sync replicas.
                 let dead_letters = format!("{name}-dlq");
-                let leader = kafka_cluster::leader_of(&dead_letters, 0);
+                let leader = blocking(move || kafka_cluster::leader_of(&dead_letters, 0)).await;
                 let node = (1..=3).find(|&n| Some(n) != leader).unwrap_or(1);
                 kill_and_restart_node(node, plan.dead_letter_down).await;
                 return Injected::nodes(vec![format!(

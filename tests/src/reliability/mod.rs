@@ -137,7 +137,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
             config: &[("min.insync.replicas", "3")],
         });
     }
-    let _operator = topics::create(&ns, &brokers, &wanted).await;
+    topics::create(&ns, &brokers, &wanted).await;
     let config = bridge_config(
         &ns,
         &brokers,
@@ -150,7 +150,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
     let up_received = KafkaReceiver::start(&ns, &up_topic, &brokers);
     let down_received = MqttReceiver::start(&ns, &format!("{ns}/down/#"), &brokers).await;
     // The letters count as delivered (the promise: the topic or the dead-letter topic).
-    let _letters = dead_letters.as_deref().map(|dlq| {
+    let letters = dead_letters.as_deref().map(|dlq| {
         let (up, down) = (up_received.tally.clone(), down_received.tally.clone());
         KafkaReceiver::start_with(&format!("{ns}-dlq"), dlq, &brokers, move |value, at| {
             if let Some(seq) = load::poison_seq(value) {
@@ -230,7 +230,7 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
                 .then(|| tally.longest_pause(fault_started, load_stopped)),
         }
     };
-    [
+    let rows = [
         row(
             "MQTT → Kafka",
             up_total,
@@ -245,7 +245,12 @@ async fn scenario(plan: &Plan, fault: Fault) -> [Row; 2] {
             &down_received.tally,
             down_before,
         ),
-    ]
+    ];
+    drop((bridge, up_received, down_received, letters));
+    let mut made = vec![up_topic.as_str(), down_topic.as_str()];
+    made.extend(dead_letters.as_deref());
+    topics::delete(&brokers, &made).await;
+    rows
 }
 
 /// One route each way, to `brokers` as the bridge reaches them. With a dead-letter topic, the

@@ -6,7 +6,7 @@
 //! harness creates them with Kafka's admin API.
 
 use super::Brokers;
-use crate::operator::{setup, Setup};
+use crate::operator::{condition_of, setup, WAIT};
 use crate::{env, kafka, wait_until_seen};
 
 /// A topic of the scenario: name, partitions, topic configuration.
@@ -16,10 +16,12 @@ pub struct Topic<'a> {
     pub config: &'a [(&'a str, &'a str)],
 }
 
-/// Creates the topics (replication factor `brokers.replicas`); on the cluster through the
-/// operator, whose namespace and process are returned to be kept until the scenario ends.
-pub async fn create(ns: &str, brokers: &Brokers, topics: &[Topic<'_>]) -> Option<Setup> {
-    if brokers.replicas < 3 {
+/// Creates the topics (replication factor `brokers.replicas`), through the operator when
+/// `brokers.topics_by_operator`, and waits until Kafka's metadata shows every partition. The
+/// operator and its namespace go once the topics exist (the bridge's default
+/// `topicDeletionPolicy: Retain` keeps them): it has no part in the fault.
+pub async fn create(ns: &str, brokers: &Brokers, topics: &[Topic<'_>]) {
+    if !brokers.topics_by_operator {
         for t in topics {
             kafka::create_topic_on(
                 &brokers.kafka_bootstrap,
@@ -30,31 +32,36 @@ pub async fn create(ns: &str, brokers: &Brokers, topics: &[Topic<'_>]) -> Option
             )
             .await;
         }
-        return None;
+        return;
     }
     let yaml = bridge_declaring(ns, brokers, topics);
-    let setup = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let s = setup("rel-topics");
         s.apply(&yaml);
-        wait_until_seen(
-            "the operator to create the topics",
-            crate::operator::WAIT,
-            || {
-                let bridge = s.bridge("topics");
-                let generation = bridge["metadata"]["generation"].clone();
-                let c = crate::operator::condition_of(&bridge, "TopicsReady");
-                if c["status"] == "True" && c["observedGeneration"] == generation {
-                    Ok(())
-                } else {
-                    Err(c.to_string())
-                }
-            },
-        );
-        s
+        wait_until_seen("the operator to create the topics", WAIT, || {
+            let bridge = s.bridge("topics");
+            let generation = bridge["metadata"]["generation"].clone();
+            let c = condition_of(&bridge, "TopicsReady");
+            if c["status"] == "True" && c["observedGeneration"] == generation {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        });
     })
     .await
     .expect("operator set-up task");
-    Some(setup)
+    for t in topics {
+        kafka::wait_for_partitions(&brokers.kafka_bootstrap, t.name, t.partitions as usize).await;
+    }
+}
+
+/// Deletes the topics the scenario made on the Kafka cluster, whose data outlives a run (on
+/// the single broker, they are left for a post-mortem, as ever).
+pub async fn delete(brokers: &Brokers, topics: &[&str]) {
+    if brokers.topics_by_operator {
+        kafka::delete_topics_on(&brokers.kafka_bootstrap, topics).await;
+    }
 }
 
 /// A one-replica bridge whose `spec.kafka.topics` declares `topics`, replicated three times;

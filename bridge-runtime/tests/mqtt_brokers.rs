@@ -12,35 +12,9 @@ use std::time::Duration;
 
 use common::brokers::*;
 use common::*;
+use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use testbed::bridge::Bridge;
-use testbed::mqtt::Publisher;
 use testbed::{env, kafka, unique};
-
-/// Publishes smart-lock states `first..first+count` (10 devices) in the background, pausing
-/// now and then so a kill lands mid-stream.
-fn publish_in_background(
-    publisher: Arc<Publisher>,
-    ns: &str,
-    first: u32,
-    count: u32,
-) -> tokio::task::JoinHandle<()> {
-    let ns = ns.to_owned();
-    tokio::spawn(async move {
-        for i in first..first + count {
-            let device = format!("lock-{}", i % 10);
-            publisher
-                .publish(
-                    &format!("{ns}/devices/{device}/state"),
-                    1,
-                    lock_state(&device, i / 10),
-                )
-                .await;
-            if i % 100 == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    })
-}
 
 async fn both_directions(broker: Broker) {
     let ns = unique("brokers-both");
@@ -61,26 +35,47 @@ async fn both_directions(broker: Broker) {
     assert_eq!(distinct_commands(&commands), (300, 0), "{broker:?}");
 }
 
+/// kill -9 while both directions are under way: states published and commands produced in
+/// batches in the background, the kill once the bridge has taken 100 of each and before it
+/// has finished either; after the restart, everything arrives.
 async fn kill9_mid_stream(broker: Broker) {
     let ns = unique("brokers-kill");
     let (state, cmd) = topics(&ns).await;
     let mut bridge = start(broker, &ns, true);
     let subscriber = broker.subscriber(&format!("{ns}/devices/+/command")).await;
     let publisher = Arc::new(broker.publisher().await);
-    let publishing = publish_in_background(publisher.clone(), &ns, 0, 2000);
-    produce_commands(&cmd, 10, 0, 2000).await;
-    // Killed once both directions are under way.
-    testbed::wait_until_async("both routes under way", LONG, || async {
+    let (p, n) = (publisher.clone(), ns.clone());
+    let publishing = tokio::spawn(async move {
+        for batch in 0..20 {
+            publish_lock_states_from(&p, &n, 10, batch * 100, 100).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let topic = cmd.clone();
+    let producing = tokio::spawn(async move {
+        for batch in 0..20 {
+            produce_commands(&topic, 10, batch * 10, 100).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let taken = testbed::wait_until_async("both routes under way", LONG, || async {
         let m = bridge.metrics();
-        (m.route_counter("received", "state") >= 100
-            && m.route_counter("received", "commands") >= 100)
-            .then_some(())
+        let taken = (
+            m.route_counter("received", "state"),
+            m.route_counter("received", "commands"),
+        );
+        (taken.0 >= 100 && taken.1 >= 100).then_some(taken)
     })
     .await;
     bridge.kill9();
+    assert!(
+        taken.0 < 2000 && taken.1 < 2000,
+        "{broker:?}: killed mid-stream: {taken:?}"
+    );
     bridge.restart(&ns);
     bridge.wait_ready(SHORT);
     publishing.await.expect("publisher task");
+    producing.await.expect("producer task");
     publisher.wait_acked(2000, LONG).await;
 
     let records = wait_for_distinct(&state, 2000, LONG).await;
@@ -114,13 +109,11 @@ async fn shared_subscription_two_replicas(broker: Broker) {
     for r in &mut replicas {
         r.wait_ready(SHORT);
     }
-    let publisher = Arc::new(broker.publisher().await);
+    let publisher = broker.publisher().await;
     // In ten bursts: HiveMQ hands a shared subscription's messages to whichever member has
     // room, so one burst may go to one replica.
     for burst in 0..10 {
-        publish_in_background(publisher.clone(), &ns, burst * 100, 100)
-            .await
-            .expect("publisher task");
+        publish_lock_states_from(&publisher, &ns, 10, burst * 100, 100).await;
         publisher.wait_acked(u64::from(burst + 1) * 100, LONG).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -138,11 +131,16 @@ async fn shared_subscription_two_replicas(broker: Broker) {
     assert_eq!(shares.iter().sum::<u64>(), 1000, "{broker:?}: {shares:?}");
 }
 
-/// Commands for a topic nobody subscribes to: a broker may answer such a PUBLISH with reason
-/// code 0x10, "No matching subscribers" (docs/broker-settings.md says which do). It is a
-/// success: the records are committed and nothing goes to the dead-letter topic.
+/// Commands for a topic nobody subscribes to: both brokers answer such a PUBLISH with reason
+/// code 0x10, "No matching subscribers" (checked first with a client of the test's own). It
+/// is a success: the records are committed and nothing goes to the dead-letter topic.
 async fn no_matching_subscribers_is_a_success(broker: Broker) {
     let ns = unique("brokers-nosub");
+    assert_eq!(
+        broker.puback_reason(&format!("{ns}/nobody/listens")).await,
+        PubAckReason::NoMatchingSubscribers,
+        "{broker:?}"
+    );
     let (_, cmd) = topics(&ns).await;
     let dlq = format!("{ns}-dlq");
     kafka::create_topic(&dlq, 1).await;
@@ -194,7 +192,7 @@ async fn retained_once(broker: Broker) {
     .await;
     publisher.publish_retained(&device, 1, "").await;
     publisher.wait_acked(3, SHORT).await;
-    let values: Vec<String> = kafka::read_all(&state)
+    let values: Vec<String> = kafka::wait_for_records(&state, 3, LONG)
         .await
         .iter()
         .map(|r| r.value_str().to_owned())
@@ -232,6 +230,72 @@ async fn session_kept_while_stopped(broker: Broker) {
     assert_eq!(distinct_and_duplicates(&records), (300, 0), "{broker:?}");
 }
 
+/// A PUBLISH HiveMQ refuses (the test bed's extension answers 0x87, not authorized, for a
+/// topic with a level `refused`, as an authorisation extension would) is dead-lettered with the
+/// reason code, the other commands arrive, and every offset is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn hivemq_refusals_are_dead_lettered() {
+    let ns = unique("brokers-refused");
+    // One partition: with three, the three keys may leave one empty, and an empty partition
+    // has no offset to commit.
+    let cmd = format!("{ns}-cmd");
+    kafka::create_topic(&format!("{ns}-state"), 1).await;
+    kafka::create_topic(&cmd, 1).await;
+    let dlq = format!("{ns}-dlq");
+    kafka::create_topic(&dlq, 1).await;
+    let mut bridge = Bridge::start(&ns, &config(Broker::Hivemq, &ns, true, Some(&dlq)));
+    bridge.wait_ready(SHORT);
+    let subscriber = Broker::Hivemq
+        .subscriber(&format!("{ns}/devices/+/command"))
+        .await;
+    let keys = ["lock-0", "refused", "lock-1"];
+    let payloads: Vec<(String, Vec<u8>)> = (0..60)
+        .map(|i| {
+            let device = keys[i % 3];
+            (device.to_owned(), command_payload(device, (i / 3) as u32))
+        })
+        .collect();
+    kafka::produce(
+        &cmd,
+        payloads.iter().map(|(k, v)| kafka::Outgoing {
+            key: Some(k.as_bytes()),
+            value: v,
+            headers: vec![],
+        }),
+    )
+    .await;
+
+    let letters = kafka::wait_for_records(&dlq, 20, LONG).await;
+    assert_eq!(
+        letters.len(),
+        20,
+        "every refused command is dead-lettered once"
+    );
+    for letter in &letters {
+        assert_eq!(letter.key_str(), "refused");
+        let reason = letter.header_str("mkb.reason");
+        assert!(
+            reason.contains("reason code 0x87 (not authorized)"),
+            "{reason}"
+        );
+    }
+    let got = wait_for_distinct_commands(&subscriber, 40, SHORT).await;
+    assert!(
+        got.iter().all(|m| !m.topic.contains("/refused/")),
+        "HiveMQ delivered nothing it refused"
+    );
+    wait_all_committed(&format!("{ns}.commands"), &cmd).await;
+    let metrics = bridge.metrics();
+    assert_eq!(metrics.route_counter("delivered", "commands"), 40);
+    assert_eq!(
+        metrics.value(
+            "mkb_mqtt_publishes_refused_total",
+            &[("code", "0x87"), ("action", "give_up")]
+        ),
+        Some(20.0)
+    );
+}
+
 /// HiveMQ's TLS listener (the test CA's server certificate): the bridge moves messages both
 /// ways over `mqtts://` with the CA it is given, and does not connect with a CA that did not
 /// sign the certificate. (Mosquitto's TLS is in mqtt_tls.rs.)
@@ -250,6 +314,7 @@ async fn hivemq_over_tls() {
             1,
         )
     };
+    assert!(tls("ca.crt").contains("url: mqtts://"), "{}", tls("ca.crt"));
     let mut bridge = Bridge::start(&ns, &tls("ca.crt"));
     bridge.wait_ready(SHORT);
     let subscriber = Broker::Hivemq

@@ -1,6 +1,9 @@
 //! The two MQTT brokers of the test bed, Mosquitto and HiveMQ CE, for tests that run once per
 //! broker ([`on_both_brokers!`]), and a bridge configuration on either.
 
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use testbed::bridge::Bridge;
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::{env, kafka, unique};
@@ -38,6 +41,28 @@ impl Broker {
 
     pub async fn publisher(self) -> Publisher {
         Publisher::connect_at(self.port(), &unique("pub")).await
+    }
+
+    /// The reason code of the PUBACK this broker answers a QoS 1 PUBLISH to `topic` with
+    /// (MQTT 5, a client of its own).
+    pub async fn puback_reason(self, topic: &str) -> PubAckReason {
+        let options = MqttOptions::new(unique("reason"), "127.0.0.1", self.port());
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, "probe")
+            .await
+            .expect("queue the probe");
+        let ack = tokio::time::timeout(SHORT, async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => return ack.reason,
+                    Ok(_) => {}
+                    Err(e) => panic!("{self:?}: the probe's connection failed: {e}"),
+                }
+            }
+        })
+        .await;
+        ack.unwrap_or_else(|_| panic!("{self:?}: no PUBACK within {SHORT:?}"))
     }
 
     /// A subscriber with a persistent session, so a broker restart keeps its subscription.

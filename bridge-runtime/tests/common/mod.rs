@@ -54,7 +54,18 @@ pub async fn publish_lock_states(
     devices: u32,
     count: u32,
 ) {
-    for i in 0..count {
+    publish_lock_states_from(publisher, ns, devices, 0, count).await;
+}
+
+/// As [`publish_lock_states`], the states `first..first+count` of that sequence.
+pub async fn publish_lock_states_from(
+    publisher: &testbed::mqtt::Publisher,
+    ns: &str,
+    devices: u32,
+    first: u32,
+    count: u32,
+) {
+    for i in first..first + count {
         let (device, seq) = (format!("lock-{}", i % devices), i / devices);
         publisher
             .publish(

@@ -55,7 +55,7 @@ pub const STUCK_PADDING: usize = 100 * 1024;
 pub const POISON_EVERY: u64 = 50;
 
 impl Plan {
-    /// What `make reliability` runs (about 6 minutes).
+    /// What `make reliability` runs (about 15 minutes).
     pub fn full() -> Self {
         Self {
             name: "full",
@@ -73,7 +73,7 @@ impl Plan {
         }
     }
 
-    /// One of each, smaller and shorter, for `make test` (about 4 minutes).
+    /// One of each, smaller and shorter, for `make test` (about 7 minutes).
     pub fn short() -> Self {
         Self {
             name: "short",

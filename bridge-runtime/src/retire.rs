@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::app::{Process, RunError};
 use crate::metrics::Direction;
-use crate::mqtt::{self, ConnectionOptions, Event};
+use crate::mqtt::{self, Connection, ConnectionOptions, Event};
 use crate::up;
 
 /// What a retirement did.
@@ -72,27 +72,21 @@ async fn end_session(config: &ValidConfig, client_id: &str) -> Result<(), String
     let options = ConnectionOptions {
         client_id: client_id.to_owned(),
         clean_session: true,
-        manual_acks: false,
         inflight: 1,
-        request_capacity: 10,
     };
-    let (client, mut eventloop) =
-        mqtt::connect(&config.mqtt_endpoint, &config.config.mqtt, &options)?;
+    let settings = mqtt::Settings::new(&config.mqtt_endpoint, &config.config.mqtt, &options)?;
     let ended = async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Connected { .. }) => client.disconnect().await,
-                Ok(Event::DisconnectSent) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "cannot connect as {client_id} to end its session: {e}"
-                    ))
-                }
-            }
-        }
+        let (mut conn, _) = Connection::open(&settings).await?;
+        conn.disconnect();
+        while !matches!(conn.next(false).await?, Event::DisconnectSent) {}
+        conn.read_until_closed(mqtt::CLOSE_LIMIT).await;
+        Ok::<_, mqtt::ConnectionError>(())
     };
-    tokio::time::timeout(Duration::from_secs(30), ended)
-        .await
-        .map_err(|_| format!("ending the session {client_id} took over 30s"))?
+    match tokio::time::timeout(Duration::from_secs(30), ended).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot connect as {client_id} to end its session: {e}"
+        )),
+        Err(_) => Err(format!("ending the session {client_id} took over 30s")),
+    }
 }

@@ -38,16 +38,11 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: true,
-        manual_acks: false,
         inflight: settings.mqtt.max_inflight.min(u32::from(u16::MAX)) as u16,
-        // Every unconfirmed publish of every route can be queued again at once.
-        request_capacity: window * config.kafka_to_mqtt.len() + 1000,
     };
-    let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
+    let connection = mqtt::Settings::new(&config.mqtt_endpoint, &settings.mqtt, &options)?;
     let (publisher, poller) = publisher::Publisher::start(
-        client,
-        eventloop,
-        client_id.clone(),
+        connection,
         &config.mqtt_endpoint,
         metrics.clone(),
         health.component(&format!("mqtt publisher {client_id} connected")),
@@ -182,7 +177,7 @@ async fn supervise(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    publisher.disconnect().await;
+    publisher.disconnect();
     if tokio::time::timeout(Duration::from_secs(5), poller)
         .await
         .is_err()

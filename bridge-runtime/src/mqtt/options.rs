@@ -1,15 +1,13 @@
-//! rumqttc options from the configuration.
+//! What a connection needs from the configuration, resolved once (secrets read, TLS built).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use mkb_api::compiled::MqttEndpoint;
 use mkb_api::config::SecretSource;
-use mkb_api::connection::{MqttSettings, DEFAULT_SESSION_EXPIRY_SECONDS};
+use mkb_api::connection::{MqttSettings, MqttVersion, DEFAULT_SESSION_EXPIRY_SECONDS};
+use rustls::ClientConfig;
 
 use crate::secrets;
-
-/// The largest packet MQTT can carry; the bridge accepts whatever the broker accepts.
-const MAX_PACKET: u32 = 268_435_455;
 
 /// How one connection behaves, beyond the shared settings.
 #[derive(Debug, Clone)]
@@ -17,97 +15,63 @@ pub struct ConnectionOptions {
     pub client_id: String,
     /// Start a fresh session (the publisher) or keep one (the subscriber, unless configured).
     pub clean_session: bool,
-    /// Acknowledge inbound publishes only when told to (the subscriber).
-    pub manual_acks: bool,
     /// Unacknowledged QoS 1/2 publishes in flight, each way.
     pub inflight: u16,
-    /// Capacity of the request channel: above every request that can be queued at once.
-    pub request_capacity: usize,
 }
 
-fn credentials(settings: &MqttSettings<SecretSource>) -> Result<Option<(String, String)>, String> {
-    settings
-        .auth
-        .as_ref()
-        .map(|auth| {
-            Ok((
-                auth.username.clone(),
-                secrets::read(&auth.password, "mqtt.auth.password")?,
-            ))
-        })
-        .transpose()
+/// Everything a connection attempt uses. Holds the password: never logged (no `Debug`).
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub v5: bool,
+    pub client_id: String,
+    pub clean_session: bool,
+    pub keep_alive_seconds: u16,
+    pub credentials: Option<(String, String)>,
+    pub inflight: u16,
+    /// MQTT 5, persistent sessions: how long the broker keeps the session.
+    pub session_expiry: Option<u32>,
 }
 
-/// TLS for `mqtts://` endpoints.
-fn tls_transport(
-    endpoint: &MqttEndpoint,
-    settings: &MqttSettings<SecretSource>,
-) -> Result<Option<rumqttc::Transport>, String> {
-    if !endpoint.tls {
-        return Ok(None);
-    }
-    let config = super::tls::client_config(settings.tls.as_ref())?;
-    Ok(Some(rumqttc::Transport::Tls(
-        rumqttc::TlsConfiguration::Rustls(config),
-    )))
-}
-
-pub fn v4(
-    endpoint: &MqttEndpoint,
-    settings: &MqttSettings<SecretSource>,
-    options: &ConnectionOptions,
-) -> Result<rumqttc::MqttOptions, String> {
-    let mut o = rumqttc::MqttOptions::new(
-        options.client_id.clone(),
-        endpoint.host.clone(),
-        endpoint.port,
-    );
-    o.set_keep_alive(Duration::from_secs(u64::from(settings.keep_alive_seconds)))
-        .set_clean_session(options.clean_session)
-        .set_manual_acks(options.manual_acks)
-        .set_inflight(options.inflight.max(1))
-        .set_max_packet_size(MAX_PACKET as usize, MAX_PACKET as usize);
-    if let Some((user, password)) = credentials(settings)? {
-        o.set_credentials(user, password);
-    }
-    if let Some(transport) = tls_transport(endpoint, settings)? {
-        o.set_transport(transport);
-    }
-    Ok(o)
-}
-
-pub fn v5(
-    endpoint: &MqttEndpoint,
-    settings: &MqttSettings<SecretSource>,
-    options: &ConnectionOptions,
-) -> Result<rumqttc::v5::MqttOptions, String> {
-    let mut o = rumqttc::v5::MqttOptions::new(
-        options.client_id.clone(),
-        endpoint.host.clone(),
-        endpoint.port,
-    );
-    o.set_keep_alive(Duration::from_secs(u64::from(settings.keep_alive_seconds)))
-        .set_clean_start(options.clean_session)
-        .set_manual_acks(options.manual_acks)
-        .set_receive_maximum(Some(options.inflight.max(1)))
-        .set_outgoing_inflight_upper_limit(options.inflight.max(1))
-        .set_max_packet_size(Some(MAX_PACKET));
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    network.set_connection_timeout(10);
-    o.set_network_options(network);
-    if !options.clean_session {
-        o.set_session_expiry_interval(Some(
+impl Settings {
+    pub fn new(
+        endpoint: &MqttEndpoint,
+        settings: &MqttSettings<SecretSource>,
+        options: &ConnectionOptions,
+    ) -> Result<Self, String> {
+        let credentials = settings
+            .auth
+            .as_ref()
+            .map(|auth| {
+                Ok::<_, String>((
+                    auth.username.clone(),
+                    secrets::read(&auth.password, "mqtt.auth.password")?,
+                ))
+            })
+            .transpose()?;
+        let tls = endpoint
+            .tls
+            .then(|| super::tls::client_config(settings.tls.as_ref()))
+            .transpose()?;
+        let v5 = settings.protocol_version == MqttVersion::V5;
+        let session_expiry = (v5 && !options.clean_session).then(|| {
             settings
                 .session_expiry_seconds
-                .unwrap_or(DEFAULT_SESSION_EXPIRY_SECONDS),
-        ));
+                .unwrap_or(DEFAULT_SESSION_EXPIRY_SECONDS)
+        });
+        Ok(Self {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            tls,
+            v5,
+            client_id: options.client_id.clone(),
+            clean_session: options.clean_session,
+            // Validated to 5..=65535.
+            keep_alive_seconds: settings.keep_alive_seconds.min(u32::from(u16::MAX)) as u16,
+            credentials,
+            inflight: options.inflight.max(1),
+            session_expiry,
+        })
     }
-    if let Some((user, password)) = credentials(settings)? {
-        o.set_credentials(user, password);
-    }
-    if let Some(transport) = tls_transport(endpoint, settings)? {
-        o.set_transport(transport);
-    }
-    Ok(o)
 }

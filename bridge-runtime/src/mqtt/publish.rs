@@ -1,7 +1,5 @@
-//! What the broker says about a publish: MQTT 5 refusals in PUBACK / PUBREC, and the size a
-//! PUBLISH takes on the wire (to compare with the broker's Maximum Packet Size).
-
-use rumqttc::v5::mqttbytes::v5 as v5b;
+//! What the broker says about a publish (an MQTT 5 refusal in PUBACK or PUBREC), and the size
+//! a PUBLISH takes on the wire (to compare with the broker's Maximum Packet Size).
 
 /// Why the broker refused a publish (an MQTT 5 reason code), and whether trying again later
 /// can succeed.
@@ -11,41 +9,6 @@ pub struct Refusal {
     pub code: String,
     pub reason: String,
     pub transient: bool,
-}
-
-/// A refusal from an MQTT 5 reason code; `None` for success. Quota and unspecified or
-/// implementation-specific errors may pass later; the others will not.
-fn refusal(code: u8, name: &str, transient: bool) -> Option<Refusal> {
-    Some(Refusal {
-        code: format!("0x{code:02x}"),
-        reason: format!("the MQTT broker refused the publish: reason code 0x{code:02x} ({name})"),
-        transient,
-    })
-}
-
-/// The refusal in a PUBACK's or PUBREC's reason (rumqttc has one identical enum for each).
-macro_rules! refusal_of {
-    ($reason:expr, $kind:ident) => {{
-        use v5b::$kind as R;
-        match $reason {
-            R::Success | R::NoMatchingSubscribers => None,
-            R::UnspecifiedError => refusal(0x80, "unspecified error", true),
-            R::ImplementationSpecificError => refusal(0x83, "implementation specific error", true),
-            R::NotAuthorized => refusal(0x87, "not authorized", false),
-            R::TopicNameInvalid => refusal(0x90, "topic name invalid", false),
-            R::PacketIdentifierInUse => refusal(0x91, "packet identifier in use", true),
-            R::QuotaExceeded => refusal(0x97, "quota exceeded", true),
-            R::PayloadFormatInvalid => refusal(0x99, "payload format invalid", false),
-        }
-    }};
-}
-
-pub(super) fn puback_refusal(reason: &v5b::PubAckReason) -> Option<Refusal> {
-    refusal_of!(reason, PubAckReason)
-}
-
-pub(super) fn pubrec_refusal(reason: &v5b::PubRecReason) -> Option<Refusal> {
-    refusal_of!(reason, PubRecReason)
 }
 
 /// Bytes a PUBLISH packet takes on the wire, to compare with the broker's Maximum Packet Size.
@@ -81,33 +44,6 @@ pub fn publish_packet_size(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn success_and_no_subscribers_are_confirmations() {
-        assert_eq!(puback_refusal(&v5b::PubAckReason::Success), None);
-        assert_eq!(
-            puback_refusal(&v5b::PubAckReason::NoMatchingSubscribers),
-            None
-        );
-        assert_eq!(
-            pubrec_refusal(&v5b::PubRecReason::NoMatchingSubscribers),
-            None
-        );
-    }
-
-    #[test]
-    fn refusals_say_the_code_and_whether_to_retry() {
-        let denied = puback_refusal(&v5b::PubAckReason::NotAuthorized).expect("a refusal");
-        assert!(!denied.transient);
-        assert!(
-            denied.reason.contains("0x87 (not authorized)"),
-            "{}",
-            denied.reason
-        );
-        let quota = pubrec_refusal(&v5b::PubRecReason::QuotaExceeded).expect("a refusal");
-        assert!(quota.transient);
-        assert!(quota.reason.contains("0x97"));
-    }
 
     #[test]
     fn packet_sizes_match_the_encoding() {

@@ -6,14 +6,8 @@
 //! not when it is sent: the task that sends it is the one that reads new messages, so waiting
 //! for the send could deadlock a full window.
 //!
-//! With MQTT 3.1.1 the connection task writes the acknowledgements that are due itself, many
-//! per write, between two polls ([`AckTracker::take_direct`], see `mqtt::direct`); one goes
-//! through rumqttc's request channel only to wake an idle connection task, and none is written
-//! directly before the channel's has left, so they leave in order. With MQTT 5 every one goes
-//! through the channel, and rumqttc sends one queued request per poll while reading packets
-//! ten at a time, so during a flood (a broker that ignores the receive maximum, as Mosquitto
-//! 2.0.11 does for queued messages) they can pile up beyond the channel: those that do not
-//! fit wait here, in order, and are queued as the channel drains ([`AckTracker::flush`]).
+//! The connection task takes the acknowledgements that are due ([`AckTracker::take_due`])
+//! whenever it is woken, and writes them many per write.
 //!
 //! None is dropped while its connection lives: a dropped acknowledgement would leave its
 //! message in the broker's in-flight window until the next reconnect; enough of them and the
@@ -31,13 +25,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{trace, warn};
 
 /// The most acknowledgements that wait to be sent: one per MQTT packet id.
 pub const MAX_UNSENT: usize = u16::MAX as usize;
 
-use crate::mqtt::{AckToken, Client, Handoff};
+use crate::mqtt::AckToken;
 
 struct Entry {
     /// The connection the message arrived on; acknowledging on a later connection could
@@ -70,18 +65,15 @@ struct Queue {
     /// Sequence number of `entries[0]`.
     head: u64,
     entries: VecDeque<Entry>,
-    /// Acknowledgements due, in order, not handed to the connection yet: waiting for room in
-    /// rumqttc's request channel, or for the connection task's next direct write.
+    /// Acknowledgements due, in order, not taken by the connection task yet.
     unsent: VecDeque<(u64, AckToken)>,
-    /// Where the acknowledgements handed to the connection are (MQTT 3.1.1: the connection
-    /// task writes them directly).
-    handoff: Handoff,
 }
 
 /// Tracks messages from arrival to acknowledgement.
 pub struct AckTracker {
-    client: Client,
     dropped: Counter,
+    /// Wakes the connection task when acknowledgements are due.
+    pub wake: Notify,
     queue: Mutex<Queue>,
     /// Connections the subscriber has seen (it tags messages with this).
     connection: AtomicU64,
@@ -112,15 +104,11 @@ impl Ticket {
 }
 
 impl AckTracker {
-    pub fn new(client: Client, dropped: Counter) -> Arc<Self> {
-        let queue = Queue {
-            handoff: Handoff::new(matches!(client, Client::V4(_))),
-            ..Queue::default()
-        };
+    pub fn new(dropped: Counter) -> Arc<Self> {
         Arc::new(Self {
-            client,
             dropped,
-            queue: Mutex::new(queue),
+            wake: Notify::new(),
+            queue: Mutex::new(Queue::default()),
             connection: AtomicU64::new(0),
             live_connection: AtomicU64::new(0),
             held: AtomicUsize::new(0),
@@ -214,39 +202,35 @@ impl AckTracker {
                 q.unsent.push_back((entry.connection, token));
             }
         }
-        self.send_due(&mut q);
+        if !q.unsent.is_empty() {
+            self.wake.notify_one();
+        }
     }
 
-    /// Acknowledgements due and not handed to the connection yet.
+    /// Acknowledgements due and not taken by the connection task yet.
     pub fn unsent(&self) -> usize {
         self.queue.lock().map(|q| q.unsent.len()).unwrap_or(0)
     }
 
-    /// Queues the acknowledgements that are waiting, as far as the channel has room.
-    pub fn flush(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            self.send_due(&mut q);
-        }
-    }
-
-    fn send_due(&self, q: &mut Queue) {
+    /// The acknowledgements due, in order, up to `max`, for the connection task to write;
+    /// those of earlier connections are dropped.
+    pub fn take_due(&self, max: usize) -> Vec<AckToken> {
+        let Ok(mut q) = self.queue.lock() else {
+            return Vec::new();
+        };
         let live = self.live_connection.load(Ordering::SeqCst);
-        while let Some(&(connection, token)) = q.unsent.front() {
-            if connection != live {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            let Some((connection, token)) = q.unsent.pop_front() else {
+                break;
+            };
+            if connection == live {
+                batch.push(token);
+            } else {
                 self.drop_stale();
-                q.unsent.pop_front();
-                continue;
             }
-            if q.handoff.direct() && q.handoff.task_busy() {
-                return;
-            }
-            if let Err(e) = self.client.try_ack(&token) {
-                trace!(error = %e, waiting = q.unsent.len(), "rumqttc's request channel is full; acknowledgements wait");
-                return;
-            }
-            q.handoff.through_channel();
-            q.unsent.pop_front();
         }
+        batch
     }
 
     /// Drops the waiting acknowledgements of earlier connections (the oldest, at the front).
@@ -269,61 +253,6 @@ impl AckTracker {
     /// dropped from now on.
     pub fn connected(&self) {
         self.live_connection.fetch_add(1, Ordering::SeqCst);
-        self.connection_lost();
-    }
-
-    /// The connection task lost or dropped its connection, and with it the acknowledgements
-    /// in rumqttc's channel and those written but not reported.
-    pub fn connection_lost(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.handoff.reset();
-        }
-    }
-
-    /// rumqttc reported an acknowledgement sent; they are reported in the order they left,
-    /// the ones written directly before the channel's.
-    pub fn ack_sent(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.handoff.reported_sent();
-        }
-    }
-
-    /// The next acknowledgements for the connection task to write directly, up to `max`,
-    /// in order; `None` without direct writes, while one in the channel has not left yet, or
-    /// when none is due. Call [`AckTracker::direct_written`] after the write.
-    pub fn take_direct(&self, max: usize) -> Option<Vec<AckToken>> {
-        let mut q = self.queue.lock().ok()?;
-        if !q.handoff.may_write() {
-            return None;
-        }
-        let live = self.live_connection.load(Ordering::SeqCst);
-        let mut batch = Vec::new();
-        while batch.len() < max {
-            let Some((connection, token)) = q.unsent.pop_front() else {
-                break;
-            };
-            if connection == live {
-                batch.push(token);
-            } else {
-                self.drop_stale();
-            }
-        }
-        if batch.is_empty() {
-            return None;
-        }
-        q.handoff.write_started();
-        Some(batch)
-    }
-
-    /// The connection task wrote `count` acknowledgements taken with
-    /// [`AckTracker::take_direct`], or lost them with the connection (`written` false).
-    pub fn direct_written(&self, count: usize, written: bool) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.handoff.write_ended(if written { count } else { 0 });
-            if !written {
-                self.dropped.inc_by(count as u64);
-            }
-        }
     }
 }
 
@@ -335,23 +264,13 @@ mod tests {
 
     use super::*;
 
-    /// A tracker whose client's request channel stays open (the event loop is kept, never
-    /// polled), connected once as both the connection task and the subscriber see it.
-    fn tracker(v5: bool) -> (Arc<AckTracker>, Counter, Box<dyn std::any::Any>) {
+    /// A tracker connected once, as both the connection task and the subscriber see it.
+    fn tracker() -> (Arc<AckTracker>, Counter) {
         let dropped = Counter::default();
-        let (client, eventloop): (Client, Box<dyn std::any::Any>) = if v5 {
-            let options = rumqttc::v5::MqttOptions::new("acks-test", "127.0.0.1", 1883);
-            let (c, e) = rumqttc::v5::AsyncClient::new(options, 100);
-            (Client::V5(c), Box::new(e))
-        } else {
-            let options = rumqttc::MqttOptions::new("acks-test", "127.0.0.1", 1883);
-            let (c, e) = rumqttc::AsyncClient::new(options, 100);
-            (Client::V4(c), Box::new(e))
-        };
-        let tracker = AckTracker::new(client, dropped.clone());
+        let tracker = AckTracker::new(dropped.clone());
         tracker.connected();
         tracker.new_connection();
-        (tracker, dropped, eventloop)
+        (tracker, dropped)
     }
 
     fn arrive(tracker: &Arc<AckTracker>, pkid: u16) -> Ticket {
@@ -365,65 +284,41 @@ mod tests {
         tickets.pop().expect("one ticket")
     }
 
-    fn pkids(batch: Option<Vec<AckToken>>) -> Vec<u16> {
-        batch.unwrap_or_default().iter().map(|t| t.pkid).collect()
+    fn pkids(batch: Vec<AckToken>) -> Vec<u16> {
+        batch.iter().map(|t| t.pkid).collect()
     }
 
     #[test]
-    fn one_acknowledgement_wakes_the_connection_task_and_the_rest_wait_for_its_write() {
-        let (tracker, dropped, _eventloop) = tracker(false);
-        let tickets: Vec<Ticket> = (1..=4).map(|pkid| arrive(&tracker, pkid)).collect();
-        let mut tickets = tickets.into_iter();
-        tickets.next().expect("ticket 1").complete();
-        // Through the channel: the connection task may be idle.
-        assert_eq!(tracker.unsent(), 0);
-        for ticket in tickets {
-            ticket.complete();
-        }
-        assert_eq!(tracker.unsent(), 3);
-        // Nothing is written before the channel's has left: they leave in order.
-        assert!(tracker.take_direct(1024).is_none());
-        tracker.ack_sent();
-        assert_eq!(pkids(tracker.take_direct(2)), [2, 3]);
-        tracker.direct_written(2, true);
-        // Its two reports are pending, so the next one waits for the task as well.
-        tracker.flush();
-        assert_eq!(tracker.unsent(), 1);
-        tracker.ack_sent();
-        tracker.ack_sent();
-        assert_eq!(pkids(tracker.take_direct(1024)), [4]);
+    fn acknowledgements_leave_in_arrival_order_once_every_earlier_one_is_complete() {
+        let (tracker, dropped) = tracker();
+        let mut tickets: Vec<Ticket> = (1..=4).map(|pkid| arrive(&tracker, pkid)).collect();
+        let fourth = tickets.pop().expect("ticket 4");
+        let third = tickets.pop().expect("ticket 3");
+        let second = tickets.pop().expect("ticket 2");
+        let first = tickets.pop().expect("ticket 1");
+        second.complete();
+        fourth.complete();
+        assert_eq!(tracker.unsent(), 0, "the first is not complete yet");
+        first.complete();
+        assert_eq!(pkids(tracker.take_due(1)), [1]);
+        assert_eq!(pkids(tracker.take_due(10)), [2]);
+        third.complete();
+        assert_eq!(pkids(tracker.take_due(10)), [3, 4]);
         assert_eq!(dropped.get(), 0);
     }
 
     #[test]
     fn acknowledgements_of_an_earlier_connection_are_dropped_not_written() {
-        let (tracker, dropped, _eventloop) = tracker(false);
+        let (tracker, dropped) = tracker();
         let first = arrive(&tracker, 1);
         let second = arrive(&tracker, 2);
         // The connection task reconnected before the subscriber heard of it.
         tracker.connected();
         first.complete();
         second.complete();
-        assert!(tracker.take_direct(1024).is_none());
+        assert!(tracker.take_due(1024).is_empty());
         assert_eq!(tracker.unsent(), 0);
         assert_eq!(dropped.get(), 2);
-    }
-
-    #[test]
-    fn acknowledgements_lost_with_a_failed_write_are_counted_as_dropped() {
-        let (tracker, dropped, _eventloop) = tracker(false);
-        let tickets: Vec<Ticket> = (1..=3).map(|pkid| arrive(&tracker, pkid)).collect();
-        for ticket in tickets {
-            ticket.complete();
-        }
-        tracker.ack_sent();
-        let batch = tracker.take_direct(1024).expect("a batch");
-        tracker.direct_written(batch.len(), false);
-        tracker.connection_lost();
-        assert_eq!(dropped.get(), 2);
-        // The next acknowledgement wakes the task again.
-        arrive(&tracker, 4).complete();
-        assert_eq!(tracker.unsent(), 0);
     }
 
     /// Issue 29, path 9: the acknowledgements waiting to be written were bounded only by what
@@ -432,9 +327,7 @@ mod tests {
     /// is a unit test.
     #[test]
     fn no_more_acknowledgements_wait_than_there_are_packet_ids() {
-        let (tracker, dropped, _eventloop) = tracker(false);
-        // The first goes through the channel and is never reported sent: the rest wait.
-        arrive(&tracker, 1).complete();
+        let (tracker, dropped) = tracker();
         for i in 0..=MAX_UNSENT {
             arrive(&tracker, (i % 65_535) as u16 + 1).complete();
         }
@@ -445,12 +338,12 @@ mod tests {
         tracker.new_connection();
         arrive(&tracker, 7).complete();
         assert_eq!(dropped.get(), 1 + MAX_UNSENT as u64);
-        assert!(tracker.unsent() <= 1);
+        assert_eq!(tracker.unsent(), 1);
     }
 
     #[test]
     fn a_message_of_an_earlier_connection_held_back_is_not_counted_as_held() {
-        let (tracker, _dropped, _eventloop) = tracker(false);
+        let (tracker, _dropped) = tracker();
         let old = arrive(&tracker, 1);
         tracker.new_connection();
         old.hold();
@@ -461,16 +354,5 @@ mod tests {
         );
         arrive(&tracker, 2).hold();
         assert_eq!(tracker.held(), 1);
-    }
-
-    #[test]
-    fn with_mqtt_5_every_acknowledgement_goes_through_the_channel() {
-        let (tracker, _dropped, _eventloop) = tracker(true);
-        let tickets: Vec<Ticket> = (1..=3).map(|pkid| arrive(&tracker, pkid)).collect();
-        for ticket in tickets {
-            ticket.complete();
-        }
-        assert_eq!(tracker.unsent(), 0);
-        assert!(tracker.take_direct(1024).is_none());
     }
 }

@@ -10,7 +10,6 @@ mod route;
 mod subscriber;
 mod watchdog;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,13 +51,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let options = ConnectionOptions {
         client_id: client_id.clone(),
         clean_session: settings.mqtt.clean_session,
-        manual_acks: true,
         inflight: settings.mqtt.max_inflight.min(u32::from(u16::MAX)) as u16,
-        // Acknowledgements can queue up faster than rumqttc sends them (see acks.rs); those
-        // beyond this wait in the ack tracker, 16 bytes each instead of a full request.
-        request_capacity: 4_096,
     };
-    let (client, eventloop) = mqtt::connect(&config.mqtt_endpoint, &settings.mqtt, &options)?;
+    let connection = mqtt::Settings::new(&config.mqtt_endpoint, &settings.mqtt, &options)?;
     let routes: Vec<_> = config.mqtt_to_kafka.iter().cloned().map(Arc::new).collect();
     let mut inputs = Vec::new();
     let mut workers: Vec<(String, JoinHandle<()>)> = Vec::new();
@@ -77,11 +72,15 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         );
         workers.push((route.name.clone(), tokio::spawn(worker.run(rx))));
     }
-    let renew = Arc::new(AtomicBool::new(false));
+    let tracker = acks::AckTracker::new(metrics.acks_dropped.clone());
+    // A short hand-off: the connection task stops parsing (TCP pushes back on the broker)
+    // when it is full, so what waits here is bounded by messages, not only by the window.
+    let (events, link, mut poller) =
+        poller::spawn(connection, window.min(64) + 16, tracker.clone());
     let subscriber = subscriber::Subscriber {
         client_id: client_id.clone(),
-        tracker: acks::AckTracker::new(client.clone(), metrics.acks_dropped.clone()),
-        client,
+        tracker,
+        link,
         routes,
         inputs,
         window: Arc::new(Semaphore::new(window)),
@@ -93,18 +92,9 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
         endpoint: config.mqtt_endpoint.clone(),
         up: metrics.connection("mqtt", &client_id),
         unrouted: metrics.unrouted.clone(),
-        renew: renew.clone(),
         dead_letters: dead_letters.clone(),
         retire: ctx.retire,
     };
-    // A short hand-off: the poller stops reading the socket (TCP pushes back on the broker)
-    // when it is full, so what waits here is bounded by messages, not only by the window.
-    let (events, mut poller) = poller::spawn(
-        eventloop,
-        window.min(64) + 16,
-        renew,
-        subscriber.tracker.clone(),
-    );
     let probe_kafka = settings.kafka.clone();
     let probe_id = format!("{client_id}-leaders");
     let watchdog = watchdog::Watchdog {

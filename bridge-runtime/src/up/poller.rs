@@ -1,97 +1,263 @@
-//! The subscriber's connection task: polls the MQTT connection, forwards its events to the
-//! subscriber, and (MQTT 3.1.1) writes the acknowledgements that are due between two polls.
+//! The subscriber's connection task: owns the MQTT connection, forwards what arrives to the
+//! subscriber, writes the acknowledgements that are due (many per write) and carries out the
+//! subscriber's requests (subscribe, unsubscribe, renew, disconnect).
+//!
+//! While the subscriber takes nothing (its window is full: Kafka is slow or down), the task
+//! stops parsing messages but keeps the connection alive: acknowledgements are written, pings
+//! go out on time, and a closed connection is noticed at once. TCP pushes back on the broker,
+//! which keeps the messages queued for the session.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::acks::AckTracker;
-use crate::mqtt::{self, Event};
+use crate::mqtt::{self, Connection, Event};
 
-/// What the connection task forwards: events, or the error that ended a connection.
-pub type Events = mpsc::Receiver<Result<Event, String>>;
+/// What the connection task tells the subscriber.
+#[derive(Debug)]
+pub enum Update {
+    /// Connection number `generation` is up; requests name it (see [`Link`]).
+    Connected {
+        connected: mqtt::Connected,
+        generation: u64,
+    },
+    Event(Event),
+    /// A connection attempt failed, or the connection was lost; the task reconnects.
+    Lost(String),
+}
 
-/// Most acknowledgements written at once (4 bytes each on the wire).
-const MAX_ACK_BATCH: usize = 1024;
+pub type Updates = mpsc::Receiver<Update>;
 
-/// Polls the connection forever (reconnecting with capped exponential backoff) and forwards
-/// its events. Never cancelled mid-poll: rumqttc's poll is not cancel-safe. Ends once the
-/// broker closed the connection after the DISCONNECT (see
-/// [`mqtt::EventLoop::read_until_closed`]), or when nobody listens any more. When `renew` is set, drops the
-/// connection after the next event (keep-alive pings guarantee one) and connects again, so
-/// the broker sends every unacknowledged message again.
+/// What the subscriber asks of the connection task.
+#[derive(Debug)]
+enum Request {
+    /// SUBSCRIBE `filters` at `qos`: one packet per filter with its identifier (MQTT 5, whose
+    /// subscription identifier belongs to a SUBSCRIBE), or one for them all (MQTT 3.1.1).
+    Subscribe {
+        generation: u64,
+        filters: Vec<(String, usize)>,
+        qos: u8,
+    },
+    Unsubscribe {
+        generation: u64,
+        filters: Vec<String>,
+    },
+    /// Drop the connection and connect again: the broker sends every unacknowledged message
+    /// again.
+    Renew,
+    Disconnect,
+}
+
+/// The subscriber's handle on the connection task.
+#[derive(Clone)]
+pub struct Link {
+    requests: mpsc::Sender<Request>,
+    v5: bool,
+}
+
+impl Link {
+    /// Subscribes on connection `generation` (nothing if that connection is gone: the
+    /// subscriber subscribes again on the next). One SUBACK comes per packet sent, see
+    /// [`Link::subscribe_packets`].
+    pub async fn subscribe(&self, generation: u64, filters: &[(String, usize)], qos: u8) {
+        let request = Request::Subscribe {
+            generation,
+            filters: filters.to_vec(),
+            qos,
+        };
+        let _ = self.requests.send(request).await;
+    }
+
+    /// The filters of each SUBSCRIBE sent for `filters`, in order.
+    pub fn subscribe_packets(&self, filters: &[(String, usize)]) -> Vec<Vec<String>> {
+        let names = filters.iter().map(|(f, _)| f.clone());
+        if self.v5 {
+            names.map(|f| vec![f]).collect()
+        } else {
+            vec![names.collect()]
+        }
+    }
+
+    pub async fn unsubscribe(&self, generation: u64, filters: Vec<String>) {
+        let _ = self
+            .requests
+            .send(Request::Unsubscribe {
+                generation,
+                filters,
+            })
+            .await;
+    }
+
+    /// Asks for a new connection; `false` if a request is already waiting.
+    pub fn renew(&self) -> bool {
+        self.requests.try_send(Request::Renew).is_ok()
+    }
+
+    /// Asks for a DISCONNECT (the session is kept); the task ends once the broker has closed
+    /// the connection after it, having sent [`Event::DisconnectSent`].
+    pub async fn disconnect(&self) {
+        let _ = self.requests.send(Request::Disconnect).await;
+    }
+}
+
+/// Most acknowledgements put on the connection at once (4 bytes each on the wire).
+const MAX_ACK_BATCH: usize = 4096;
+
+/// Starts the connection task; it runs until the DISCONNECT or until nobody listens.
+/// `capacity` bounds the updates waiting for the subscriber.
 pub fn spawn(
-    mut eventloop: mqtt::EventLoop,
+    settings: mqtt::Settings,
     capacity: usize,
-    renew: Arc<AtomicBool>,
     tracker: Arc<AckTracker>,
-) -> (Events, tokio::task::JoinHandle<()>) {
+) -> (Updates, Link, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity);
+    let (requests, mut pending) = mpsc::channel(64);
+    let link = Link {
+        requests,
+        v5: settings.v5,
+    };
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut generation = 0;
         loop {
-            let event = eventloop.poll().await;
-            match &event {
-                Ok(Event::Connected { .. }) => {
+            let served = match Connection::open(&settings).await {
+                Ok((mut conn, connected)) => {
+                    generation += 1;
                     backoff = Duration::from_millis(100);
                     tracker.connected();
+                    let update = Update::Connected {
+                        connected,
+                        generation,
+                    };
+                    if tx.send(update).await.is_err() {
+                        return;
+                    }
+                    let served = serve(&mut conn, generation, &tx, &mut pending, &tracker).await;
+                    if let Served::Disconnected = served {
+                        conn.read_until_closed(mqtt::CLOSE_LIMIT).await;
+                        return;
+                    }
+                    served
                 }
-                Ok(Event::AckSent) => tracker.ack_sent(),
-                Ok(_) => {}
-                Err(_) => {
-                    eventloop.drop_stale_events();
-                    tracker.connection_lost();
-                }
-            }
-            let mut failed = event.is_err();
-            let disconnected = matches!(event, Ok(Event::DisconnectSent));
-            // An acknowledgement sent concerns this task only.
-            let forward = !matches!(event, Ok(Event::AckSent));
-            if forward && tx.send(event).await.is_err() {
-                return;
-            }
-            if disconnected {
-                eventloop.read_until_closed().await;
-                return;
-            }
-            if !failed && !renew.load(Ordering::SeqCst) {
-                if let Err(e) = write_due_acks(&tracker, &mut eventloop).await {
-                    eventloop.abandon_connection();
-                    tracker.connection_lost();
-                    failed = true;
-                    if tx.send(Err(e)).await.is_err() {
+                Err(e) => Served::Failed(e.to_string()),
+            };
+            match served {
+                Served::Disconnected | Served::Abandoned => return,
+                Served::Renew => continue,
+                Served::Failed(e) => {
+                    if tx.send(Update::Lost(e)).await.is_err() {
                         return;
                     }
                 }
             }
-            if renew.swap(false, Ordering::SeqCst) {
-                eventloop.discard_pending();
-                tracker.connection_lost();
+            // A DISCONNECT asked for while there is no connection ends the task.
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    request = pending.recv() => match request {
+                        Some(Request::Disconnect) | None => return,
+                        Some(_) => {}
+                    },
+                }
             }
-            if failed {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     });
-    (rx, task)
+    (rx, link, task)
 }
 
-/// Writes the acknowledgements that are due straight to the connection (MQTT 3.1.1), with
-/// one flush. An error means the connection is broken.
-async fn write_due_acks(
+/// How a connection ended.
+enum Served {
+    Disconnected,
+    Renew,
+    Failed(String),
+    /// The subscriber is gone.
+    Abandoned,
+}
+
+/// Runs one connection until it ends.
+async fn serve(
+    conn: &mut Connection,
+    generation: u64,
+    tx: &mpsc::Sender<Update>,
+    requests: &mut mpsc::Receiver<Request>,
     tracker: &AckTracker,
-    eventloop: &mut mqtt::EventLoop,
-) -> Result<(), String> {
-    if !eventloop.writes_directly() {
-        return Ok(());
+) -> Served {
+    let mut permit: Option<mpsc::OwnedPermit<Update>> = None;
+    loop {
+        for token in tracker.take_due(MAX_ACK_BATCH) {
+            conn.ack(&token);
+        }
+        tokio::select! {
+            biased;
+            request = requests.recv() => {
+                let done = match request {
+                    None => return Served::Abandoned,
+                    Some(Request::Renew) => return Served::Renew,
+                    Some(Request::Disconnect) => {
+                        conn.disconnect();
+                        Ok(())
+                    }
+                    Some(Request::Subscribe { generation: g, filters, qos }) if g == generation => {
+                        subscribe(conn, &filters, qos)
+                    }
+                    Some(Request::Unsubscribe { generation: g, filters }) if g == generation => {
+                        conn.unsubscribe(&filters)
+                    }
+                    Some(_) => Ok(()),
+                };
+                if let Err(e) = done {
+                    return Served::Failed(e.to_string());
+                }
+            }
+            reserved = tx.clone().reserve_owned(), if permit.is_none() => match reserved {
+                Ok(p) => permit = Some(p),
+                Err(_) => return Served::Abandoned,
+            },
+            event = conn.next(permit.is_some()) => {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => return Served::Failed(e.to_string()),
+                };
+                let disconnected = matches!(event, Event::DisconnectSent);
+                let update = Update::Event(event);
+                let sent = match permit.take() {
+                    Some(p) => {
+                        p.send(update);
+                        true
+                    }
+                    // Only events that do not wait for parsing (the DISCONNECT written) come
+                    // without a permit.
+                    None => tx.send(update).await.is_ok(),
+                };
+                if !sent {
+                    return Served::Abandoned;
+                }
+                if disconnected {
+                    return Served::Disconnected;
+                }
+            }
+            _ = tracker.wake.notified() => {}
+        }
     }
-    let Some(batch) = tracker.take_direct(MAX_ACK_BATCH) else {
-        return Ok(());
-    };
-    let written = eventloop.write_acks(&batch).await;
-    tracker.direct_written(batch.len(), written.is_ok());
-    written
+}
+
+fn subscribe(
+    conn: &mut Connection,
+    filters: &[(String, usize)],
+    qos: u8,
+) -> Result<(), mqtt::ConnectionError> {
+    if conn.is_v5() {
+        for (filter, id) in filters {
+            conn.subscribe(std::slice::from_ref(filter), qos, Some(*id))?;
+        }
+        Ok(())
+    } else {
+        let names: Vec<String> = filters.iter().map(|(f, _)| f.clone()).collect();
+        conn.subscribe(&names, qos, None)
+    }
 }

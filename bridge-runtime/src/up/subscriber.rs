@@ -1,10 +1,9 @@
 //! The subscriber connection: one MQTT session (`<prefix>-<ordinal>`, persistent) carrying the
-//! subscriptions of every MQTT → Kafka route. A task polls the connection and forwards events;
+//! subscriptions of every MQTT → Kafka route. A task runs the connection and forwards events;
 //! this loop dispatches messages to routes within the in-flight window and acknowledges them
 //! in order once Kafka has them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use super::acks::{AckTracker, Room};
 use super::dispatch::Dispatcher;
-use super::poller::Events;
+use super::poller::{Link, Update, Updates};
 use super::route::Job;
 use crate::health::Readiness;
 use crate::kafka::DeadLetters;
@@ -25,7 +24,7 @@ use crate::mqtt::{self, Event, Inbound};
 
 pub struct Subscriber {
     pub client_id: String,
-    pub client: mqtt::Client,
+    pub link: Link,
     pub routes: Vec<Arc<CompiledMqttToKafka>>,
     pub inputs: Vec<mpsc::Sender<Job>>,
     pub tracker: Arc<AckTracker>,
@@ -37,8 +36,6 @@ pub struct Subscriber {
     pub endpoint: MqttEndpoint,
     pub up: Gauge,
     pub unrouted: Counter,
-    /// Asks the connection task to renew the connection (see [`super::poller::spawn`]).
-    pub renew: Arc<AtomicBool>,
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// Retiring the session (see `crate::retire`): unsubscribe instead of subscribing, take
     /// what the broker still sends, and end once it has been quiet for [`RETIRE_QUIET`].
@@ -51,11 +48,6 @@ pub const RETIRE_QUIET: Duration = Duration::from_secs(3);
 /// How often held-back messages are looked at (see `renew_for_held_messages`).
 const HELD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How often acknowledgements not handed to the connection yet are looked at again: those that
-/// did not fit in rumqttc's request channel, or (MQTT 3.1.1) a safety net for the connection
-/// task's writes.
-const ACK_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -65,7 +57,7 @@ fn now_ms() -> i64 {
 impl Subscriber {
     /// Runs until `stop`, then drains: no new message is taken; those taken are finished and
     /// acknowledged within `grace`; then the session is disconnected (and kept by the broker).
-    pub async fn run(self, mut events: Events, stop: CancellationToken, grace: Duration) {
+    pub async fn run(self, mut events: Updates, stop: CancellationToken, grace: Duration) {
         let dispatcher = Dispatcher::new(
             &self
                 .routes
@@ -85,13 +77,11 @@ impl Subscriber {
             &self.endpoint,
             self.ready.clone(),
         );
-        let mut flush_tick = tokio::time::interval(ACK_FLUSH_INTERVAL);
         let mut held_tick = tokio::time::interval(HELD_CHECK_INTERVAL);
         let mut renew_requested = false;
         let mut quiet_tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_activity: Option<Instant> = None;
         loop {
-            let acks_waiting = self.tracker.unsent() > 0;
             let event = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -105,10 +95,6 @@ impl Subscriber {
                     }
                     continue;
                 }
-                _ = flush_tick.tick(), if acks_waiting => {
-                    self.tracker.flush();
-                    continue;
-                }
                 _ = held_tick.tick(), if !renew_requested => {
                     renew_requested = self.renew_for_held_messages();
                     continue;
@@ -116,9 +102,11 @@ impl Subscriber {
                 event = events.recv() => match event { Some(e) => e, None => return },
             };
             match event {
-                Ok(Event::Connected {
-                    session_present, ..
-                }) => {
+                Update::Connected {
+                    connected,
+                    generation,
+                } => {
+                    let session_present = connected.session_present;
                     self.tracker.new_connection();
                     renew_requested = false;
                     self.up.set(1);
@@ -131,9 +119,7 @@ impl Subscriber {
                             .iter()
                             .flat_map(|(_, fs)| fs.iter().map(|(f, _)| f.clone()))
                             .collect();
-                        if let Err(e) = self.client.unsubscribe(&filters).await {
-                            error!(error = %e, "cannot queue an UNSUBSCRIBE");
-                        }
+                        self.link.unsubscribe(generation, filters).await;
                         info!(client_id = %self.client_id, session_present, "retiring the session: unsubscribed, draining what the broker queued");
                         self.ready.set(true);
                     } else {
@@ -152,10 +138,8 @@ impl Subscriber {
                         awaiting_subacks.clear();
                         refused.clear();
                         for (qos, filters) in wanted {
-                            match self.client.subscribe(filters, *qos).await {
-                                Ok(()) => awaiting_subacks.extend(self.subscribe_packets(filters)),
-                                Err(e) => error!(error = %e, "cannot queue a SUBSCRIBE"),
-                            }
+                            self.link.subscribe(generation, filters, *qos).await;
+                            awaiting_subacks.extend(self.link.subscribe_packets(filters));
                         }
                         if awaiting_subacks.is_empty() {
                             self.ready.set(true);
@@ -165,7 +149,7 @@ impl Subscriber {
                     }
                     first_connection = false;
                 }
-                Ok(Event::SubscribeAnswered { rejected }) => {
+                Update::Event(Event::SubscribeAnswered { rejected }) => {
                     let filters = awaiting_subacks.pop_front().unwrap_or_default();
                     for (position, reason) in rejected {
                         let filter = filters.get(position).map_or("?", String::as_str);
@@ -184,14 +168,14 @@ impl Subscriber {
                         }
                     }
                 }
-                Ok(Event::Message(msg)) => {
+                Update::Event(Event::Message(msg)) => {
                     last_activity = Some(Instant::now());
                     if !self.dispatch(&dispatcher, msg, &stop).await {
                         break;
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
+                Update::Event(_) => {}
+                Update::Lost(e) => {
                     self.up.set(0);
                     status.failed(&e);
                 }
@@ -209,18 +193,7 @@ impl Subscriber {
             return false;
         }
         info!(client_id = %self.client_id, held, "the dead-letter topic is usable again; renewing the MQTT connection so the broker sends the held-back messages again");
-        self.renew.store(true, Ordering::SeqCst);
-        true
-    }
-
-    /// The filters of each SUBSCRIBE sent for one route: MQTT 5 sends one per filter (each
-    /// has its identifier); 3.1.1 one per route.
-    fn subscribe_packets(&self, filters: &[(String, usize)]) -> Vec<Vec<String>> {
-        let names = filters.iter().map(|(f, _)| f.clone());
-        match self.client {
-            mqtt::Client::V5(_) => names.map(|f| vec![f]).collect(),
-            mqtt::Client::V4(_) => vec![names.collect()],
-        }
+        self.link.renew()
     }
 
     /// Hands a message to its routes; `false` when stopping interrupted the wait for room in
@@ -280,9 +253,9 @@ impl Subscriber {
 
     /// Lets the routes finish what they took, keeps the connection polled so acknowledgements
     /// reach the broker, then disconnects.
-    async fn drain(self, mut events: Events, grace: Duration) {
+    async fn drain(self, mut events: Updates, grace: Duration) {
         let Subscriber {
-            client,
+            link,
             tracker,
             inputs,
             client_id,
@@ -297,7 +270,6 @@ impl Subscriber {
             info!(client_id = %client_id, messages = remaining, "finishing in-flight messages");
         }
         while tracker.len() > 0 || tracker.unsent() > 0 {
-            tracker.flush();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     warn!(client_id = %client_id, messages = tracker.len(),
@@ -308,7 +280,7 @@ impl Subscriber {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
-        client.disconnect().await;
+        link.disconnect().await;
         // The connection task ends once the broker has closed the connection after the
         // DISCONNECT, so that it has read every acknowledgement before it.
         let wait = tokio::time::sleep(Duration::from_secs(5) + mqtt::CLOSE_LIMIT);
@@ -318,7 +290,7 @@ impl Subscriber {
             tokio::select! {
                 _ = &mut wait => break,
                 event = events.recv() => match event {
-                    Some(Ok(Event::DisconnectSent)) => sent = true,
+                    Some(Update::Event(Event::DisconnectSent)) => sent = true,
                     None => break,
                     _ => {}
                 },

@@ -96,7 +96,7 @@ kafka:
   producer: {acks: '0', idempotence: false}
 mqttToKafka:
   - name: lock-state
-    mqtt: {topicFilters: ['devices/+/state'], qos: 2}
+    mqtt: {topicFilters: ['devices/+/state'], qos: 3}
     kafka: {topic: lock-state, forwardUserProperties: true}
 kafkaToMqtt:
   - name: lock-command
@@ -110,7 +110,7 @@ kafkaToMqtt:
         "kafka.producer.acks: \"0\" means Kafka confirms no write",
         "mqttToKafka[0].kafka.forwardUserProperties: MQTT 3.1.1 has no user properties",
         "kafkaToMqtt[0].mqtt.forwardHeaders: MQTT 3.1.1 has no user properties",
-        "mqttToKafka[0].mqtt.qos: QoS 2 subscriptions are not supported",
+        "mqttToKafka[0].mqtt.qos: 3 is not a QoS level",
     ] {
         assert!(stderr.contains(field), "{field:?} not in:\n{stderr}");
     }
@@ -120,7 +120,7 @@ kafkaToMqtt:
         .replace("acks: '0', idempotence: false", "acks: all")
         .replace(", forwardUserProperties: true", "")
         .replace(", forwardHeaders: true", "")
-        .replace(", qos: 2", "");
+        .replace(", qos: 3", "");
     let (code, _, stderr) = run(&["--check"], &fine);
     assert_eq!(code, 0, "stderr: {stderr}");
 }

@@ -45,10 +45,11 @@ pub struct MqttSource {
     /// plain filters; set `shared` rather than writing `$share/...`.
     #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 65535)))]
     pub topic_filters: Vec<String>,
-    /// QoS of the subscription: 0 or 1 (the default). QoS 1 messages are acknowledged to the
-    /// broker only after Kafka has them; QoS 0 messages can be lost by the broker anyway.
-    /// QoS 2 is refused: the MQTT client would reconnect in a loop after a restart, and it adds
-    /// nothing before an at-least-once write into Kafka.
+    /// QoS of the subscription: 0, 1 (the default) or 2. QoS 1 and 2 messages are
+    /// acknowledged to the broker (PUBACK, PUBREC) only after Kafka has them; QoS 0 messages
+    /// can be lost by the broker anyway. QoS 2 ends the MQTT side exactly once, but the write
+    /// into Kafka is at least once either way: a message whose PUBREC was lost with the
+    /// connection comes again.
     #[serde(default = "qos_one")]
     #[schemars(range(min = 0, max = 2))]
     pub qos: u8,

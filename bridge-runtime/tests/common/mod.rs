@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod brokers;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::time::Duration;

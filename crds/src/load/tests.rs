@@ -504,15 +504,17 @@ fn acks_0_is_refused() {
 }
 
 #[test]
-fn qos_2_subscriptions_are_refused_with_the_reason() {
+fn qos_2_subscriptions_are_accepted_and_3_is_refused() {
     let yaml = replaced(
         "      topicFilters: [\"devices/+/state\"]\n",
         "      topicFilters: [\"devices/+/state\"]\n      qos: 2\n",
     );
+    let valid = load_runtime_config(&yaml).expect("QoS 2 is valid");
+    assert_eq!(valid.mqtt_to_kafka[0].qos, 2);
     assert_rejected(
-        &yaml,
+        &yaml.replace("qos: 2", "qos: 3"),
         "mqttToKafka[0].mqtt.qos",
-        "QoS 2 subscriptions are not supported",
+        "3 is not a QoS level",
     );
 }
 

@@ -182,15 +182,6 @@ fn compile_source(
 ) -> Option<Filters> {
     let before = errors.len();
     check_qos(source.qos, &join(path, "qos"), errors);
-    if source.qos == 2 {
-        // rumqttc (bytebeamio/rumqtt#664) disconnects on the PUBREL a broker resends after a
-        // reconnect to a persistent session, which every restart of the bridge is: a
-        // reconnect loop. QoS 2 buys nothing before an at-least-once write into Kafka.
-        errors.push(
-            join(path, "qos"),
-            "QoS 2 subscriptions are not supported: the MQTT client would reconnect in a loop after every restart (rumqttc issue #664), and QoS 2 adds nothing before an at-least-once write into Kafka; use qos 1 (devices may still publish at QoS 2: the broker delivers at the subscription's QoS)",
-        );
-    }
     let filters_path = join(path, "topicFilters");
     if source.topic_filters.is_empty() {
         errors.push(&filters_path, "list at least one topic filter");

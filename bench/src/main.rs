@@ -50,11 +50,12 @@ struct Args {
     )]
     only: Vec<String>,
     /// Throughput cases to run, as direction:qos:payload-bytes (e.g.
-    /// kafka-to-mqtt:1:100); default all eight.
+    /// kafka-to-mqtt:1:100); default all ten.
     #[arg(long, value_delimiter = ',', value_parser = parse_case)]
     cases: Vec<(&'static str, u8, usize)>,
-    /// Throughput subjects to run: ceiling, bridge-runtime, redpanda-connect; default all
-    /// three (a ratio needs both of its subjects).
+    /// Throughput subjects to run: ceiling, bridge-runtime (MQTT 3.1.1),
+    /// bridge-runtime-mqtt5, redpanda-connect; default all four (a ratio needs both of its
+    /// subjects).
     #[arg(long, value_delimiter = ',', value_parser = parse_subject)]
     subjects: Vec<Subject>,
     /// Bridge counts for the operator part.
@@ -63,9 +64,10 @@ struct Args {
 }
 
 const SYSTEMS: [System; 2] = [System::BridgeRuntime, System::RedpandaConnect];
-const SUBJECTS: [Subject; 3] = [
+const SUBJECTS: [Subject; 4] = [
     Subject::Ceiling,
     Subject::System(System::BridgeRuntime),
+    Subject::System(System::BridgeRuntimeMqtt5),
     Subject::System(System::RedpandaConnect),
 ];
 
@@ -256,6 +258,7 @@ fn cases() -> Vec<(&'static str, u8, usize)> {
                 v.push((direction, qos, size));
             }
         }
+        v.push((direction, 2, 100));
     }
     v
 }
@@ -303,7 +306,10 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
             Path::KafkaToMqtt(System::RedpandaConnect, false),
         ];
         if fraction == 0.5 {
-            // Where bridge-runtime's time goes, at the load the latency target is set for.
+            // bridge-runtime's default protocol, at the load the latency target is set for.
+            paths.push(Path::MqttToKafka(System::BridgeRuntimeMqtt5, false));
+            paths.push(Path::KafkaToMqtt(System::BridgeRuntimeMqtt5, false));
+            // Where bridge-runtime's time goes, at the same load.
             paths.push(Path::BareLegsAtOnce);
             paths.push(Path::MqttToKafka(System::BridgeRuntime, true));
             paths.push(Path::KafkaToMqtt(System::BridgeRuntime, true));
@@ -351,7 +357,7 @@ mod tests {
             super::parse_case("kafka-to-mqtt:1:100"),
             Ok(("kafka-to-mqtt", 1, 100))
         );
-        let refused = super::parse_case("kafka-to-mqtt:2:100").unwrap_err();
+        let refused = super::parse_case("kafka-to-mqtt:2:1024").unwrap_err();
         assert!(
             refused.contains("is not a case") && refused.contains("mqtt-to-kafka:0:100"),
             "{refused}"
@@ -363,7 +369,7 @@ mod tests {
         assert_eq!(super::parse_subject("ceiling"), Ok(super::Subject::Ceiling));
         let refused = super::parse_subject("kafka-connect").unwrap_err();
         assert!(
-            refused.contains("bridge-runtime, redpanda-connect"),
+            refused.contains("bridge-runtime, bridge-runtime-mqtt5, redpanda-connect"),
             "{refused}"
         );
     }

@@ -55,6 +55,9 @@ pub struct Results {
     pub operator: Vec<OperatorRun>,
 }
 
+/// The subject name of bridge-runtime over MQTT 5.
+const MQTT5: &str = "bridge-runtime-mqtt5";
+
 /// Median, smallest and largest of some figures.
 pub fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
@@ -140,7 +143,7 @@ impl Results {
             self.machine, self.messages_per_sample, self.samples
         );
         if !self.throughput.is_empty() {
-            md.push_str("## Throughput (msg/s)\n\n| direction | QoS | payload | ceiling | bridge-runtime | Redpanda Connect | bridge / ceiling | bridge / Redpanda Connect | bridge MB/s | bridge CPU s per million | bridge peak RSS MiB | Redpanda Connect CPU s per million | Redpanda Connect peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            md.push_str("## Throughput (msg/s)\n\n`bridge-runtime` runs MQTT 3.1.1 like the ceiling and the peer; `bridge-runtime MQTT 5` is the same binary with its default protocol, MQTT 5.\n\n| direction | QoS | payload | ceiling | bridge-runtime | bridge-runtime MQTT 5 | Redpanda Connect | bridge / ceiling | MQTT 5 / 3.1.1 | bridge / Redpanda Connect | bridge MB/s | bridge CPU s per million | MQTT 5 CPU s per million | bridge peak RSS MiB | Redpanda Connect CPU s per million | Redpanda Connect peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (d, q, size) in self.case_keys() {
                 let cell = |who: &str| {
                     self.case(d, q, size, who)
@@ -148,16 +151,20 @@ impl Results {
                 };
                 let median = |who: &str, f: fn(&Sample) -> f64| self.median_of(d, q, size, who, f);
                 let bridge = self.median_rate(d, q, size, "bridge-runtime");
+                let mqtt5 = self.median_rate(d, q, size, MQTT5);
                 let _ = writeln!(
                     md,
-                    "| {d} | {q} | {size} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {d} | {q} | {size} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     cell("ceiling"),
                     cell("bridge-runtime"),
+                    cell(MQTT5),
                     cell("redpanda-connect"),
                     figure(bridge / self.median_rate(d, q, size, "ceiling"), 2),
+                    figure(mqtt5 / bridge, 2),
                     figure(bridge / self.median_rate(d, q, size, "redpanda-connect"), 2),
                     figure(median("bridge-runtime", |s| s.mb_per_s), 1),
                     figure(median("bridge-runtime", |s| s.cpu_s_per_million), 2),
+                    figure(median(MQTT5, |s| s.cpu_s_per_million), 2),
                     figure(median("bridge-runtime", |s| s.peak_rss_mib), 1),
                     figure(median("redpanda-connect", |s| s.cpu_s_per_million), 2),
                     figure(median("redpanda-connect", |s| s.peak_rss_mib), 1),
@@ -165,14 +172,16 @@ impl Results {
             }
         }
         if !self.throughput.is_empty() {
-            md.push_str("\n## CPU seconds per million messages (subject; Mosquitto + Kafka during its run)\n\n| direction | QoS | payload | bridge-runtime | brokers with bridge-runtime | Redpanda Connect | brokers with Redpanda Connect |\n|---|---|---|---|---|---|---|\n");
+            md.push_str("\n## CPU seconds per million messages (subject; Mosquitto + Kafka during its run)\n\n| direction | QoS | payload | bridge-runtime | brokers with bridge-runtime | bridge-runtime MQTT 5 | brokers with MQTT 5 | Redpanda Connect | brokers with Redpanda Connect |\n|---|---|---|---|---|---|---|---|---|\n");
             for (d, q, size) in self.case_keys() {
                 let median = |who: &str, f: fn(&Sample) -> f64| self.median_of(d, q, size, who, f);
                 let _ = writeln!(
                     md,
-                    "| {d} | {q} | {size} B | {} | {} | {} | {} |",
+                    "| {d} | {q} | {size} B | {} | {} | {} | {} | {} | {} |",
                     figure(median("bridge-runtime", |s| s.cpu_s_per_million), 2),
                     figure(median("bridge-runtime", |s| s.brokers_cpu_s_per_million), 2),
+                    figure(median(MQTT5, |s| s.cpu_s_per_million), 2),
+                    figure(median(MQTT5, |s| s.brokers_cpu_s_per_million), 2),
                     figure(median("redpanda-connect", |s| s.cpu_s_per_million), 2),
                     figure(
                         median("redpanda-connect", |s| s.brokers_cpu_s_per_million),
@@ -431,12 +440,13 @@ mod tests {
             throughput: vec![
                 case("ceiling", &[100.0, 120.0, 110.0]),
                 case("bridge-runtime", &[99.0, 90.0, 95.0]),
+                case("bridge-runtime-mqtt5", &[90.0, 92.0, 85.5]),
                 case("redpanda-connect", &[30.0, 31.0, 32.0]),
             ],
             ..Results::default()
         };
         let md = r.markdown();
-        assert!(md.contains("| mqtt-to-kafka | 1 | 100 B | 110 (100–120) | 95 (90–99) | 31 (30–32) | 0.86 | 3.06 |"), "{md}");
+        assert!(md.contains("| mqtt-to-kafka | 1 | 100 B | 110 (100–120) | 95 (90–99) | 90 (86–92) | 31 (30–32) | 0.86 | 0.95 | 3.06 |"), "{md}");
 
         // A run without the peer (--subjects ceiling,bridge-runtime) leaves its cells blank.
         let r = Results {
@@ -448,7 +458,7 @@ mod tests {
         };
         let md = r.markdown();
         assert!(
-            md.contains("| 110 (100–120) | 95 (90–99) | – | 0.86 | – |"),
+            md.contains("| 110 (100–120) | 95 (90–99) | – | – | 0.86 | – | – |"),
             "{md}"
         );
         assert!(!md.contains("NaN"), "{md}");

@@ -14,7 +14,10 @@ use crate::procstat;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
+    /// bridge-runtime over MQTT 3.1.1, the protocol of the ceiling and of the peer.
     BridgeRuntime,
+    /// bridge-runtime over MQTT 5, its default protocol.
+    BridgeRuntimeMqtt5,
     RedpandaConnect,
 }
 
@@ -22,7 +25,16 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::BridgeRuntime => "bridge-runtime",
+            System::BridgeRuntimeMqtt5 => "bridge-runtime-mqtt5",
             System::RedpandaConnect => "redpanda-connect",
+        }
+    }
+
+    /// The protocol version bridge-runtime runs with.
+    fn protocol_version(self) -> &'static str {
+        match self {
+            System::BridgeRuntimeMqtt5 => "5",
+            _ => "3.1.1",
         }
     }
 }
@@ -61,7 +73,7 @@ pub struct Running {
     log: PathBuf,
 }
 
-fn bridge_config(name: &str, route: &Route, s: &Setup, http: SocketAddr) -> String {
+fn bridge_config(name: &str, version: &str, route: &Route, s: &Setup, http: SocketAddr) -> String {
     let route = match route {
         Route::MqttToKafka { prefix, qos, topic } => format!(
             "mqttToKafka:\n  - name: m2k\n    mqtt: {{topicFilters: [\"{prefix}/+/state\"], qos: {qos}, shared: false}}\n    \
@@ -73,7 +85,7 @@ fn bridge_config(name: &str, route: &Route, s: &Setup, http: SocketAddr) -> Stri
         ),
     };
     format!(
-        "bridgeName: {name}\nmqtt: {{url: \"mqtt://127.0.0.1:{port}\", protocolVersion: \"3.1.1\"}}\n\
+        "bridgeName: {name}\nmqtt: {{url: \"mqtt://127.0.0.1:{port}\", protocolVersion: \"{version}\"}}\n\
          kafka:\n  bootstrapServers: \"{kafka}\"\n  producer: {{acks: all, compression: lz4, lingerMs: 5}}\n\
          {route}http: {{listen: \"{http}\"}}\nlogging: {{level: warn}}\n",
         port = s.mqtt_port,
@@ -123,8 +135,9 @@ impl Running {
         let config = s.dir.join(format!("{name}.yaml"));
         let log = s.dir.join(format!("{name}.log"));
         let mut command = match system {
-            System::BridgeRuntime => {
-                std::fs::write(&config, bridge_config(name, route, s, http))?;
+            System::BridgeRuntime | System::BridgeRuntimeMqtt5 => {
+                let version = system.protocol_version();
+                std::fs::write(&config, bridge_config(name, version, route, s, http))?;
                 let mut c = Command::new(testbed::process::workspace_binary("bridge-runtime"));
                 c.arg("--config").arg(&config);
                 c
@@ -158,7 +171,7 @@ impl Running {
     /// `/ready`: both report connected inputs and outputs).
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let path = match self.system {
-            System::BridgeRuntime => "/readyz",
+            System::BridgeRuntime | System::BridgeRuntimeMqtt5 => "/readyz",
             System::RedpandaConnect => "/ready",
         };
         let deadline = Instant::now() + timeout;

@@ -173,6 +173,12 @@ impl Connection {
         self.v5
     }
 
+    /// Publishes (and subscriptions) in flight, and the most publishes that may be: the
+    /// broker's receive maximum, or the configured limit if lower.
+    pub fn in_flight(&self) -> (usize, usize) {
+        self.in_flight.usage()
+    }
+
     /// Bytes waiting to be written.
     pub fn backlog(&self) -> usize {
         self.io.wbuf.len()

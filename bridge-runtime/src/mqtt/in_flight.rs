@@ -49,6 +49,11 @@ impl InFlight {
         }
     }
 
+    /// Packet ids in use, and the most publishes that may be in flight.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.ids.len(), self.limit)
+    }
+
     /// QoS 1 and 2 publishes that may be sent now.
     pub fn room(&self) -> usize {
         self.limit.saturating_sub(self.ids.len())

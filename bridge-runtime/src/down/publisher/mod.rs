@@ -41,6 +41,11 @@ const UNANSWERED_LIMIT: Duration = Duration::from_secs(60);
 const MAX_TRANSIENT_REFUSALS: u32 = 5;
 /// Bytes put on the connection ahead of the socket: enough for one large write.
 const MAX_BACKLOG: usize = 256 * 1024;
+/// In-flight slots that must be free (or half the limit, if smaller) before QoS 1 and 2
+/// publishes are put on the connection again while others wait for their answer. With the
+/// window full, each acknowledgement frees one slot, and refilling it at once would be one
+/// write per publish (perf counted 0.65 writes per publish before this rule).
+const REFILL_BATCH: usize = 64;
 
 /// How a publish ended: confirmed, or refused for good with the reason.
 pub type Delivery = Result<(), String>;
@@ -223,6 +228,9 @@ impl Poller {
         let Ok(mut st) = self.state.lock() else {
             return Err("the publisher's state is poisoned".to_owned());
         };
+        let (in_flight, limit) = conn.in_flight();
+        let refill =
+            in_flight == 0 || limit - in_flight.min(limit) >= (limit / 2).clamp(1, REFILL_BATCH);
         while conn.backlog() < MAX_BACKLOG {
             let Some(&id) = st.queued.front() else {
                 break;
@@ -231,6 +239,9 @@ impl Poller {
                 st.queued.pop_front();
                 continue;
             };
+            if pending.msg.qos > 0 && !refill {
+                break;
+            }
             if !conn.publish(id, &pending.msg).map_err(|e| e.to_string())? {
                 break;
             }

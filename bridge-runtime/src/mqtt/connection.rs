@@ -364,15 +364,12 @@ impl Connection {
     /// Handles a packet from the broker; the event for the caller, if it is one.
     fn incoming(&mut self, packet: Packet) -> Result<Option<Event>, ConnectionError> {
         let event = match packet {
-            Packet::Publish(msg) => {
-                if msg.qos == 2 && self.awaiting_release.contains(&msg.ack.pkid) {
-                    // Sent again before our PUBREC arrived: received already, so PUBREC again
-                    // and do not deliver it twice.
-                    wire::ack_token(&mut self.io.wbuf, &msg.ack, self.v5);
-                    return Ok(None);
-                }
-                Some(Event::Message(msg))
-            }
+            // Delivered even when its packet id waits for a PUBREL: a broker resends a QoS 2
+            // publish only on a new connection (where nothing waits), so on this one it is a
+            // new message under a reused id. Mosquitto 2.0 does reuse ids that early when it
+            // floods a session with queued messages; holding such a message back as a
+            // duplicate would lose it. The write into Kafka is at least once either way.
+            Packet::Publish(msg) => Some(Event::Message(msg)),
             Packet::PubAck(ack) => self
                 .in_flight
                 .end(ack.pkid, |u| matches!(u, Use::Qos1(_)))

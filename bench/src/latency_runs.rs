@@ -289,6 +289,14 @@ impl Path {
         }
     }
 
+    /// The system under test on this path, if there is one.
+    pub fn system(self) -> Option<System> {
+        match self {
+            Path::MqttToKafka(system, _) | Path::KafkaToMqtt(system, _) => Some(system),
+            _ => None,
+        }
+    }
+
     pub fn is_kafka_to_mqtt(self) -> bool {
         matches!(self, Path::KafkaToMqtt(..))
     }

@@ -53,9 +53,9 @@ struct Args {
     /// kafka-to-mqtt:1:100); default all ten.
     #[arg(long, value_delimiter = ',', value_parser = parse_case)]
     cases: Vec<(&'static str, u8, usize)>,
-    /// Throughput subjects to run: ceiling, bridge-runtime (MQTT 3.1.1),
-    /// bridge-runtime-mqtt5, redpanda-connect; default all four (a ratio needs both of its
-    /// subjects).
+    /// Subjects to run: ceiling, bridge-runtime (MQTT 3.1.1), bridge-runtime-mqtt5,
+    /// redpanda-connect; default all four (a ratio needs both of its subjects). The latency
+    /// part leaves out the paths of the systems left out here.
     #[arg(long, value_delimiter = ',', value_parser = parse_subject)]
     subjects: Vec<Subject>,
     /// Bridge counts for the operator part.
@@ -123,11 +123,7 @@ async fn main() -> Result<()> {
     };
 
     if wants("throughput") {
-        let subjects = if args.subjects.is_empty() {
-            SUBJECTS.to_vec()
-        } else {
-            args.subjects.clone()
-        };
+        let subjects = chosen_subjects(&args);
         eprintln!("bench: warm-up");
         for &who in &subjects {
             throughput::mqtt_to_kafka(&setup, who, 1, 100, args.messages / 10).await?;
@@ -222,6 +218,15 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The subjects of this run: `--subjects`, or all of them.
+fn chosen_subjects(args: &Args) -> Vec<Subject> {
+    if args.subjects.is_empty() {
+        SUBJECTS.to_vec()
+    } else {
+        args.subjects.clone()
+    }
+}
+
 /// One of [`SUBJECTS`], by name.
 fn parse_subject(text: &str) -> Result<Subject, String> {
     SUBJECTS
@@ -267,6 +272,7 @@ fn cases() -> Vec<(&'static str, u8, usize)> {
 /// absolute load for every path, so the paths compare at equal load. The live maximum is lower
 /// than the drain rate: the load generator and the sinks share the two cores.
 async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> Result<()> {
+    let subjects = chosen_subjects(args);
     let mut live = Vec::new();
     for direction in ["mqtt-to-kafka", "kafka-to-mqtt"] {
         // Offered: the drain maximum of this run (or a generous stand-in without one).
@@ -314,7 +320,12 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
             paths.push(Path::MqttToKafka(System::BridgeRuntime, true));
             paths.push(Path::KafkaToMqtt(System::BridgeRuntime, true));
         }
-        for path in paths {
+        // Subjects left out with --subjects are left out here too (their rows read –).
+        let chosen = |path: &Path| match path.system() {
+            Some(system) => subjects.contains(&Subject::System(system)),
+            None => true,
+        };
+        for path in paths.into_iter().filter(chosen) {
             let max = if path.is_kafka_to_mqtt() {
                 max_k2m
             } else {

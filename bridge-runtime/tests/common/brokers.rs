@@ -67,13 +67,29 @@ impl Broker {
 
     /// A subscriber with a persistent session, so a broker restart keeps its subscription.
     pub async fn subscriber(self, filter: &str) -> Subscriber {
-        Subscriber::connect_persistent_at(self.port(), &unique("sub"), &[filter], 1).await
+        self.subscriber_at(filter, 1).await
+    }
+
+    /// As [`Broker::subscriber`], subscribed at `qos`.
+    pub async fn subscriber_at(self, filter: &str, qos: u8) -> Subscriber {
+        Subscriber::connect_persistent_at(self.port(), &unique("sub"), &[filter], qos).await
     }
 }
 
 /// A bridge on `broker`: `<ns>/devices/+/state` → `<ns>-state` (keyed by device, a shared
 /// subscription when `shared`) and `<ns>-cmd` → `<ns>/devices/${.key}/command` at QoS 1.
 pub fn config(broker: Broker, ns: &str, shared: bool, dead_letter_topic: Option<&str>) -> String {
+    config_at(broker, ns, shared, dead_letter_topic, 1)
+}
+
+/// As [`config`], both routes at `qos` (the subscription and the publishes).
+pub fn config_at(
+    broker: Broker,
+    ns: &str,
+    shared: bool,
+    dead_letter_topic: Option<&str>,
+    qos: u8,
+) -> String {
     let dlq = dead_letter_topic
         .map(|t| format!("\n  deadLetterTopic: {t}"))
         .unwrap_or_default();
@@ -88,12 +104,12 @@ delivery:
   shutdownGracePeriodSeconds: 10
 mqttToKafka:
   - name: state
-    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], shared: {shared}}}
+    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], shared: {shared}, qos: {qos}}}
     kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\", headers: {{mqtt.retain: \"${{retain}}\"}}}}
 kafkaToMqtt:
   - name: commands
     kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}
-    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}
+    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: {qos}}}
 ",
         url = broker.url(),
         kafka = env().kafka_bootstrap,
@@ -109,7 +125,12 @@ pub async fn topics(ns: &str) -> (String, String) {
 }
 
 pub fn start(broker: Broker, ns: &str, shared: bool) -> Bridge {
-    let mut bridge = Bridge::start(ns, &config(broker, ns, shared, None));
+    start_at(broker, ns, shared, 1)
+}
+
+/// As [`start`], both routes at `qos`.
+pub fn start_at(broker: Broker, ns: &str, shared: bool, qos: u8) -> Bridge {
+    let mut bridge = Bridge::start(ns, &config_at(broker, ns, shared, None, qos));
     bridge.wait_ready(SHORT);
     bridge
 }

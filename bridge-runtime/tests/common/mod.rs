@@ -66,12 +66,24 @@ pub async fn publish_lock_states_from(
     first: u32,
     count: u32,
 ) {
+    publish_lock_states_at(publisher, ns, devices, first, count, 1).await;
+}
+
+/// As [`publish_lock_states_from`], at `qos`.
+pub async fn publish_lock_states_at(
+    publisher: &testbed::mqtt::Publisher,
+    ns: &str,
+    devices: u32,
+    first: u32,
+    count: u32,
+    qos: u8,
+) {
     for i in first..first + count {
         let (device, seq) = (format!("lock-{}", i % devices), i / devices);
         publisher
             .publish(
                 &format!("{ns}/devices/{device}/state"),
-                1,
+                qos,
                 lock_state(&device, seq),
             )
             .await;

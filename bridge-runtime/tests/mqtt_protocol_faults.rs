@@ -70,16 +70,7 @@ async fn a_lost_pubrel_comes_again_without_a_disconnect_loop(protocol: &str) {
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("pubrel-pub")).await;
-    for i in 0..200u32 {
-        let device = format!("lock-{}", i % 10);
-        publisher
-            .publish(
-                &format!("{ns}/devices/{device}/state"),
-                2,
-                lock_state(&device, i / 10),
-            )
-            .await;
-    }
+    publish_lock_states_at(&publisher, &ns, 10, 0, 200, 2).await;
     publisher.wait_acked(200, SHORT).await;
     let records = wait_for_distinct(&topic, 200, LONG).await;
     assert_eq!(distinct_and_duplicates(&records).0, 200, "{protocol}");
@@ -87,16 +78,7 @@ async fn a_lost_pubrel_comes_again_without_a_disconnect_loop(protocol: &str) {
     // Connected again, and staying connected: one reconnect, not one per resent PUBREL.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(proxy.connections(), 2, "{protocol}: one reconnect, no loop");
-    for i in 200..300u32 {
-        let device = format!("lock-{}", i % 10);
-        publisher
-            .publish(
-                &format!("{ns}/devices/{device}/state"),
-                2,
-                lock_state(&device, i / 10),
-            )
-            .await;
-    }
+    publish_lock_states_at(&publisher, &ns, 10, 200, 100, 2).await;
     let records = wait_for_distinct(&topic, 300, LONG).await;
     assert_eq!(distinct_and_duplicates(&records).0, 300, "{protocol}");
     assert_eq!(proxy.connections(), 2, "{protocol}: no reconnect since");

@@ -169,10 +169,6 @@ impl Connection {
         Ok((connection, connected))
     }
 
-    pub fn is_v5(&self) -> bool {
-        self.v5
-    }
-
     /// Publishes (and subscriptions) in flight, and the most publishes that may be: the
     /// broker's receive maximum, or the configured limit if lower.
     pub fn in_flight(&self) -> (usize, usize) {
@@ -187,16 +183,15 @@ impl Connection {
     /// Puts a publish in; `tag` comes back with its [`Event::Confirmed`] or [`Event::Refused`].
     /// `Ok(false)` when a QoS 1 or 2 publish finds no room.
     pub fn publish(&mut self, tag: u64, msg: &Outbound) -> Result<bool, ConnectionError> {
-        let pkid = match msg.qos {
-            0 => 0,
-            1 => match self.in_flight.take(Use::Qos1(tag)) {
-                Some(id) => id,
-                None => return Ok(false),
-            },
-            _ => match self.in_flight.take(Use::Qos2(tag)) {
-                Some(id) => id,
-                None => return Ok(false),
-            },
+        let what = match msg.qos {
+            0 => None,
+            1 => Some(Use::Qos1(tag)),
+            _ => Some(Use::Qos2(tag)),
+        };
+        let pkid = match what.map(|w| self.in_flight.take(w)) {
+            None => 0,
+            Some(Some(id)) => id,
+            Some(None) => return Ok(false),
         };
         wire::publish_packet(&mut self.io.wbuf, self.v5, msg, pkid)?;
         if msg.qos == 0 {
@@ -221,22 +216,22 @@ impl Connection {
         qos: u8,
         id: Option<usize>,
     ) -> Result<(), ConnectionError> {
-        let pkid = self.control_id(Use::Subscribe)?;
+        let pkid = self.control_id(Use::Subscribe, "SUBSCRIBE")?;
         wire::subscribe(&mut self.io.wbuf, self.v5, pkid, filters, qos, id)?;
         Ok(())
     }
 
     /// Puts in one UNSUBSCRIBE.
     pub fn unsubscribe(&mut self, filters: &[String]) -> Result<(), ConnectionError> {
-        let pkid = self.control_id(Use::Unsubscribe)?;
+        let pkid = self.control_id(Use::Unsubscribe, "UNSUBSCRIBE")?;
         wire::unsubscribe(&mut self.io.wbuf, self.v5, pkid, filters)?;
         Ok(())
     }
 
-    fn control_id(&mut self, what: Use) -> Result<u16, ConnectionError> {
+    fn control_id(&mut self, what: Use, packet: &'static str) -> Result<u16, ConnectionError> {
         self.in_flight.take(what).ok_or_else(|| {
             ConnectionError::Wire(WireError::Encode {
-                what: "SUBSCRIBE",
+                what: packet,
                 detail: "every packet id is in use".to_owned(),
             })
         })
@@ -273,7 +268,6 @@ impl Connection {
                 while let Some(packet) =
                     wire::read(&mut self.io.rbuf, self.v5, wire::MAX_PACKET as usize)?
                 {
-                    self.last_received = Instant::now();
                     if let Some(event) = self.incoming(packet)? {
                         return Ok(event);
                     }

@@ -33,11 +33,10 @@ pub type Updates = mpsc::Receiver<Update>;
 /// What the subscriber asks of the connection task.
 #[derive(Debug)]
 enum Request {
-    /// SUBSCRIBE `filters` at `qos`: one packet per filter with its identifier (MQTT 5, whose
-    /// subscription identifier belongs to a SUBSCRIBE), or one for them all (MQTT 3.1.1).
+    /// One SUBSCRIBE at `qos` per packet: its filters, and its subscription identifier.
     Subscribe {
         generation: u64,
-        filters: Vec<(String, usize)>,
+        packets: Vec<(Vec<String>, Option<usize>)>,
         qos: u8,
     },
     Unsubscribe {
@@ -59,25 +58,31 @@ pub struct Link {
 
 impl Link {
     /// Subscribes on connection `generation` (nothing if that connection is gone: the
-    /// subscriber subscribes again on the next). One SUBACK comes per packet sent, see
-    /// [`Link::subscribe_packets`].
-    pub async fn subscribe(&self, generation: u64, filters: &[(String, usize)], qos: u8) {
+    /// subscriber subscribes again on the next): one SUBSCRIBE per filter with its identifier
+    /// (MQTT 5, whose subscription identifier belongs to a SUBSCRIBE), or one for them all
+    /// (MQTT 3.1.1). Returns the filters of each packet, in order: one SUBACK answers each.
+    pub async fn subscribe(
+        &self,
+        generation: u64,
+        filters: &[(String, usize)],
+        qos: u8,
+    ) -> Vec<Vec<String>> {
+        let packets: Vec<(Vec<String>, Option<usize>)> = if self.v5 {
+            filters
+                .iter()
+                .map(|(f, id)| (vec![f.clone()], Some(*id)))
+                .collect()
+        } else {
+            vec![(filters.iter().map(|(f, _)| f.clone()).collect(), None)]
+        };
+        let sent = packets.iter().map(|(f, _)| f.clone()).collect();
         let request = Request::Subscribe {
             generation,
-            filters: filters.to_vec(),
+            packets,
             qos,
         };
         let _ = self.requests.send(request).await;
-    }
-
-    /// The filters of each SUBSCRIBE sent for `filters`, in order.
-    pub fn subscribe_packets(&self, filters: &[(String, usize)]) -> Vec<Vec<String>> {
-        let names = filters.iter().map(|(f, _)| f.clone());
-        if self.v5 {
-            names.map(|f| vec![f]).collect()
-        } else {
-            vec![names.collect()]
-        }
+        sent
     }
 
     pub async fn unsubscribe(&self, generation: u64, filters: Vec<String>) {
@@ -187,7 +192,7 @@ async fn serve(
     requests: &mut mpsc::Receiver<Request>,
     tracker: &AckTracker,
 ) -> Served {
-    let mut permit: Option<mpsc::OwnedPermit<Update>> = None;
+    let mut permit: Option<mpsc::Permit<'_, Update>> = None;
     loop {
         for token in tracker.take_due(MAX_ACK_BATCH) {
             conn.ack(&token);
@@ -202,8 +207,8 @@ async fn serve(
                         conn.disconnect();
                         Ok(())
                     }
-                    Some(Request::Subscribe { generation: g, filters, qos }) if g == generation => {
-                        subscribe(conn, &filters, qos)
+                    Some(Request::Subscribe { generation: g, packets, qos }) if g == generation => {
+                        packets.iter().try_for_each(|(filters, id)| conn.subscribe(filters, qos, *id))
                     }
                     Some(Request::Unsubscribe { generation: g, filters }) if g == generation => {
                         conn.unsubscribe(&filters)
@@ -214,7 +219,7 @@ async fn serve(
                     return Served::Failed(e.to_string());
                 }
             }
-            reserved = tx.clone().reserve_owned(), if permit.is_none() => match reserved {
+            reserved = tx.reserve(), if permit.is_none() => match reserved {
                 Ok(p) => permit = Some(p),
                 Err(_) => return Served::Abandoned,
             },
@@ -243,21 +248,5 @@ async fn serve(
             }
             _ = tracker.wake.notified() => {}
         }
-    }
-}
-
-fn subscribe(
-    conn: &mut Connection,
-    filters: &[(String, usize)],
-    qos: u8,
-) -> Result<(), mqtt::ConnectionError> {
-    if conn.is_v5() {
-        for (filter, id) in filters {
-            conn.subscribe(std::slice::from_ref(filter), qos, Some(*id))?;
-        }
-        Ok(())
-    } else {
-        let names: Vec<String> = filters.iter().map(|(f, _)| f.clone()).collect();
-        conn.subscribe(&names, qos, None)
     }
 }

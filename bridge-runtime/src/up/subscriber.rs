@@ -138,8 +138,8 @@ impl Subscriber {
                         awaiting_subacks.clear();
                         refused.clear();
                         for (qos, filters) in wanted {
-                            self.link.subscribe(generation, filters, *qos).await;
-                            awaiting_subacks.extend(self.link.subscribe_packets(filters));
+                            let packets = self.link.subscribe(generation, filters, *qos).await;
+                            awaiting_subacks.extend(packets);
                         }
                         if awaiting_subacks.is_empty() {
                             self.ready.set(true);

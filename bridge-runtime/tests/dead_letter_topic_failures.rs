@@ -157,7 +157,7 @@ async fn a_letter_too_large_even_without_its_payload_is_written_without_its_head
     let (dlq, topic) = (format!("{ns}-dead-letters"), format!("{ns}-lock-command"));
     kafka::create_topic(&topic, 1).await;
     kafka::create_topic_with_config(&dlq, 1, &[("max.message.bytes", "4096")]).await;
-    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, "5", Some(&dlq)));
+    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, protocol(), Some(&dlq)));
     bridge.wait_ready(SHORT);
     let big = vec![b'h'; 8_000];
     // No key: the MQTT topic `<ns>/devices/${.key}/command` cannot be rendered.

@@ -76,7 +76,7 @@ async fn kafka_to_mqtt_keeps_uncommitted_what_needs_a_missing_dead_letter_topic(
         1,
     )
     .await;
-    let bridge = Bridge::start(&ns, &commands_config(&ns, &topic, "5", Some(&dlq)));
+    let bridge = Bridge::start(&ns, &commands_config(&ns, &topic, protocol(), Some(&dlq)));
     wait_readyz(
         &bridge,
         503,

@@ -60,11 +60,12 @@ fn kafka_mtls(ca: &str, client: &str) -> String {
     )
 }
 
-/// A configuration with `mqtt` and `kafka` sections as given, the `state` route up and,
+/// A configuration with `mqtt` (with the suite's protocol version) and `kafka` sections as given, the `state` route up and,
 /// when `commands`, the `commands` route down.
 fn config(ns: &str, mqtt: &str, kafka: &str, commands: bool) -> String {
+    let protocol = protocol();
     let mut yaml = format!(
-        "bridgeName: {ns}\n{mqtt}{kafka}delivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n"
+        "bridgeName: {ns}\n{mqtt}  protocolVersion: \"{protocol}\"\n{kafka}delivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n"
     );
     if commands {
         yaml.push_str(&format!("kafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n"));

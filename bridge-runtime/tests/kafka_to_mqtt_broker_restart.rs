@@ -21,7 +21,7 @@ async fn mosquitto_restart_mid_stream_misses_no_command() {
         1,
     )
     .await;
-    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, "5", None));
+    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, protocol(), None));
     bridge.wait_ready(SHORT);
     produce_commands(&topic, 30, 0, 3_000).await;
     subscriber.wait_for(1_000, LONG).await;

@@ -79,7 +79,7 @@ async fn a_slow_coordinator_in_a_rebalance_does_not_stall_a_one_worker_runtime()
     let env = env();
     let config = format!(
         "{}kafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{topic}], groupId: {group}, autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n",
-        base_config(&ns, "5", None)
+        base_config(&ns, protocol(), None)
             .replace(&env.kafka_bootstrap, &env.kafka_proxied_bootstrap)
             .replace(&env.mqtt_url, &format!("mqtt://127.0.0.1:{}", env.mqtt_proxied_port))
     );

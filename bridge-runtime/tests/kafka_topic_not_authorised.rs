@@ -19,7 +19,7 @@ async fn an_unauthorised_topic_is_retried_and_reported_never_dead_lettered() {
     let denied = DeniedWrites::on(&topic);
     let config = format!(
         "{}mqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {topic}, key: \"${{topic[2]}}\"}}\n",
-        base_config(&ns, "5", Some(&dlq))
+        base_config(&ns, protocol(), Some(&dlq))
     );
     let mut bridge = Bridge::start(&ns, &config);
     // Ready at first: nothing has been refused yet.

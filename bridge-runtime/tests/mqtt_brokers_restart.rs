@@ -11,21 +11,31 @@ use testbed::{env, unique};
 /// A broker restart between two batches, a plain subscription (Mosquitto drops shared ones
 /// over a restart: docs/broker-settings.md): the bridge's persistent session carries both
 /// routes over it.
-async fn broker_restart(broker: Broker) {
-    broker_restart_at(broker, 1).await;
+async fn broker_restart(broker: Broker, protocol: Protocol) {
+    broker_restart_at(broker, protocol, 1).await;
 }
 
 /// The same at QoS 2 end to end (devices, both routes, the command subscriber). Nothing is
 /// lost; duplicates are counted (at least once into Kafka, and towards MQTT a publish whose
 /// PUBCOMP the restart swallowed is sent again).
-async fn broker_restart_qos_2(broker: Broker) {
-    broker_restart_at(broker, 2).await;
+async fn broker_restart_qos_2(broker: Broker, protocol: Protocol) {
+    broker_restart_at(broker, protocol, 2).await;
 }
 
-async fn broker_restart_at(broker: Broker, qos: u8) {
+/// One restart scenario per broker at a time: a restart in the middle of another scenario on
+/// the same broker would hit its test clients, and two `service.sh restart` of one broker at
+/// once fight over its port.
+static MOSQUITTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static HIVEMQ: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn broker_restart_at(broker: Broker, protocol: Protocol, qos: u8) {
+    let _only_scenario_on_this_broker = match broker {
+        Broker::Mosquitto => MOSQUITTO.lock().await,
+        Broker::Hivemq => HIVEMQ.lock().await,
+    };
     let ns = unique("brokers-restart");
     let (state, cmd) = topics(&ns).await;
-    let _bridge = start_at(broker, &ns, false, qos);
+    let _bridge = start_at(broker, protocol, &ns, false, qos);
     let subscriber = broker
         .subscriber_at(&format!("{ns}/devices/+/command"), qos)
         .await;
@@ -46,11 +56,17 @@ async fn broker_restart_at(broker: Broker, qos: u8) {
 
     let records = wait_for_distinct(&state, 400, LONG).await;
     let (distinct, duplicates) = distinct_and_duplicates(&records);
-    assert_eq!(distinct, 400, "{broker:?} QoS {qos}: nothing lost");
+    assert_eq!(
+        distinct, 400,
+        "{broker:?} {protocol:?} QoS {qos}: nothing lost"
+    );
     let commands = wait_for_distinct_commands(&subscriber, 400, LONG).await;
     let (delivered, repeated) = distinct_commands(&commands);
-    assert_eq!(delivered, 400, "{broker:?} QoS {qos}: nothing lost");
-    eprintln!("broker restart at QoS {qos} on {broker:?}: {duplicates} duplicate records in Kafka, {repeated} duplicate commands at the subscriber");
+    assert_eq!(
+        delivered, 400,
+        "{broker:?} {protocol:?} QoS {qos}: nothing lost"
+    );
+    eprintln!("broker restart at QoS {qos} on {broker:?} {protocol:?}: {duplicates} duplicate records in Kafka, {repeated} duplicate commands at the subscriber");
 }
 
 on_both_brokers!(broker_restart, broker_restart_qos_2);

@@ -26,9 +26,10 @@ fn assert_no_password_in_log(bridge: &Bridge, other: Option<Secret>) {
 /// A bridge with one route up through the password listener, reading the password from a file.
 fn password_config(ns: &str, port: u16, password: &str) -> String {
     format!(
-        "bridgeName: {ns}\nmqtt:\n  url: mqtt://127.0.0.1:{port}\n  auth:\n    username: bridge\n    password: {}\nkafka:\n  bootstrapServers: {}\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n",
+        "bridgeName: {ns}\nmqtt:\n  url: mqtt://127.0.0.1:{port}\n  protocolVersion: \"{protocol}\"\n  auth:\n    username: bridge\n    password: {}\nkafka:\n  bootstrapServers: {}\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\n",
         secret_file(ns, "password", password),
-        testbed::env().kafka_bootstrap
+        testbed::env().kafka_bootstrap,
+        protocol = protocol(),
     )
 }
 

@@ -20,8 +20,9 @@ use testbed::unique;
 fn tls_config(ns: &str, url: &str, tls: &str) -> String {
     let env = testbed::env();
     format!(
-        "bridgeName: {ns}\nmqtt:\n  url: {url}\n  tls:\n{tls}kafka:\n  bootstrapServers: {}\ndelivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\nkafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n",
-        env.kafka_bootstrap
+        "bridgeName: {ns}\nmqtt:\n  url: {url}\n  protocolVersion: \"{protocol}\"\n  tls:\n{tls}kafka:\n  bootstrapServers: {}\ndelivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"]}}\n    kafka: {{topic: {ns}-state, key: \"${{topic[2]}}\"}}\nkafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n",
+        env.kafka_bootstrap,
+        protocol = protocol(),
     )
 }
 

@@ -21,7 +21,7 @@ async fn smart_locks_every_message_exactly_once_keyed_and_in_order() {
     kafka::create_topic(&topic, 6).await;
     let config = format!(
         "{}mqttToKafka:\n  - name: lock-state\n    mqtt:\n      topicFilters: [\"{ns}/devices/+/state\"]\n      qos: 1\n    kafka:\n      topic: {topic}\n      key: \"${{topic[2]}}\"\n",
-        base_config(&ns, "5", None)
+        base_config(&ns, protocol(), None)
     );
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);
@@ -219,7 +219,7 @@ async fn undeliverable_messages_go_to_the_dead_letter_topic_and_later_ones_flow(
       topic: {ns}-celsius
       value: {{format: template, template: "${{payload.celsius}}"}}
 "#,
-        base = base_config(&ns, "5", Some(&dlq))
+        base = base_config(&ns, protocol(), Some(&dlq))
     );
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);
@@ -285,7 +285,7 @@ async fn kill_9_mid_stream_loses_nothing() {
     let ns = unique("kill9");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 4).await;
-    let config = device_state_config(&ns, &topic, "5");
+    let config = device_state_config(&ns, &topic, protocol());
     let mut bridge = Bridge::start(&format!("{ns}-run1"), &config);
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("kill9-pub")).await;
@@ -369,7 +369,7 @@ async fn json_logs_are_one_object_per_line() {
     let topic = format!("{ns}-state");
     let config = format!(
         "{}logging:\n  format: json\n",
-        device_state_config(&ns, &topic, "5")
+        device_state_config(&ns, &topic, protocol())
     );
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);
@@ -403,7 +403,7 @@ async fn partitioners_and_compression() {
     for (compression, bridge_name) in [("zstd", format!("{ns}-z")), ("lz4", format!("{ns}-l"))] {
         let config = format!(
             "{}mqttToKafka:\n{}{}",
-            base_config(&bridge_name, "5", None).replace(
+            base_config(&bridge_name, protocol(), None).replace(
                 "  bootstrapServers:",
                 &format!("  producer: {{compression: {compression}}}\n  bootstrapServers:")
             ),
@@ -457,7 +457,7 @@ async fn partitioners_follow_partitions_added_while_running() {
     }
     let config = format!(
         "{}mqttToKafka:\n  - name: rr\n    mqtt: {{topicFilters: [\"{ns}/rr/+\"]}}\n    kafka: {{topic: {rr}, partitioner: roundRobin}}\n  - name: rand\n    mqtt: {{topicFilters: [\"{ns}/rand/+\"]}}\n    kafka: {{topic: {rand}, partitioner: random}}\n",
-        base_config(&ns, "5", None)
+        base_config(&ns, protocol(), None)
     );
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);

@@ -15,7 +15,7 @@ async fn after_a_mosquitto_restart_the_shared_subscription_delivers_again() {
     let ns = unique("mqtt-restart");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
-    let mut bridge = Bridge::start(&ns, &device_state_config(&ns, &topic, "5"));
+    let mut bridge = Bridge::start(&ns, &device_state_config(&ns, &topic, protocol()));
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("mqtt-restart-pub")).await;
     publish_lock_states(&publisher, &ns, 5, 100).await;

@@ -29,8 +29,9 @@ async fn kafka_down_90s_under_qos_0_keeps_the_mqtt_connection_alive() {
     // at QoS 1 is dropped by the broker's own policy.
     let broker = Broker::start(&ns, "max_queued_messages 0", None);
     let config = format!(
-        "bridgeName: {ns}\nmqtt:\n  url: {url}\n  protocolVersion: \"5\"\n  keepAliveSeconds: 5\nkafka:\n  bootstrapServers: {kafka}\ndelivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: q0\n    mqtt: {{topicFilters: [\"{ns}/q0/+\"], qos: 0}}\n    kafka: {{topic: {q0}}}\n  - name: q1\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], qos: 1}}\n    kafka: {{topic: {q1}, key: \"${{topic[2]}}\"}}\n",
+        "bridgeName: {ns}\nmqtt:\n  url: {url}\n  protocolVersion: \"{protocol}\"\n  keepAliveSeconds: 5\nkafka:\n  bootstrapServers: {kafka}\ndelivery:\n  shutdownGracePeriodSeconds: 10\nmqttToKafka:\n  - name: q0\n    mqtt: {{topicFilters: [\"{ns}/q0/+\"], qos: 0}}\n    kafka: {{topic: {q0}}}\n  - name: q1\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], qos: 1}}\n    kafka: {{topic: {q1}, key: \"${{topic[2]}}\"}}\n",
         url = broker.url(),
+        protocol = protocol(),
         kafka = env().kafka_bootstrap
     );
     let mut bridge = Bridge::start(&ns, &config);

@@ -38,7 +38,7 @@ async fn kafka_down_for_60s_under_5000_msgs_per_s_stays_bounded_and_loses_nothin
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
     let window = 5_000u64;
-    let mut bridge = Bridge::start(&ns, &device_state_config(&ns, &topic, "5"));
+    let mut bridge = Bridge::start(&ns, &device_state_config(&ns, &topic, protocol()));
     bridge.wait_ready(SHORT);
     let publisher = Publisher::connect(&unique("outage-pub")).await;
     let mut seq = 0u32;

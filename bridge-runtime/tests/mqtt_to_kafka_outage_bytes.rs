@@ -20,7 +20,7 @@ async fn large_messages_fill_the_byte_window_not_the_memory() {
     kafka::create_topic(&topic, 1).await;
     let config = format!(
         "{}  maxInFlightMiB: 2\nmqttToKafka:\n  - name: blobs\n    mqtt: {{topicFilters: [\"{ns}/blobs/+\"]}}\n    kafka: {{topic: {topic}}}\n",
-        base_config(&ns, "5", None)
+        base_config(&ns, protocol(), None)
     );
     let mut bridge = Bridge::start(&ns, &config);
     bridge.wait_ready(SHORT);

@@ -44,7 +44,7 @@ async fn records_waiting_while_a_leader_is_named_replace_the_producer_and_none_i
     let env = env();
     let config = format!(
         "{}mqttToKafka:\n  - name: held\n    mqtt: {{topicFilters: [\"{ns}/held/+\"]}}\n    kafka: {{topic: {topic}}}\n",
-        base_config(&ns, "5", None).replace(&env.kafka_bootstrap, &env.kafka_proxied_bootstrap)
+        base_config(&ns, protocol(), None).replace(&env.kafka_bootstrap, &env.kafka_proxied_bootstrap)
     );
     let _reset = toxiproxy::ResetOnDrop;
     toxiproxy::reset();

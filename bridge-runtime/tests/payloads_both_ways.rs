@@ -33,7 +33,7 @@ async fn mqtt_to_kafka_delivers_or_dead_letters_every_payload_size() {
     // The producer takes records up to 12 MiB; the 13 MiB one is dead-lettered.
     let config = format!(
         "{}mqttToKafka:\n  - name: raw\n    mqtt: {{topicFilters: [\"{ns}/raw/+\"]}}\n    kafka: {{topic: {topic}}}\n",
-        base_config(&ns, "5", Some(&dlq)).replace(
+        base_config(&ns, protocol(), Some(&dlq)).replace(
             &format!("  deadLetterTopic: {dlq}\n"),
             &format!("  deadLetterTopic: {dlq}\n  producer: {{maxMessageBytes: 12582912}}\n"),
         )
@@ -93,7 +93,7 @@ async fn kafka_to_mqtt_publishes_every_payload_size_byte_for_byte() {
         1,
     )
     .await;
-    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, "5", None));
+    let mut bridge = Bridge::start(&ns, &commands_config(&ns, &topic, protocol(), None));
     bridge.wait_ready(SHORT);
     let non_utf8 = vec![0xff, 0xfe, 0x00, 0xc3, 0x28];
     let one_mb = payload("one-mb", MB);

@@ -18,7 +18,7 @@ async fn retiring_a_removed_replicas_session_delivers_what_it_held() {
     let ns = unique("retire");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
-    let config = device_state_config(&ns, &topic, "5");
+    let config = device_state_config(&ns, &topic, protocol());
     let mut replica0 = Bridge::start(&format!("{ns}-0"), &format!("{config}ordinal: 0\n"));
     let mut replica1 = Bridge::start(&format!("{ns}-1"), &format!("{config}ordinal: 1\n"));
     replica0.wait_ready(SHORT);
@@ -94,7 +94,7 @@ async fn a_retirement_that_holds_a_message_back_fails_and_keeps_the_session() {
     kafka::create_topic(&topic, 1).await;
     let config = format!(
         "{}mqttToKafka:\n  - name: state\n    mqtt: {{topicFilters: [\"{ns}/devices/+/state\"], shared: false}}\n    kafka: {{topic: {topic}}}\nordinal: 0\n",
-        base_config(&ns, "5", Some(&dead_letters)).replace(
+        base_config(&ns, protocol(), Some(&dead_letters)).replace(
             &format!("deadLetterTopic: {dead_letters}"),
             &format!("deadLetterTopic: {dead_letters}\n  producer: {{maxMessageBytes: 1000}}")
         )

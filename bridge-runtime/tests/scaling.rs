@@ -18,7 +18,7 @@ use testbed::unique;
 fn both_ways_config(ns: &str) -> String {
     format!(
         "{}kafkaToMqtt:\n  - name: commands\n    kafka: {{topics: [{ns}-cmd], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: 1}}\n",
-        device_state_config(ns, &format!("{ns}-state"), "5")
+        device_state_config(ns, &format!("{ns}-state"), protocol())
     )
 }
 
@@ -110,7 +110,7 @@ async fn scaling_3_to_1_under_load_loses_nothing() {
     let ns = unique("scale31");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 3).await;
-    let config = device_state_config(&ns, &topic, "5");
+    let config = device_state_config(&ns, &topic, protocol());
     let mut replicas: Vec<Bridge> = (0..3).map(|o| replica(&ns, &config, o)).collect();
     for r in &mut replicas {
         r.wait_ready(SHORT);
@@ -144,7 +144,7 @@ async fn scaling_2_to_0_to_1_delivers_what_was_published_at_0() {
     let ns = unique("scale201");
     let topic = format!("{ns}-state");
     kafka::create_topic(&topic, 2).await;
-    let config = device_state_config(&ns, &topic, "5");
+    let config = device_state_config(&ns, &topic, protocol());
     let mut replicas = [replica(&ns, &config, 0), replica(&ns, &config, 1)];
     for r in &mut replicas {
         r.wait_ready(SHORT);

@@ -10,6 +10,15 @@
 USAGE="usage: service.sh start|stop|restart mosquitto|kafka|kafka-cluster|hivemq|toxiproxy|kubernetes|apiserver|node, or service.sh start|stop|restart|kill kafka-cluster/N (N = 1, 2, 3)"
 action=${1:-}
 name=${2:-}
+# One action per service at a time: two restarts of one broker at once (two tests of a binary)
+# would each start a copy, one losing the port and the other its pid file. The script runs
+# again under the lock; -o keeps the services it starts from inheriting (and holding) it.
+[ -n "$name" ] || die "$USAGE"
+if [ "${MKB_SERVICE_LOCK:-}" != "$name" ]; then
+  mkdir -p "$STATE_DIR"
+  MKB_SERVICE_LOCK=$name exec flock -o "$STATE_DIR/service-${name//\//-}.lock" "$0" "$@"
+fi
+unset MKB_SERVICE_LOCK
 if [[ $name =~ ^kafka-cluster/([123])$ ]]; then
   node=${BASH_REMATCH[1]}
   case "$action" in

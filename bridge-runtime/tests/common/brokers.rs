@@ -8,7 +8,7 @@ use testbed::bridge::Bridge;
 use testbed::mqtt::{Publisher, Subscriber};
 use testbed::{env, kafka, unique};
 
-use super::SHORT;
+use super::{Protocol, SHORT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Broker {
@@ -76,15 +76,22 @@ impl Broker {
     }
 }
 
-/// A bridge on `broker`: `<ns>/devices/+/state` → `<ns>-state` (keyed by device, a shared
+/// A bridge on `broker` over `protocol`: `<ns>/devices/+/state` → `<ns>-state` (keyed by device, a shared
 /// subscription when `shared`) and `<ns>-cmd` → `<ns>/devices/${.key}/command` at QoS 1.
-pub fn config(broker: Broker, ns: &str, shared: bool, dead_letter_topic: Option<&str>) -> String {
-    config_at(broker, ns, shared, dead_letter_topic, 1)
+pub fn config(
+    broker: Broker,
+    protocol: Protocol,
+    ns: &str,
+    shared: bool,
+    dead_letter_topic: Option<&str>,
+) -> String {
+    config_at(broker, protocol, ns, shared, dead_letter_topic, 1)
 }
 
 /// As [`config`], both routes at `qos` (the subscription and the publishes).
 pub fn config_at(
     broker: Broker,
+    protocol: Protocol,
     ns: &str,
     shared: bool,
     dead_letter_topic: Option<&str>,
@@ -97,7 +104,7 @@ pub fn config_at(
         "bridgeName: {ns}
 mqtt:
   url: {url}
-  protocolVersion: \"5\"
+  protocolVersion: \"{protocol}\"
 kafka:
   bootstrapServers: {kafka}{dlq}
 delivery:
@@ -112,6 +119,7 @@ kafkaToMqtt:
     mqtt: {{topic: \"{ns}/devices/${{.key}}/command\", qos: {qos}}}
 ",
         url = broker.url(),
+        protocol = protocol.version(),
         kafka = env().kafka_bootstrap,
     )
 }
@@ -124,36 +132,48 @@ pub async fn topics(ns: &str) -> (String, String) {
     (state, cmd)
 }
 
-pub fn start(broker: Broker, ns: &str, shared: bool) -> Bridge {
-    start_at(broker, ns, shared, 1)
+pub fn start(broker: Broker, protocol: Protocol, ns: &str, shared: bool) -> Bridge {
+    start_at(broker, protocol, ns, shared, 1)
 }
 
 /// As [`start`], both routes at `qos`.
-pub fn start_at(broker: Broker, ns: &str, shared: bool, qos: u8) -> Bridge {
-    let mut bridge = Bridge::start(ns, &config_at(broker, ns, shared, None, qos));
+pub fn start_at(broker: Broker, protocol: Protocol, ns: &str, shared: bool, qos: u8) -> Bridge {
+    let mut bridge = Bridge::start(ns, &config_at(broker, protocol, ns, shared, None, qos));
     bridge.wait_ready(SHORT);
     bridge
 }
 
-/// Each scenario as a test per broker: `mosquitto::<name>` and `hivemq::<name>`.
+/// Each scenario as a test per broker and MQTT protocol version: `mosquitto::mqtt_5::<name>`,
+/// `mosquitto::mqtt_3_1_1::<name>`, `hivemq::mqtt_5::<name>` and `hivemq::mqtt_3_1_1::<name>`.
+/// A scenario is `async fn <name>(Broker, Protocol)`.
 #[macro_export]
 macro_rules! on_both_brokers {
     ($($name:ident),* $(,)?) => {
         mod mosquitto {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(super::Broker::Mosquitto).await;
-                }
-            )*
+            $crate::on_both_brokers!(@versions Mosquitto; $($name),*);
         }
         mod hivemq {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $name() {
-                    super::$name(super::Broker::Hivemq).await;
-                }
-            )*
+            $crate::on_both_brokers!(@versions Hivemq; $($name),*);
         }
+    };
+    (@versions $broker:ident; $($name:ident),*) => {
+        mod mqtt_5 {
+            $crate::on_both_brokers!(@tests $broker, Mqtt5; $($name),*);
+        }
+        mod mqtt_3_1_1 {
+            $crate::on_both_brokers!(@tests $broker, Mqtt311; $($name),*);
+        }
+    };
+    (@tests $broker:ident, $protocol:ident; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                $crate::$name(
+                    $crate::common::brokers::Broker::$broker,
+                    $crate::common::Protocol::$protocol,
+                )
+                .await;
+            }
+        )*
     };
 }

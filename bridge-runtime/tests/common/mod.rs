@@ -10,6 +10,33 @@ use std::time::Duration;
 use testbed::env;
 use testbed::kafka::{self, Record};
 
+/// An MQTT protocol version the bridge speaks (`mqtt.protocolVersion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Mqtt5,
+    Mqtt311,
+}
+
+impl Protocol {
+    /// Its `mqtt.protocolVersion` value.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::Mqtt5 => "5",
+            Protocol::Mqtt311 => "3.1.1",
+        }
+    }
+}
+
+/// The `mqtt.protocolVersion` of the tests that do not depend on it: `MKB_TEST_MQTT_PROTOCOL`
+/// ("5", the default, or "3.1.1"), so the whole suite can run on either (docs/testbed.md).
+pub fn protocol() -> &'static str {
+    match std::env::var("MKB_TEST_MQTT_PROTOCOL").as_deref() {
+        Err(_) | Ok("") | Ok("5") => Protocol::Mqtt5.version(),
+        Ok("3.1.1") => Protocol::Mqtt311.version(),
+        Ok(other) => panic!("MKB_TEST_MQTT_PROTOCOL={other:?}: expected \"5\" or \"3.1.1\""),
+    }
+}
+
 /// The `bridgeName`, `mqtt` and `kafka` sections of a configuration against the test bed.
 pub fn base_config(bridge: &str, protocol: &str, dead_letter_topic: Option<&str>) -> String {
     let env = env();

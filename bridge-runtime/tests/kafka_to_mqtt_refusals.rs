@@ -1,7 +1,7 @@
 //! Kafka → MQTT against brokers that refuse: a private Mosquitto with an ACL (MQTT 5 reason
-//! code 0x87 in PUBACK / PUBREC) and one with a maximum packet size. A refused publish is never
-//! committed as delivered: it goes to the dead-letter topic with the reason, and the partition
-//! moves on.
+//! code 0x87 in PUBACK / PUBREC), one with a maximum packet size, and one that allows QoS 1 at
+//! most and no retained messages. A refused publish is never committed as delivered: it goes
+//! to the dead-letter topic with the reason, and the partition moves on.
 
 mod common;
 
@@ -190,4 +190,81 @@ async fn mqtt311_records_the_broker_disconnects_on_are_dead_lettered() {
         "the MQTT broker cut the connection each of the 3 times this publish (50000 payload bytes",
     )
     .await;
+}
+
+/// A broker that announces Maximum QoS 1 and Retain Available 0 in its CONNACK (MQTT 5), and
+/// disconnects a client that publishes above them: a QoS 2 route and a retained route are
+/// dead-lettered without being sent, each record with the reason, and counted; a plain QoS 1
+/// route on the same connection delivers, and the connection is never cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt5_publishes_the_brokers_connack_rules_out_are_dead_lettered() {
+    let ns = unique("connack-limits");
+    let dead_letters = format!("{ns}-dead-letters");
+    for topic in ["q2", "retained", "plain"] {
+        kafka::create_topic(&format!("{ns}-{topic}"), 1).await;
+    }
+    kafka::create_topic(&dead_letters, 1).await;
+    let broker = Broker::start(&ns, "max_qos 1\nretain_available false", None);
+    let subscriber = Subscriber::connect_at(
+        broker.port,
+        &unique("connack-limits-sub"),
+        &[&format!("{ns}/#")],
+        1,
+    )
+    .await;
+    let config = format!(
+        "bridgeName: {ns}\nmqtt:\n  url: {url}\n  protocolVersion: \"5\"\nkafka:\n  bootstrapServers: {kafka}\n  deadLetterTopic: {dead_letters}\ndelivery:\n  shutdownGracePeriodSeconds: 10\nkafkaToMqtt:\n  - name: q2\n    kafka: {{topics: [{ns}-q2], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/q2/${{.key}}\", qos: 2}}\n  - name: retained\n    kafka: {{topics: [{ns}-retained], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/retained/${{.key}}\", qos: 1, retain: true}}\n  - name: plain\n    kafka: {{topics: [{ns}-plain], autoOffsetReset: earliest}}\n    mqtt: {{topic: \"{ns}/plain/${{.key}}\", qos: 1}}\n",
+        url = broker.url(),
+        kafka = testbed::env().kafka_bootstrap
+    );
+    let mut bridge = Bridge::start(&ns, &config);
+    bridge.wait_ready(SHORT);
+    for topic in ["q2", "retained", "plain"] {
+        produce_commands(&format!("{ns}-{topic}"), 5, 0, 20).await;
+    }
+
+    let letters = kafka::wait_for_records(&dead_letters, 40, LONG).await;
+    let reasons = |route: &str| -> Vec<String> {
+        letters
+            .iter()
+            .filter(|l| l.header_str("mkb.route") == route)
+            .map(|l| l.header_str("mkb.reason").to_owned())
+            .collect()
+    };
+    let (q2, retained) = (reasons("q2"), reasons("retained"));
+    assert_eq!((q2.len(), retained.len(), letters.len()), (20, 20, 40));
+    assert!(
+        q2.iter().all(|r| r
+            .contains("the route publishes at QoS 2, and the MQTT broker accepts at most QoS 1")),
+        "{q2:?}"
+    );
+    assert!(
+        retained
+            .iter()
+            .all(|r| r.contains("the MQTT broker does not support retained messages")),
+        "{retained:?}"
+    );
+    let got = wait_for_distinct_commands(&subscriber, 20, SHORT).await;
+    assert!(
+        got.iter().all(|m| m.topic.contains("/plain/")),
+        "only the plain route reaches the broker"
+    );
+    for topic in ["q2", "retained", "plain"] {
+        wait_all_committed(&format!("{ns}.{topic}"), &format!("{ns}-{topic}")).await;
+    }
+    let metrics = bridge.metrics();
+    for (code, expected) in [("qos_not_supported", 20.0), ("retain_not_supported", 20.0)] {
+        assert_eq!(
+            metrics.value(
+                "mkb_mqtt_publishes_refused_total",
+                &[("code", code), ("action", "give_up")]
+            ),
+            Some(expected),
+            "{code}"
+        );
+    }
+    assert!(
+        !bridge.process.log_text().contains("lost the connection to"),
+        "the broker never cut the connection"
+    );
 }

@@ -47,6 +47,10 @@ pub struct Connected {
     pub session_present: bool,
     /// The broker's Maximum Packet Size (MQTT 5 CONNACK), if it announced one.
     pub max_packet_size: Option<u32>,
+    /// The broker's Maximum QoS (MQTT 5 CONNACK), if it announced one.
+    pub max_qos: Option<u8>,
+    /// Whether the broker supports retained messages (MQTT 5 CONNACK), if it said.
+    pub retain_available: Option<bool>,
 }
 
 /// What happened on the connection.
@@ -165,6 +169,8 @@ impl Connection {
         let connected = Connected {
             session_present: ack.session_present,
             max_packet_size: ack.max_packet_size,
+            max_qos: ack.max_qos,
+            retain_available: ack.retain_available,
         };
         Ok((connection, connected))
     }

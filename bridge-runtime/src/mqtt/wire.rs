@@ -45,6 +45,8 @@ pub struct ConnAck {
     pub code: u8,
     pub max_packet_size: Option<u32>,
     pub receive_maximum: Option<u16>,
+    pub max_qos: Option<u8>,
+    pub retain_available: Option<bool>,
     pub reason_string: Option<String>,
 }
 
@@ -253,6 +255,8 @@ fn connack(body: &mut Bytes, v5: bool) -> Result<ConnAck, WireError> {
         if let Some(p) = props {
             ack.max_packet_size = p.max_packet_size;
             ack.receive_maximum = p.receive_max;
+            ack.max_qos = p.max_qos;
+            ack.retain_available = p.retain_available.map(|available| available != 0);
             ack.reason_string = p.reason_string;
         }
     }

@@ -31,7 +31,7 @@ use tracing::warn;
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::mqtt::{self, Connection, Event, Outbound, Refusal};
-use state::State;
+use state::{BrokerLimits, State};
 
 /// Connections cut while a publish was the largest one in flight, before it is refused.
 pub const MAX_STRIKES: u32 = 3;
@@ -57,6 +57,7 @@ pub struct Publisher {
     wake: Arc<Notify>,
     /// Asks the connection task to disconnect once what is queued has gone.
     disconnect: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -67,8 +68,9 @@ impl Publisher {
         let Ok(mut st) = self.state.lock() else {
             return rx;
         };
-        if let Some(reason) = st.too_large(&msg) {
-            let _ = tx.send(Err(reason));
+        if let Some(why) = st.unsendable(&msg) {
+            self.metrics.publish_refused(why.code, "give_up");
+            let _ = tx.send(Err(why.reason));
             return rx;
         }
         st.add(msg, tx);
@@ -93,6 +95,7 @@ impl Publisher {
             state: Arc::new(Mutex::new(State::new(settings.v5))),
             wake: Arc::new(Notify::new()),
             disconnect: CancellationToken::new(),
+            metrics: metrics.clone(),
         };
         let poller = Poller {
             up: metrics.connection("mqtt", &settings.client_id),
@@ -179,10 +182,13 @@ impl Poller {
 
     fn connected(&self, connected: mqtt::Connected, status: &mut mqtt::ConnectionStatus) {
         if let Ok(mut st) = self.state.lock() {
-            st.max_packet_size = connected.max_packet_size;
-            let oversized = st.requeue_all();
-            for _ in 0..oversized {
-                self.metrics.publish_refused("packet_too_large", "give_up");
+            st.limits = BrokerLimits {
+                max_packet_size: connected.max_packet_size,
+                max_qos: connected.max_qos,
+                retain_available: connected.retain_available,
+            };
+            for code in st.requeue_all() {
+                self.metrics.publish_refused(code, "give_up");
             }
         }
         self.up.set(1);

@@ -19,6 +19,25 @@ pub(super) struct Pending {
     pub retry_scheduled: bool,
 }
 
+/// The limits an MQTT 5 broker announces in its CONNACK that refuse a publish outright.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct BrokerLimits {
+    /// Maximum Packet Size.
+    pub max_packet_size: Option<u32>,
+    /// Maximum QoS (absent: 2).
+    pub max_qos: Option<u8>,
+    /// Retain Available (absent: true).
+    pub retain_available: Option<bool>,
+}
+
+/// Why a publish cannot be sent to this broker at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unsendable {
+    /// The `code` label of `mkb_mqtt_publishes_refused_total`.
+    pub code: &'static str,
+    pub reason: String,
+}
+
 #[derive(Default)]
 pub(super) struct State {
     pub next_id: u64,
@@ -27,8 +46,8 @@ pub(super) struct State {
     pub unconfirmed: BTreeMap<u64, Pending>,
     /// Publishes waiting to go to the connection, in order.
     pub queued: VecDeque<u64>,
-    /// The broker's Maximum Packet Size, once announced (MQTT 5).
-    pub max_packet_size: Option<u32>,
+    /// What the broker announced in its CONNACK (MQTT 5), from the last connection.
+    pub limits: BrokerLimits,
     pub v5: bool,
 }
 
@@ -66,9 +85,26 @@ impl State {
         }
     }
 
-    /// Why `msg` cannot be sent to this broker at all, if it cannot.
-    pub fn too_large(&self, msg: &Outbound) -> Option<String> {
-        let max = self.max_packet_size? as usize;
+    /// Why `msg` cannot be sent to this broker at all, if it cannot. A client must not send
+    /// what its CONNACK ruled out (MQTT 5, 3.2.2.3): the broker would disconnect.
+    pub fn unsendable(&self, msg: &Outbound) -> Option<Unsendable> {
+        let limits = &self.limits;
+        if let Some(max_qos) = limits.max_qos.filter(|max| msg.qos > *max) {
+            return Some(Unsendable {
+                code: "qos_not_supported",
+                reason: format!(
+                    "the route publishes at QoS {}, and the MQTT broker accepts at most QoS {max_qos} (Maximum QoS in its CONNACK)",
+                    msg.qos
+                ),
+            });
+        }
+        if msg.retain && limits.retain_available == Some(false) {
+            return Some(Unsendable {
+                code: "retain_not_supported",
+                reason: "the publish is retained, and the MQTT broker does not support retained messages (Retain Available 0 in its CONNACK)".to_owned(),
+            });
+        }
+        let max = limits.max_packet_size? as usize;
         let size = mqtt::publish_packet_size(
             self.v5,
             &msg.topic,
@@ -76,31 +112,33 @@ impl State {
             msg.payload.len(),
             &msg.user_properties,
         );
-        (size > max).then(|| {
-            format!("the publish takes {size} bytes, above the MQTT broker's maximum packet size of {max} bytes")
+        (size > max).then(|| Unsendable {
+            code: "packet_too_large",
+            reason: format!("the publish takes {size} bytes, above the MQTT broker's maximum packet size of {max} bytes"),
         })
     }
 
     /// A new connection: every unconfirmed publish is queued again in its original order,
-    /// except those waiting to be retried after a refusal; those above the broker's maximum
-    /// packet size end. Returns how many ended so.
-    pub fn requeue_all(&mut self) -> usize {
+    /// except those waiting to be retried after a refusal; those the broker's limits rule out
+    /// end. Returns the `code` of each that ended so.
+    pub fn requeue_all(&mut self) -> Vec<&'static str> {
         self.queued.clear();
-        let mut oversized = Vec::new();
+        let mut unsendable = Vec::new();
         for (id, pending) in &self.unconfirmed {
             if pending.retry_scheduled {
                 continue;
             }
-            match self.too_large(&pending.msg) {
-                Some(reason) => oversized.push((*id, reason)),
+            match self.unsendable(&pending.msg) {
+                Some(why) => unsendable.push((*id, why)),
                 None => self.queued.push_back(*id),
             }
         }
-        let ended = oversized.len();
-        for (id, reason) in oversized {
-            self.finish(id, Err(reason));
+        let mut codes = Vec::with_capacity(unsendable.len());
+        for (id, why) in unsendable {
+            codes.push(why.code);
+            self.finish(id, Err(why.reason));
         }
-        ended
+        codes
     }
 }
 
@@ -133,12 +171,38 @@ mod tests {
         st.finish(0, Ok(()));
         st.unconfirmed.get_mut(&3).expect("d").retry_scheduled = true;
         st.queued.clear();
-        st.max_packet_size = Some(1024);
-        assert_eq!(st.requeue_all(), 1);
+        st.limits.max_packet_size = Some(1024);
+        assert_eq!(st.requeue_all(), ["packet_too_large"]);
         assert_eq!(st.queued, [2]);
         let refused = receivers[1].try_recv().expect("b ended");
         assert!(refused
             .expect_err("refused")
             .contains("maximum packet size of 1024"));
+    }
+
+    #[test]
+    fn a_publish_above_the_brokers_maximum_qos_or_retained_without_retain_is_unsendable() {
+        let mut st = State::new(true);
+        let mut q2 = msg("a", 10);
+        q2.qos = 2;
+        let mut retained = msg("b", 10);
+        retained.retain = true;
+        assert_eq!(st.unsendable(&q2), None, "no limits announced");
+        assert_eq!(st.unsendable(&retained), None);
+
+        st.limits.max_qos = Some(1);
+        st.limits.retain_available = Some(false);
+        let why = st.unsendable(&q2).expect("QoS 2 above the maximum");
+        assert_eq!(why.code, "qos_not_supported");
+        assert!(
+            why.reason.contains("QoS 2") && why.reason.contains("at most QoS 1"),
+            "{}",
+            why.reason
+        );
+        let why = st
+            .unsendable(&retained)
+            .expect("retained without Retain Available");
+        assert_eq!(why.code, "retain_not_supported");
+        assert_eq!(st.unsendable(&msg("c", 10)), None, "QoS 1, not retained");
     }
 }

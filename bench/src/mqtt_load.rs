@@ -149,7 +149,8 @@ pub async fn publish_batched(load: &Load) -> Result<f64> {
             }
         }
         match events.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            // QoS 1 ends at PUBACK, QoS 2 at PUBCOMP.
+            Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => acked += 1,
             Ok(_) => {}
             Err(e) => bail!("batching publisher lost its connection after {sent} publishes: {e}"),
         }
@@ -171,7 +172,7 @@ pub async fn publish_batched(load: &Load) -> Result<f64> {
     }
     while acked < expected {
         match events.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => acked += 1,
             Ok(_) => {}
             Err(e) => {
                 bail!("batching publisher lost its connection after {acked} acknowledgements: {e}")

@@ -130,7 +130,9 @@ impl ConnectionStatus {
 /// What identifies a cause in librdkafka's reason: the broker's address without its node id
 /// (`ssl://127.0.0.1:9093/bootstrap:` and `ssl://127.0.0.1:9093/1:` are one broker), and the
 /// reason without the trailing `(after 5ms in state SSL_HANDSHAKE, 1 identical error(s)
-/// suppressed)`.
+/// suppressed)`. A TLS failure is its OpenSSL error code: librdkafka words one refused
+/// certificate in several ways (with or without "SSL handshake failed:" and its hint about
+/// `ssl.ca.location`), depending on where in the handshake it noticed.
 fn cause_key(reason: &str) -> String {
     let reason = reason.trim();
     let (broker, rest) = match reason.split_once(": ") {
@@ -140,11 +142,25 @@ fn cause_key(reason: &str) -> String {
         }
         _ => ("", reason),
     };
+    if let Some(code) = openssl_error(rest) {
+        return format!("{broker} {code}");
+    }
     let rest = match rest.rfind(" (after ") {
         Some(at) if rest.ends_with(')') => &rest[..at],
         _ => rest,
     };
     format!("{broker} {rest}")
+}
+
+/// The `error:0A000086` of an OpenSSL error string, if `reason` holds one.
+fn openssl_error(reason: &str) -> Option<&str> {
+    reason.match_indices("error:").find_map(|(at, _)| {
+        let code = reason.get(at..at + 14)?;
+        code[6..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then_some(code)
+    })
 }
 
 #[cfg(test)]
@@ -255,6 +271,11 @@ mod tests {
         );
         c.error(RDKafkaErrorCode::BrokerTransportFailure, &again);
         c.error(RDKafkaErrorCode::SSL, UNTRUSTED);
+        // And in its short wording (seen in `make test`, where it made a second warning).
+        c.error(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://127.0.0.1:29094/bootstrap: ../ssl/statem/statem_clnt.c:1889:tls_post_process_server_certificate error:0A000086:SSL routines::certificate verify failed (after 12ms in state SSL_HANDSHAKE)",
+        );
         assert_eq!(warnings(&log), 1);
         // Another cause is warned about.
         c.error(
@@ -273,6 +294,10 @@ mod tests {
         assert_ne!(
             cause_key("ssl://a:1/bootstrap: Connection refused"),
             cause_key("ssl://b:1/bootstrap: Connection refused")
+        );
+        assert_eq!(
+            cause_key("ssl://k:9093/1: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: hint (after 5ms in state SSL_HANDSHAKE)"),
+            "ssl://k:9093 error:0A000086"
         );
         assert_eq!(
             cause_key("Failed to resolve 'nowhere:9092': Name or service not known"),

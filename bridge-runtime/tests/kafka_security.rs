@@ -60,8 +60,8 @@ fn kafka_mtls(ca: &str, client: &str) -> String {
     )
 }
 
-/// A configuration with `mqtt` (with the suite's protocol version) and `kafka` sections as given, the `state` route up and,
-/// when `commands`, the `commands` route down.
+/// A configuration with `mqtt` (plus the suite's protocol version) and `kafka` sections as
+/// given, the `state` route up and, when `commands`, the `commands` route down.
 fn config(ns: &str, mqtt: &str, kafka: &str, commands: bool) -> String {
     let protocol = protocol();
     let mut yaml = format!(

@@ -76,8 +76,9 @@ impl Broker {
     }
 }
 
-/// A bridge on `broker` over `protocol`: `<ns>/devices/+/state` → `<ns>-state` (keyed by device, a shared
-/// subscription when `shared`) and `<ns>-cmd` → `<ns>/devices/${.key}/command` at QoS 1.
+/// A bridge on `broker` over `protocol`: `<ns>/devices/+/state` → `<ns>-state` (keyed by
+/// device, a shared subscription when `shared`) and `<ns>-cmd` → `<ns>/devices/${.key}/command`
+/// at QoS 1.
 pub fn config(
     broker: Broker,
     protocol: Protocol,

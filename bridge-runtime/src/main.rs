@@ -9,6 +9,7 @@ mod kafka;
 mod logging;
 mod metrics;
 mod mqtt;
+mod process;
 mod retire;
 mod secrets;
 mod shutdown;
@@ -63,12 +64,12 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(app::RunError::Start(message)) => {
+        Err(process::RunError::Start(message)) => {
             tracing::error!("{message}");
             eprintln!("bridge-runtime: {message}");
             ExitCode::from(EXIT_BAD_CONFIG)
         }
-        Err(app::RunError::Failed(message)) => {
+        Err(process::RunError::Failed(message)) => {
             eprintln!("bridge-runtime: stopped after a failure: {message}");
             ExitCode::FAILURE
         }
@@ -114,11 +115,11 @@ fn run_retirement(
             }
             ExitCode::SUCCESS
         }
-        Err(app::RunError::Start(message)) => {
+        Err(process::RunError::Start(message)) => {
             eprintln!("bridge-runtime: {message}");
             ExitCode::from(EXIT_BAD_CONFIG)
         }
-        Err(app::RunError::Failed(message)) => {
+        Err(process::RunError::Failed(message)) => {
             let summary = format!("the retirement failed: {message}");
             eprintln!("bridge-runtime: {summary}");
             // The operator reads the reason from here (the Job pod's termination message).

@@ -15,9 +15,9 @@ use std::time::Duration;
 use mkb_api::ValidConfig;
 use tracing::info;
 
-use crate::app::{Process, RunError};
 use crate::metrics::Direction;
 use crate::mqtt::{self, Connection, ConnectionOptions, Event};
+use crate::process::{client_id, ClientRole, Process, RunError};
 use crate::up;
 
 /// What a retirement did.
@@ -29,7 +29,7 @@ pub struct Retired {
 
 /// Drains and ends the MQTT session of replica `ordinal`.
 pub async fn retire(config: ValidConfig, ordinal: u32) -> Result<Retired, RunError> {
-    let client_id = format!("{}-{ordinal}", config.client_id_prefix);
+    let client_id = client_id(&config, ordinal, ClientRole::Subscriber);
     let process = Process::new(&config)?;
     // Only the subscriber's session is persistent; the publisher's is clean.
     if !config.mqtt_to_kafka.is_empty() {

@@ -1,5 +1,6 @@
 //! Kafka → MQTT: one consumer per route (replicas share its group), one publisher session.
 
+mod consumer_context;
 mod offsets;
 mod publisher;
 mod route;
@@ -14,24 +15,23 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::StartContext;
 use crate::kafka::{self, BridgeContext};
 use crate::metrics::Direction;
 use crate::mqtt::{self, ConnectionOptions};
+use crate::process::{ClientRole, StartContext};
 
 /// Starts the Kafka → MQTT direction; the handle finishes once every route has drained and
 /// the publisher has disconnected, or with the reason a part of it failed.
 pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, String> {
     let StartContext {
         config,
-        ordinal,
         metrics,
         health,
         ..
     } = *ctx;
     let (dead_letters, stop) = (ctx.dead_letters.clone(), ctx.stop.clone());
     let settings = &config.config;
-    let client_id = format!("{}-{ordinal}-pub", config.client_id_prefix);
+    let client_id = ctx.client_id(ClientRole::Publisher);
     let window = settings.delivery.max_in_flight as usize;
     let window_kib = settings.delivery.max_in_flight_mib as usize * 1024;
     let prefetch_kib = (window_kib / 2).clamp(1024, 2_097_151);
@@ -53,8 +53,8 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
     let mut routes = Vec::new();
     for compiled in &config.kafka_to_mqtt {
         let offsets = Arc::new(Mutex::new(offsets::OffsetTracker::default()));
-        let consumer_id = format!("{}-{ordinal}-{}", config.client_id_prefix, compiled.name);
-        let context = route::RouteContext {
+        let consumer_id = ctx.client_id(ClientRole::Consumer(&compiled.name));
+        let context = consumer_context::RouteContext {
             base: BridgeContext::new(
                 &format!("consumer of route {}", compiled.name),
                 &settings.kafka.bootstrap_servers,
@@ -96,7 +96,7 @@ pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, S
             .set("fetch.queue.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "3000");
-        let consumer: StreamConsumer<route::RouteContext> =
+        let consumer: StreamConsumer<consumer_context::RouteContext> =
             c.create_with_context(context).map_err(|e| {
                 format!(
                     "cannot create the Kafka consumer of route {}: {e}",

@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::in_flight::{InFlight, Use};
 use super::options::Settings;
+use super::reason;
 use super::transport::{self, Io};
 use super::wire::{self, Packet, WireError};
 use super::{AckToken, Outbound, Refusal};
@@ -141,7 +142,7 @@ impl Connection {
                 format!(
                     "return code {} ({})",
                     ack.code,
-                    wire::return_code_name(ack.code)
+                    reason::return_code_name(ack.code)
                 )
             };
             return Err(ConnectionError::Refused(reason));
@@ -453,7 +454,7 @@ pub fn refusal(ack: &wire::Ack) -> Option<Refusal> {
     let mut reason = format!(
         "the MQTT broker refused the publish: reason code 0x{:02x} ({})",
         ack.reason,
-        wire::reason_name(ack.reason)
+        reason::reason_name(ack.reason)
     );
     if let Some(text) = &ack.reason_string {
         reason.push_str(&format!(": {text}"));
@@ -467,14 +468,14 @@ pub fn refusal(ack: &wire::Ack) -> Option<Refusal> {
 
 fn suback_reason(code: u8, v5: bool) -> String {
     if v5 {
-        format!("0x{code:02x} ({})", wire::reason_name(code))
+        format!("0x{code:02x} ({})", reason::reason_name(code))
     } else {
         "failure (MQTT 3.1.1 gives no reason)".to_owned()
     }
 }
 
 fn describe(code: u8, text: Option<String>) -> String {
-    let mut s = format!("reason code 0x{code:02x} ({})", wire::reason_name(code));
+    let mut s = format!("reason code 0x{code:02x} ({})", reason::reason_name(code));
     if let Some(text) = text {
         s.push_str(&format!(": {text}"));
     }

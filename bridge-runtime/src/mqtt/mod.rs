@@ -12,6 +12,7 @@ mod connection;
 mod in_flight;
 mod options;
 mod publish;
+mod reason;
 mod status;
 mod tls;
 mod transport;

@@ -19,11 +19,11 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::app::StartContext;
 use crate::health::{Failure, Health};
 use crate::kafka::{self, BridgeContext};
 use crate::metrics::{Direction, Metrics};
 use crate::mqtt::{self, ConnectionOptions};
+use crate::process::{ClientRole, StartContext};
 use producer::{ProducerSlot, SharedProducer};
 
 /// Starts the MQTT → Kafka direction; the handle finishes once it has drained after `stop`,
@@ -31,14 +31,13 @@ use producer::{ProducerSlot, SharedProducer};
 pub fn start(ctx: &StartContext<'_>) -> Result<JoinHandle<Result<(), String>>, String> {
     let StartContext {
         config,
-        ordinal,
         metrics,
         health,
         ..
     } = *ctx;
     let (dead_letters, stop) = (ctx.dead_letters.clone(), ctx.stop.clone());
     let settings = &config.config;
-    let client_id = format!("{}-{ordinal}", config.client_id_prefix);
+    let client_id = ctx.client_id(ClientRole::Subscriber);
     let window = settings.delivery.max_in_flight as usize;
     let window_kib = settings.delivery.max_in_flight_mib.saturating_mul(1024);
     let producer = Arc::new(SharedProducer::new(producer_factory(

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
@@ -39,7 +39,12 @@ pub struct Context {
     parsed_bridges: Mutex<HashMap<String, ParsedBridge>>,
     /// Consecutive failures per key, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When `forget_gone` last did its work.
+    last_forgotten: Mutex<Instant>,
 }
+
+/// How often what is kept of deleted bridges is dropped.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 
 impl Context {
     pub fn new(
@@ -64,6 +69,7 @@ impl Context {
             seen: Seen::default(),
             parsed_bridges: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            last_forgotten: Mutex::new(Instant::now()),
         }
     }
 
@@ -112,12 +118,17 @@ impl Context {
             .collect()
     }
 
-    /// Forgets what is known of bridges that no longer exist, once there is a fair amount of
-    /// it (cheap to call after every reconciliation).
-    pub fn prune_seen(&self) {
+    /// Forgets what is kept per bridge (visits, failure counts, metric series) once the bridge
+    /// is gone. Cheap to call after every reconciliation: the work is done at most once a
+    /// minute, or sooner when much has piled up.
+    pub fn forget_gone(&self) {
         let stores = self.bridges.get().map(Vec::as_slice).unwrap_or_default();
         let watched: usize = stores.iter().map(|s| s.len()).sum();
-        if self.seen.len() <= watched + 64 {
+        let due = self
+            .last_forgotten
+            .lock()
+            .map_or(true, |at| at.elapsed() >= FORGET_EVERY);
+        if !due && self.seen.len() <= watched + 64 {
             return;
         }
         let live: HashSet<String> = stores
@@ -125,7 +136,20 @@ impl Context {
             .flat_map(|s| s.state())
             .map(|b| format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()))
             .collect();
+        self.forget_all_but(&live);
+    }
+
+    fn forget_all_but(&self, live: &HashSet<String>) {
         self.seen.retain(|key| live.contains(key));
+        // Failure keys are `namespace/name`, or that with a `purpose:` prefix.
+        let bridge_of = |key: &str| key.rsplit(':').next().unwrap_or(key).to_owned();
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|key, _| live.contains(&bridge_of(key)));
+        }
+        self.metrics.forget_bridges(|bridge| live.contains(bridge));
+        if let Ok(mut at) = self.last_forgotten.lock() {
+            *at = Instant::now();
+        }
     }
 
     /// A recorder without history: its event is always a new Event object.
@@ -166,7 +190,41 @@ pub fn backoff_after(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_after;
+    use super::*;
+    use crate::fake_api;
+
+    /// Issue 35: failure counts and retirement series of deleted bridges were never removed.
+    #[tokio::test]
+    async fn what_is_kept_of_a_deleted_bridge_is_forgotten() {
+        let client = fake_api::client(|_, _, _| async {
+            fake_api::status(http::StatusCode::NOT_FOUND, "NotFound")
+        });
+        let ctx = fake_api::context(client, 3);
+        for key in [
+            "ns/gone",
+            "topics:ns/gone",
+            "deletion:ns/gone",
+            "ns/live",
+            "topics:ns/live",
+        ] {
+            ctx.failed(key);
+        }
+        let metrics = ctx.metrics.clone();
+        metrics.retired("ns/gone", 2, 10);
+        metrics.retired("ns/live", 1, 5);
+        let due = std::time::Instant::now();
+        ctx.seen.visited("ns/gone", Some("1".into()), 0, due);
+        ctx.seen.visited("ns/live", Some("1".into()), 0, due);
+        let live = HashSet::from(["ns/live".to_owned()]);
+        ctx.forget_all_but(&live);
+        let mut kept: Vec<String> = ctx.failures.lock().expect("lock").keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["ns/live", "topics:ns/live"]);
+        assert_eq!(ctx.seen.len(), 1);
+        let text = metrics.encode();
+        assert!(!text.contains("ns/gone"), "{text}");
+        assert!(text.contains("ns/live"), "{text}");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

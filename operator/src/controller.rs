@@ -18,9 +18,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
 use tracing::{debug, warn};
 
-use crate::build;
+use crate::bridge::{ar, key_of};
 use crate::context::Context;
-use crate::reconcile::{ar, error_policy, reconcile};
+use crate::k8s::apply::FIELD_MANAGER;
+use crate::reconcile::{error_policy, reconcile};
+use crate::secret_refs::referenced_secrets;
 
 /// Api of `K` in `namespace`, or in all namespaces.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -41,8 +43,9 @@ const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Runs until SIGTERM/SIGINT: one watch of every namespace when `namespaces` is empty, else
 /// one per listed namespace (so the operator needs no cluster-wide permission). At most
-/// `concurrency` bridges are reconciled at once (per watch).
-pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16) {
+/// `concurrency` bridges are reconciled at once (per watch). `watches` is the client without
+/// a request timeout (see `k8s::clients`).
+pub async fn run(ctx: Arc<Context>, watches: Client, namespaces: Vec<String>, concurrency: u16) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -52,8 +55,8 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16) {
         .iter()
         .map(|ns| {
             let api: Api<DynamicObject> = match ns {
-                Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar()),
-                None => Api::all_with(ctx.client.clone(), &ar()),
+                Some(ns) => Api::namespaced_with(watches.clone(), ns, &ar()),
+                None => Api::all_with(watches.clone(), &ar()),
             };
             Controller::new_with(api, watcher::Config::default(), ar()).with_config(
                 controller::Config::default()
@@ -69,21 +72,19 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16) {
     let runs = controllers
         .into_iter()
         .zip(scopes)
-        .map(|(controller, ns)| run_one(controller, ctx.clone(), ns));
+        .map(|(controller, ns)| run_one(controller, ctx.clone(), watches.clone(), ns));
     futures::future::join_all(runs).await;
 }
 
 async fn run_one(
     controller: Controller<DynamicObject>,
     ctx: Arc<Context>,
+    client: Client,
     namespace: Option<String>,
 ) {
-    let client = ctx.client.clone();
     let ns = namespace.as_deref();
-    let owned = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={}",
-        build::FIELD_MANAGER
-    ));
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let store = controller.store();
     let secrets_ctx = ctx.clone();
     // Like `owns`, and each change is noted for the owner (see `seen`).
@@ -154,15 +155,6 @@ fn owner<K: Resource>(ctx: &Context, child: &K) -> Option<ObjectRef<DynamicObjec
     Some(bridge)
 }
 
-/// `namespace/name` of a bridge reference.
-fn key_of(bridge: &ObjectRef<DynamicObject>) -> String {
-    format!(
-        "{}/{}",
-        bridge.namespace.as_deref().unwrap_or_default(),
-        bridge.name
-    )
-}
-
 /// The bridges in the Secret's namespace whose spec references it: a change of the Secret
 /// must roll their pods.
 fn bridges_referencing(
@@ -181,7 +173,7 @@ fn bridges_referencing(
                 .get("spec")
                 .cloned()
                 .and_then(|s| serde_json::from_value::<MqttKafkaBridgeSpec>(s).ok());
-            spec.is_some_and(|s| build::referenced_secrets(&s).iter().any(|r| r.name == name))
+            spec.is_some_and(|s| referenced_secrets(&s).iter().any(|r| r.name == name))
         })
         .map(|b| ObjectRef::from_obj_with(b.as_ref(), ar()))
         .collect()

@@ -3,6 +3,9 @@
 //! deleted, or after a bounded number of attempts when Kafka cannot be reached, with a
 //! Warning Event naming the topics left behind. A topic another bridge still uses is kept.
 
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -11,8 +14,11 @@ use mkb_api::crd::{MqttKafkaBridgeSpec, TopicDeletionPolicy};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::bridge::{ar, Bridge};
 use crate::context::{backoff_after, Context};
-use crate::reconcile::{announce, ar, read_secrets, read_spec, secret_values, Bridge, Error};
+use crate::error::Error;
+use crate::k8s::events::announce;
+use crate::k8s::secrets;
 use crate::topics::{self, BridgeTopics, Sharing};
 
 /// Held by bridges whose topics are deleted with them.
@@ -38,24 +44,82 @@ pub async fn follow_policy(
     Ok(())
 }
 
-/// Writes the finalizer list with the bridge's resourceVersion as precondition, so a
-/// concurrent change of the list is never overwritten (the write fails and is retried).
+/// Writes the finalizer list with a resourceVersion precondition, so a concurrent change of
+/// the list is never overwritten (the write fails and is retried). The list and its version
+/// are read fresh: the watch cache often still holds the bridge as it was before our own last
+/// write, and its version would make the write fail every time.
 async fn set_finalizer(ctx: &Context, bridge: &Bridge<'_>, present: bool) -> Result<(), Error> {
-    let mut finalizers = bridge.obj.metadata.finalizers.clone().unwrap_or_default();
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
+    let Some(live) = api.get_opt(&bridge.name).await? else {
+        return Ok(());
+    };
+    let mut finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+    if finalizers.iter().any(|f| f == FINALIZER) == present {
+        return Ok(());
+    }
     finalizers.retain(|f| f != FINALIZER);
     if present {
         finalizers.push(FINALIZER.to_owned());
     }
     let patch = json!({
         "metadata": {
-            "resourceVersion": bridge.obj.metadata.resource_version,
+            "resourceVersion": live.metadata.resource_version,
             "finalizers": finalizers,
         }
+    });
+    api.patch(&bridge.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(bridge = %bridge.key(), finalizer = FINALIZER, present, "finalizer updated");
+    Ok(())
+}
+
+/// The failed attempts to delete a deleted bridge's topics, and when the next is due: kept
+/// on the bridge, so an operator that restarts (or another replica that takes over) goes on
+/// counting instead of starting over.
+pub const DELETION_ATTEMPTS: &str = "mqttkafka.io/topic-deletion-attempts";
+pub const NEXT_DELETION_ATTEMPT: &str = "mqttkafka.io/topic-deletion-next-attempt";
+
+/// What the bridge's annotations say of earlier attempts.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Attempts {
+    failed: u32,
+    next: Option<Timestamp>,
+}
+
+impl Attempts {
+    fn of(obj: &DynamicObject) -> Self {
+        let annotation = |name: &str| obj.metadata.annotations.as_ref()?.get(name).cloned();
+        Attempts {
+            failed: annotation(DELETION_ATTEMPTS)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            next: annotation(NEXT_DELETION_ATTEMPT).and_then(|t| t.parse().ok()),
+        }
+    }
+
+    /// How long until the next attempt is due; `None` when it is.
+    fn wait(&self, now: Timestamp) -> Option<Duration> {
+        let left = self.next?.duration_since(now);
+        Duration::try_from(left).ok().filter(|d| !d.is_zero())
+    }
+}
+
+/// Records a failed attempt on the bridge.
+async fn record_failure(
+    ctx: &Context,
+    bridge: &Bridge<'_>,
+    failed: u32,
+    next: Timestamp,
+) -> Result<(), Error> {
+    let patch = json!({
+        "metadata": {"annotations": {
+            DELETION_ATTEMPTS: failed.to_string(),
+            NEXT_DELETION_ATTEMPT: next.to_string(),
+        }}
     });
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
     api.patch(&bridge.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    info!(bridge = %bridge.key(), finalizer = FINALIZER, present, "finalizer updated");
     Ok(())
 }
 
@@ -67,7 +131,12 @@ pub async fn on_deletion(
     if !has_finalizer(bridge.obj) {
         return Ok((Action::await_change(), "ok"));
     }
-    let key = format!("deletion:{}", bridge.key());
+    let attempts = Attempts::of(bridge.obj);
+    let now = Timestamp::now();
+    // Our own annotation write brings the bridge back at once; the backoff still holds.
+    if let Some(wait) = attempts.wait(now) {
+        return Ok((Action::requeue(wait), "blocked"));
+    }
     match delete_topics(ctx, bridge).await {
         Ok((deleted, kept)) => {
             if !deleted.is_empty() {
@@ -83,10 +152,12 @@ pub async fn on_deletion(
             }
         }
         Err(message) => {
-            let attempts = ctx.failed(&key);
-            if attempts < ctx.topic_deletion_attempts {
-                let wait = backoff_after(attempts);
-                warn!(bridge = %bridge.key(), attempts, retry_in = ?wait, %message, "cannot delete the bridge's topics yet");
+            let failed = attempts.failed.saturating_add(1);
+            if failed < ctx.topic_deletion_attempts {
+                let wait = backoff_after(failed);
+                let next = now + SignedDuration::try_from(wait).unwrap_or(SignedDuration::ZERO);
+                record_failure(ctx, bridge, failed, next).await?;
+                warn!(bridge = %bridge.key(), attempts = failed, retry_in = ?wait, %message, "cannot delete the bridge's topics yet");
                 return Ok((Action::requeue(wait), "blocked"));
             }
             let left: Vec<&str> = bridge
@@ -97,14 +168,13 @@ pub async fn on_deletion(
                 .map(|t| t.name.as_str())
                 .collect();
             let note = format!(
-                "Gave up deleting Kafka topics {} after {attempts} attempts ({message}); they are left in Kafka",
+                "Gave up deleting Kafka topics {} after {failed} attempts ({message}); they are left in Kafka",
                 left.join(", ")
             );
             announce(ctx, bridge, EventType::Warning, "TopicsLeftBehind", note).await;
         }
     }
     set_finalizer(ctx, bridge, false).await?;
-    ctx.succeeded(&key);
     Ok((Action::await_change(), "ok"))
 }
 
@@ -114,10 +184,10 @@ async fn delete_topics(
     ctx: &Context,
     bridge: &Bridge<'_>,
 ) -> Result<(Vec<String>, Vec<String>), String> {
-    let spec = read_spec(bridge.obj)?;
-    let secrets = match read_secrets(ctx, &bridge.namespace, &spec).await {
+    let spec = bridge.spec()?;
+    let secrets = match secrets::read(&ctx.client, &bridge.namespace, &spec).await {
         Ok(Ok(values)) => values,
-        Ok(Err(blocked)) => return Err(blocked.message().to_owned()),
+        Ok(Err(blocked)) => return Err(blocked.message),
         Err(e) => return Err(e.to_string()),
     };
     let me = BridgeTopics::new(
@@ -132,9 +202,137 @@ async fn delete_topics(
         &ctx.kafka,
         &ctx.metrics,
         &spec,
-        &secret_values(&secrets),
+        &secrets,
         &bridge.status,
         &sharing,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use http::{Method, StatusCode};
+
+    use super::*;
+    use crate::fake_api::{self, Answer};
+
+    /// Issue 35: the attempts were counted in memory, so every restart of the operator began
+    /// the count again (and a bridge whose topics could not go was held for ever).
+    #[tokio::test]
+    async fn a_restarted_operator_goes_on_counting_the_deletion_attempts() {
+        let released = Arc::new(AtomicUsize::new(0));
+        let writes = released.clone();
+        let client = fake_api::client(move |method, path, body| {
+            let writes = writes.clone();
+            async move {
+                let bridge = serde_json::json!({
+                    "apiVersion": "mqttkafka.io/v1alpha1",
+                    "kind": "MqttKafkaBridge",
+                    "metadata": {"name": "b", "namespace": "ns", "resourceVersion": "4",
+                        "finalizers": [FINALIZER]},
+                });
+                match method {
+                    // The Secret with the Kafka password is gone: the topics cannot be deleted.
+                    Method::GET if path.contains("/secrets/") => {
+                        fake_api::status(StatusCode::NOT_FOUND, "NotFound")
+                    }
+                    Method::GET => Answer::Json(StatusCode::OK, bridge),
+                    Method::PATCH if body.contains(r#""finalizers":[]"#) => {
+                        writes.fetch_add(1, Ordering::SeqCst);
+                        Answer::Json(StatusCode::OK, bridge)
+                    }
+                    _ => fake_api::status(StatusCode::CREATED, "Created"),
+                }
+            }
+        });
+        let mut spec = crate::desired::tests::spec(include_str!("../../examples/smart-locks.yaml"));
+        spec.kafka.sasl = Some(mkb_api::connection::SaslSettings {
+            mechanism: mkb_api::connection::SaslMechanism::ScramSha512,
+            username: "bridge".into(),
+            password: mkb_api::crd::SecretKeyRef {
+                name: "kafka-user".into(),
+                key: "password".into(),
+            },
+        });
+        let mut obj = DynamicObject::new("b", &ar()).within("ns");
+        obj.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        obj.metadata.annotations = Some(
+            [
+                (DELETION_ATTEMPTS.to_owned(), "2".to_owned()),
+                (
+                    NEXT_DELETION_ATTEMPT.to_owned(),
+                    "2026-01-01T00:00:00Z".to_owned(),
+                ),
+            ]
+            .into(),
+        );
+        obj.data = serde_json::json!({
+            "spec": spec,
+            "status": {"topics": [{"name": "lock-state", "state": "Ready", "created": true}]},
+        });
+        let bridge = Bridge::new(&obj).expect("bridge");
+        // A fresh operator, as after a restart, allowed three attempts: this is the third.
+        let ctx = fake_api::context(client, 3);
+        let (_, label) = on_deletion(&ctx, &bridge).await.expect("handled");
+        assert_eq!(
+            label, "ok",
+            "the finalizer is released after the third attempt"
+        );
+        assert_eq!(released.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_deletion_attempt_waits_for_its_time() {
+        let mut obj = DynamicObject::new("b", &ar()).within("ns");
+        let now: Timestamp = "2026-12-07T10:00:00Z".parse().expect("time");
+        assert_eq!(Attempts::of(&obj), Attempts::default());
+        assert_eq!(Attempts::of(&obj).wait(now), None);
+        obj.metadata.annotations = Some(
+            [
+                (DELETION_ATTEMPTS.to_owned(), "2".to_owned()),
+                (
+                    NEXT_DELETION_ATTEMPT.to_owned(),
+                    "2026-12-07T10:00:10Z".to_owned(),
+                ),
+            ]
+            .into(),
+        );
+        let attempts = Attempts::of(&obj);
+        assert_eq!(attempts.failed, 2);
+        assert_eq!(attempts.wait(now), Some(Duration::from_secs(10)));
+        let later: Timestamp = "2026-12-07T10:00:11Z".parse().expect("time");
+        assert_eq!(attempts.wait(later), None);
+    }
+
+    /// Issue 35: the precondition came from the watch cache, which right after our own status
+    /// write is one version behind: every such write failed into error backoff.
+    #[tokio::test]
+    async fn the_finalizer_is_written_against_the_current_version_not_the_cached_one() {
+        let client = fake_api::client(|method, _path, body| async move {
+            let bridge = |version: &str| {
+                serde_json::json!({
+                    "apiVersion": "mqttkafka.io/v1alpha1",
+                    "kind": "MqttKafkaBridge",
+                    "metadata": {"name": "b", "namespace": "ns", "resourceVersion": version},
+                })
+            };
+            match method {
+                Method::GET => Answer::Json(StatusCode::OK, bridge("9")),
+                Method::PATCH if body.contains(r#""resourceVersion":"9""#) => {
+                    Answer::Json(StatusCode::OK, bridge("10"))
+                }
+                _ => fake_api::status(StatusCode::CONFLICT, "Conflict"),
+            }
+        });
+        let ctx = fake_api::context(client, 3);
+        let mut cached = DynamicObject::new("b", &ar()).within("ns");
+        cached.metadata.resource_version = Some("8".into());
+        let bridge = Bridge::new(&cached).expect("bridge");
+        set_finalizer(&ctx, &bridge, true)
+            .await
+            .expect("written against version 9");
+    }
 }

@@ -1,16 +1,22 @@
 //! mkb-operator: reconciles MqttKafkaBridge resources into StatefulSets of bridge-runtime.
 
-mod build;
+mod bridge;
 mod context;
 mod controller;
+mod desired;
+mod error;
+#[cfg(test)]
+mod fake_api;
 mod finalizer;
 mod http;
+mod k8s;
 mod leader;
 mod metrics;
 mod permissions;
 mod pods;
 mod reconcile;
 mod retirement;
+mod secret_refs;
 mod seen;
 mod status;
 mod topics;
@@ -117,9 +123,10 @@ async fn run(args: Args) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    let client = kube::Client::try_default()
+    let clients = k8s::clients::connect()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
+    let client = clients.requests;
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.set_leader(false);
     let readiness = Arc::new(permissions::Readiness::default());
@@ -153,7 +160,7 @@ async fn run(args: Args) -> Result<(), String> {
     info!(image = %args.runtime_image, namespace = ?args.namespace, listen = %args.listen, "mkb-operator started");
     if !args.leader_elect {
         metrics.set_leader(true);
-        controller::run(ctx, args.namespace, args.concurrency).await;
+        controller::run(ctx, clients.watches, args.namespace, args.concurrency).await;
         server.abort();
         checks.abort();
         info!("mkb-operator stopped");
@@ -180,7 +187,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     metrics.set_leader(true);
     let result = tokio::select! {
-        () = controller::run(ctx, args.namespace, args.concurrency) => {
+        () = controller::run(ctx, clients.watches, args.namespace, args.concurrency) => {
             elector.release().await;
             Ok(())
         }

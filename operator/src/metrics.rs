@@ -1,5 +1,7 @@
 //! The operator's Prometheus metrics.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -40,6 +42,8 @@ pub struct Metrics {
     registry: Registry,
     retired_sessions: Family<RetiredLabels, Counter>,
     retired_messages: Family<RetiredLabels, Counter>,
+    /// The label sets of the two above, so a deleted bridge's series can be removed.
+    retired_series: Mutex<BTreeSet<(String, String)>>,
     leader: Gauge,
     topic_operations: Family<TopicOperationLabels, Counter>,
     reconciles: Family<ResultLabels, Counter>,
@@ -96,6 +100,7 @@ impl Metrics {
             registry,
             retired_sessions,
             retired_messages,
+            retired_series: Mutex::default(),
             leader,
             topic_operations,
             reconciles,
@@ -152,6 +157,28 @@ impl Metrics {
         };
         self.retired_sessions.get_or_create(&labels).inc();
         self.retired_messages.get_or_create(&labels).inc_by(drained);
+        if let Ok(mut series) = self.retired_series.lock() {
+            series.insert((labels.bridge, labels.ordinal));
+        }
+    }
+
+    /// Removes the retirement series of bridges `live` says are gone.
+    pub fn forget_bridges(&self, live: impl Fn(&str) -> bool) {
+        let Ok(mut series) = self.retired_series.lock() else {
+            return;
+        };
+        series.retain(|(bridge, ordinal)| {
+            if live(bridge) {
+                return true;
+            }
+            let labels = RetiredLabels {
+                bridge: bridge.clone(),
+                ordinal: ordinal.clone(),
+            };
+            self.retired_sessions.remove(&labels);
+            self.retired_messages.remove(&labels);
+            false
+        });
     }
 
     pub fn encode(&self) -> String {

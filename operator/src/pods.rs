@@ -17,19 +17,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::status::PodNotReady;
+
 /// How long one pod may take to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most of one answer that goes into the status.
 const MAX_REASON: usize = 400;
 
-/// `(pod, reason)` for every pod of `selector` that is not ready, sorted by pod name; empty
-/// when the pods cannot be listed (the status then says less, nothing fails).
+/// Every pod of `selector` that is not ready, with why, sorted by pod name; empty when the
+/// pods cannot be listed (the status then says less, nothing fails).
 pub async fn not_ready(
     client: &Client,
     namespace: &str,
     selector: &str,
     port: i32,
-) -> Vec<(String, String)> {
+) -> Vec<PodNotReady> {
     let api = Api::<Pod>::namespaced(client.clone(), namespace);
     let pods = match api.list(&ListParams::default().labels(selector)).await {
         Ok(list) => list.items,
@@ -50,9 +52,12 @@ pub async fn not_ready(
             return None;
         }
         if let Some(waiting) = waiting_reason(pod) {
-            return Some(futures::future::Either::Left(
-                async move { (name, waiting) },
-            ));
+            return Some(futures::future::Either::Left(async move {
+                PodNotReady {
+                    pod: name,
+                    reason: waiting,
+                }
+            }));
         }
         let ip = status.pod_ip.clone()?;
         Some(futures::future::Either::Right(async move {
@@ -60,11 +65,11 @@ pub async fn not_ready(
                 Ok(body) => body,
                 Err(e) => format!("no answer from its readiness endpoint {ip}:{port} ({e})"),
             };
-            (name, reason)
+            PodNotReady { pod: name, reason }
         }))
     });
     let mut reasons = join_all(asks).await;
-    reasons.sort();
+    reasons.sort_by(|a, b| a.pod.cmp(&b.pod));
     reasons
 }
 

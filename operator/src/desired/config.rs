@@ -1,11 +1,15 @@
 //! The runtime configuration a bridge's pods load, rendered from the spec. Secrets appear only
 //! as environment variable names and file paths.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
 use mkb_api::config::{HttpSettings, KafkaConnection, RuntimeConfig, SecretSource};
 use mkb_api::connection::{MqttAuth, MqttSettings, SaslSettings};
 use mkb_api::crd::MqttKafkaBridgeSpec;
 
 use super::secrets::{tls_files, ENV_KAFKA_SASL_PASSWORD, ENV_MQTT_PASSWORD};
+use super::BridgeInput;
 
 /// The key of the configuration in the ConfigMap; mounted at `/etc/bridge/config.yaml`.
 pub const CONFIG_KEY: &str = "config.yaml";
@@ -70,4 +74,21 @@ pub fn render_config(name: &str, spec: &MqttKafkaBridgeSpec) -> Result<String, s
         "# bridge-runtime configuration of MqttKafkaBridge {name}, written by mkb-operator.\n"
     );
     Ok(header + &serde_yaml::to_string(&runtime_config(name, spec))?)
+}
+
+/// The runtime configuration as text (the config hash covers it) and the ConfigMap that
+/// carries it to the pods.
+pub struct Configuration {
+    pub text: String,
+    pub config_map: ConfigMap,
+}
+
+pub fn configuration(input: &BridgeInput<'_>) -> Result<Configuration, serde_yaml::Error> {
+    let text = render_config(input.name, input.spec)?;
+    let config_map = ConfigMap {
+        metadata: input.child_meta(input.config_map_name()),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), text.clone())])),
+        ..ConfigMap::default()
+    };
+    Ok(Configuration { text, config_map })
 }

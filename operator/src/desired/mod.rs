@@ -12,18 +12,17 @@ mod statefulset;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use mkb_api::crd::MqttKafkaBridgeSpec;
+use kube::Resource;
+use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
 
-pub use config::{render_config, CONFIG_KEY};
+use crate::k8s::apply::FIELD_MANAGER;
+
+pub use config::{configuration, CONFIG_KEY};
 pub use hash::config_hash;
 pub use pdb::pod_disruption_budget;
 pub use retire_job::{retire_job, retire_job_name, retire_selector, RETIRE_ORDINAL_LABEL};
-pub use secrets::{fields_referencing, referenced_secrets};
 pub use service::service;
 pub use statefulset::statefulset;
-
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "mkb-operator";
 
 /// What a bridge is built from.
 pub struct BridgeInput<'a> {
@@ -49,8 +48,8 @@ impl BridgeInput<'_> {
             namespace: Some(self.namespace.to_owned()),
             labels: Some(labels(self.name)),
             owner_references: Some(vec![OwnerReference {
-                api_version: "mqttkafka.io/v1alpha1".to_owned(),
-                kind: "MqttKafkaBridge".to_owned(),
+                api_version: MqttKafkaBridge::api_version(&()).into_owned(),
+                kind: MqttKafkaBridge::kind(&()).into_owned(),
                 name: self.name.to_owned(),
                 uid: self.uid.to_owned(),
                 controller: Some(true),

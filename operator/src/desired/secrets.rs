@@ -1,67 +1,20 @@
 //! Where the Secrets a bridge references end up in its pods: passwords as environment
 //! variables, TLS material as files of projected volumes. Never in the ConfigMap.
 
-use std::collections::BTreeSet;
-
 use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, KeyToPath, ProjectedVolumeSource, SecretKeySelector, SecretProjection,
     Volume, VolumeMount, VolumeProjection,
 };
 use mkb_api::config::SecretSource;
 use mkb_api::connection::TlsSettings;
-use mkb_api::crd::{MqttKafkaBridgeSpec, SecretKeyRef};
+use mkb_api::crd::SecretKeyRef;
+
+use crate::secret_refs::tls_refs;
 
 /// Where TLS material is mounted in the pods.
 pub const SECRETS_DIR: &str = "/etc/bridge/secrets";
 pub const ENV_MQTT_PASSWORD: &str = "MKB_MQTT_PASSWORD";
 pub const ENV_KAFKA_SASL_PASSWORD: &str = "MKB_KAFKA_SASL_PASSWORD";
-
-/// Every Secret key the spec references, sorted (the config hash covers their values).
-pub fn referenced_secrets(spec: &MqttKafkaBridgeSpec) -> Vec<SecretKeyRef> {
-    let refs: BTreeSet<SecretKeyRef> = secret_fields(spec).into_iter().map(|(_, r)| r).collect();
-    refs.into_iter().collect()
-}
-
-/// The spec's fields that reference `secret`, for messages about it.
-pub fn fields_referencing(spec: &MqttKafkaBridgeSpec, secret: &SecretKeyRef) -> Vec<String> {
-    secret_fields(spec)
-        .into_iter()
-        .filter(|(_, r)| r == secret)
-        .map(|(field, _)| field)
-        .collect()
-}
-
-/// Each Secret reference with the path of its field.
-fn secret_fields(spec: &MqttKafkaBridgeSpec) -> Vec<(String, SecretKeyRef)> {
-    let mut fields = Vec::new();
-    if let Some(auth) = &spec.mqtt.auth {
-        fields.push(("spec.mqtt.auth.password".to_owned(), auth.password.clone()));
-    }
-    if let Some(sasl) = &spec.kafka.sasl {
-        fields.push(("spec.kafka.sasl.password".to_owned(), sasl.password.clone()));
-    }
-    for (side, tls) in [
-        ("mqtt", spec.mqtt.tls.as_ref()),
-        ("kafka", spec.kafka.tls.as_ref()),
-    ] {
-        for (field, _, r) in tls.map(tls_refs).unwrap_or_default() {
-            fields.push((format!("spec.{side}.tls.{field}"), r.clone()));
-        }
-    }
-    fields
-}
-
-/// The TLS references, each with its field under `tls` and the file name it gets.
-fn tls_refs(tls: &TlsSettings<SecretKeyRef>) -> Vec<(&'static str, &'static str, &SecretKeyRef)> {
-    [
-        ("ca", "ca.crt", &tls.ca),
-        ("clientCertificate", "tls.crt", &tls.client_certificate),
-        ("clientKey", "tls.key", &tls.client_key),
-    ]
-    .into_iter()
-    .filter_map(|(field, file, r)| r.as_ref().map(|r| (field, file, r)))
-    .collect()
-}
 
 /// A password in an environment variable.
 pub fn password_env(var: &str, secret: &SecretKeyRef) -> EnvVar {

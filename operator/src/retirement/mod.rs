@@ -16,9 +16,13 @@ use tracing::warn;
 
 pub use plan::{JobState, Plan};
 
-use crate::build::{self, BridgeInput, RETIRE_ORDINAL_LABEL};
+use crate::bridge::Bridge;
 use crate::context::Context;
-use crate::reconcile::{announce, apply, Bridge, Error};
+use crate::desired::{self, BridgeInput, RETIRE_ORDINAL_LABEL};
+use crate::error::Error;
+use crate::k8s::apply::apply;
+use crate::k8s::events::announce;
+use crate::status::{ConditionState, Sessions};
 
 /// Plans the retirement, deletes the Jobs that must go first and starts the missing ones.
 pub async fn prepare(
@@ -29,7 +33,7 @@ pub async fn prepare(
 ) -> Result<Plan, Error> {
     let ns = &bridge.namespace;
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
-    let selector = build::label_selector(&bridge.name);
+    let selector = desired::label_selector(&bridge.name);
     let pod_list = pod_api
         .list_metadata(&ListParams::default().labels(&selector))
         .await?
@@ -49,7 +53,7 @@ pub async fn prepare(
         .collect();
     let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
     let job_list = job_api
-        .list(&ListParams::default().labels(&build::retire_selector(&bridge.name)))
+        .list(&ListParams::default().labels(&desired::retire_selector(&bridge.name)))
         .await?
         .items;
     let jobs: BTreeMap<i32, JobState> = job_list
@@ -100,7 +104,7 @@ pub async fn prepare(
         .filter_map(|(from, after)| until(from, after, now))
         .min();
     for &n in &plan.delete {
-        delete_job(&job_api, &build::retire_job_name(&bridge.name, n)).await?;
+        delete_job(&job_api, &desired::retire_job_name(&bridge.name, n)).await?;
     }
     report_failures(ctx, bridge, &plan).await;
     report_stuck_pods(ctx, bridge, &plan).await;
@@ -108,7 +112,7 @@ pub async fn prepare(
     // reconcile (its deletion is watched) starts a new one.
     for (&n, failed_at) in &failed_since {
         if plan.failed.contains(&n) && passed(*failed_at, RETRY_FAILED_AFTER, now) {
-            let job = build::retire_job_name(&bridge.name, n);
+            let job = desired::retire_job_name(&bridge.name, n);
             warn!(bridge = %bridge.key(), %job, "retrying a failed session retirement");
             delete_job(&job_api, &job).await?;
         }
@@ -125,7 +129,7 @@ pub async fn prepare(
             ctx,
             bridge,
             &job_api,
-            &build::retire_job(input, config_hash, n),
+            &desired::retire_job(input, config_hash, n),
         )
         .await?;
     }
@@ -142,7 +146,7 @@ pub async fn complete(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) -> Result
     let job_api = Api::<Job>::namespaced(ctx.client.clone(), ns);
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     for &n in &plan.finished {
-        let job = build::retire_job_name(&bridge.name, n);
+        let job = desired::retire_job_name(&bridge.name, n);
         let summary = termination_message(&pod_api, &job, true).await;
         let drained = summary
             .as_deref()
@@ -251,7 +255,7 @@ async fn report_failures(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
     }
     let pod_api = Api::<Pod>::namespaced(ctx.client.clone(), &bridge.namespace);
     for &n in &plan.failed {
-        let job = build::retire_job_name(&bridge.name, n);
+        let job = desired::retire_job_name(&bridge.name, n);
         // Reported already when the status names this Job as failed.
         let reported = bridge.status.conditions.iter().any(|c| {
             c.type_ == SESSIONS_RETIRED
@@ -274,8 +278,21 @@ async fn report_failures(ctx: &Context, bridge: &Bridge<'_>, plan: &Plan) {
     }
 }
 
+/// `status.mqttSessions` and the SessionsRetired condition.
+pub fn sessions(plan: &Plan, bridge: &str, desired: i32) -> Sessions {
+    let (status, reason, message) = condition(plan, bridge, desired);
+    Sessions {
+        count: plan.sessions,
+        retired: ConditionState {
+            status,
+            reason,
+            message,
+        },
+    }
+}
+
 /// The SessionsRetired condition: (status, reason, message).
-pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str, String) {
+fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str, String) {
     use mkb_api::crd::conditions::*;
     if plan.paused {
         let message = format!(
@@ -288,7 +305,7 @@ pub fn condition(plan: &Plan, bridge: &str, desired: i32) -> (bool, &'static str
         let jobs: Vec<String> = plan
             .failed
             .iter()
-            .map(|&n| format!("job/{}", build::retire_job_name(bridge, n)))
+            .map(|&n| format!("job/{}", desired::retire_job_name(bridge, n)))
             .collect();
         let mut message = format!(
             "retiring the MQTT session of ordinals {} failed; see `kubectl logs {}`; it is tried again 5 minutes after the failure (delete the Job to try at once)",
@@ -392,130 +409,4 @@ fn drained_count(summary: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 29, path 9: the retirement waited without a word for a pod stuck terminating.
-    #[test]
-    fn a_pod_stuck_terminating_is_named_with_what_to_do() {
-        let due = k8s_openapi::jiff::Timestamp::from_second(2_000_000).expect("valid");
-        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(2_000_000 + s).expect("valid");
-        assert!(
-            !passed(due, STUCK_AFTER, at(-30)),
-            "still in its grace period"
-        );
-        assert!(!passed(due, STUCK_AFTER, at(299)));
-        assert!(passed(due, STUCK_AFTER, at(300)));
-        let plan = Plan {
-            sessions: 3,
-            waiting_for_pods: vec![2],
-            stuck_pods: vec![2],
-            ..Plan::default()
-        };
-        let (ok, reason, message) = condition(&plan, "locks", 2);
-        assert!(!ok);
-        assert_eq!(reason, mkb_api::crd::conditions::REASON_RETIRING);
-        assert!(
-            message.contains("locks-2 still terminating")
-                && message.contains("kubectl delete pod --force --grace-period=0 locks-2"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn the_next_deadline_is_how_long_is_left() {
-        let from = k8s_openapi::jiff::Timestamp::from_second(3_000_000).expect("valid");
-        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(3_000_000 + s).expect("valid");
-        let five = std::time::Duration::from_secs(300);
-        assert_eq!(
-            until(from, five, at(100)),
-            Some(std::time::Duration::from_secs(200))
-        );
-        assert_eq!(
-            until(from, five, at(-50)),
-            Some(five),
-            "a clock behind waits it all"
-        );
-        assert_eq!(until(from, five, at(300)), None);
-    }
-
-    #[test]
-    fn a_failed_retirement_and_a_stuck_pod_are_both_named() {
-        let plan = Plan {
-            sessions: 4,
-            failed: vec![2],
-            waiting_for_pods: vec![3],
-            stuck_pods: vec![3],
-            ..Plan::default()
-        };
-        let (_, reason, message) = condition(&plan, "locks", 2);
-        assert_eq!(reason, mkb_api::crd::conditions::REASON_RETIRE_FAILED);
-        assert!(message.contains("job/locks-retire-2`"), "{message}");
-        assert!(message.contains("locks-3 still terminating"), "{message}");
-    }
-
-    #[test]
-    fn a_failed_retirement_is_tried_again_after_five_minutes() {
-        let failed = k8s_openapi::jiff::Timestamp::from_second(1_000_000).expect("valid");
-        let at = |s: i64| k8s_openapi::jiff::Timestamp::from_second(1_000_000 + s).expect("valid");
-        assert!(!passed(failed, RETRY_FAILED_AFTER, at(299)));
-        assert!(passed(failed, RETRY_FAILED_AFTER, at(300)));
-        assert!(
-            !passed(failed, RETRY_FAILED_AFTER, at(-400)),
-            "a clock behind the failure waits"
-        );
-    }
-
-    #[test]
-    fn reads_ordinals_and_drained_counts() {
-        assert_eq!(ordinal_of("locks-2", "locks"), Some(2));
-        assert_eq!(ordinal_of("locks-retire-1-abcde", "locks"), None);
-        assert_eq!(ordinal_of("other-1", "locks"), None);
-        assert_eq!(
-            drained_count("retired the MQTT session locks-2: 312 message(s) delivered to Kafka"),
-            Some(312)
-        );
-        assert_eq!(drained_count("something else"), None);
-    }
-
-    #[test]
-    fn the_condition_says_what_the_retirement_waits_for() {
-        let plan = Plan {
-            sessions: 3,
-            waiting_for_pods: vec![2],
-            running: vec![1],
-            ..Plan::default()
-        };
-        assert_eq!(
-            condition(&plan, "locks", 1),
-            (
-                false,
-                "Retiring",
-                "waiting for the pods of ordinals 2 to stop; draining the sessions of ordinals 1"
-                    .to_owned()
-            )
-        );
-        let failed = Plan {
-            sessions: 2,
-            failed: vec![1],
-            ..Plan::default()
-        };
-        let (ok, reason, message) = condition(&failed, "locks", 1);
-        assert_eq!((ok, reason), (false, "RetireFailed"));
-        assert!(
-            message.contains("kubectl logs job/locks-retire-1"),
-            "{message}"
-        );
-        let done = Plan {
-            sessions: 1,
-            ..Plan::default()
-        };
-        assert!(condition(&done, "locks", 1).0);
-        let paused = Plan {
-            sessions: 2,
-            paused: true,
-            ..Plan::default()
-        };
-        assert_eq!(condition(&paused, "locks", 0).1, "Paused");
-    }
-}
+mod tests;

@@ -16,38 +16,82 @@ pub enum Outcome {
     Applied,
     /// The spec was rejected; children left as they were.
     Invalid(String),
-    /// Something outside the spec stops the rollout (a missing Secret, a failed apply).
-    Blocked { reason: String, message: String },
+    /// Something outside the spec stops the rollout (a missing Secret, a refused object).
+    Blocked(Blocked),
 }
 
-impl Outcome {
-    /// The message of an outcome that stopped the rollout ("" when applied).
-    pub fn message(&self) -> &str {
-        match self {
-            Outcome::Applied => "",
-            Outcome::Invalid(message) | Outcome::Blocked { message, .. } => message,
-        }
-    }
+/// Why the rollout is blocked: a condition reason and a message naming the field and problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub reason: String,
+    pub message: String,
 }
 
-/// What the status is computed from.
-pub struct Observed<'a> {
+/// A condition's state as a step of the reconciliation found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionState {
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// `status.mqttSessions` and the SessionsRetired condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sessions {
+    pub count: i32,
+    pub retired: ConditionState,
+}
+
+/// Whether the spec's connections verify the servers' certificates (the InsecureTLS
+/// condition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerification {
+    /// The spec was not read this time: the status keeps what it had.
+    NotRead,
+    Verified,
+    /// Some connection skips verification; the warning names the fields.
+    Skipped(String),
+}
+
+/// A pod that runs but is not ready, with the reason in the runtime's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNotReady {
+    pub pod: String,
+    pub reason: String,
+}
+
+/// What the status is computed from, filled in as the reconciliation goes.
+pub struct Observed {
     pub generation: i64,
     pub spec_replicas: i32,
-    pub statefulset: Option<&'a StatefulSet>,
+    pub statefulset: Option<StatefulSet>,
     pub routes: i32,
     pub config_hash: Option<String>,
     pub label_selector: String,
     /// This reconciliation's topic management; `None` keeps what the status had.
-    pub topics: Option<&'a TopicsReport>,
-    /// The spec's warning about connections that skip certificate verification: `Some(None)`
-    /// when there is none, `None` when the spec could not be read (keeps what the status had).
-    pub insecure_tls: Option<Option<&'a str>>,
-    /// `(pod, reason)` of the pods that run but are not ready, in the runtime's words.
-    pub pods_not_ready: &'a [(String, String)],
-    /// `status.mqttSessions` and the SessionsRetired condition (status, reason, message);
+    pub topics: Option<TopicsReport>,
+    pub tls_verification: TlsVerification,
+    pub pods_not_ready: Vec<PodNotReady>,
     /// `None` keeps what the status had.
-    pub sessions: Option<(i32, &'a (bool, &'static str, String))>,
+    pub sessions: Option<Sessions>,
+}
+
+impl Observed {
+    /// What is known before the spec is read: every optional finding keeps the status's.
+    pub fn new(generation: i64, routes: i32, label_selector: String) -> Self {
+        Self {
+            generation,
+            spec_replicas: 0,
+            statefulset: None,
+            routes,
+            config_hash: None,
+            label_selector,
+            topics: None,
+            tls_verification: TlsVerification::NotRead,
+            pods_not_ready: Vec::new(),
+            sessions: None,
+        }
+    }
 }
 
 /// Whether the StatefulSet runs the current template on every replica, and a summary.
@@ -104,19 +148,19 @@ fn condition(
 
 pub fn compute(
     outcome: &Outcome,
-    observed: &Observed<'_>,
+    observed: &Observed,
     previous: &MqttKafkaBridgeStatus,
     now: &Time,
 ) -> MqttKafkaBridgeStatus {
     let generation = observed.generation;
     let prev = &previous.conditions;
-    let (done, summary) = rolled_out(observed.statefulset, observed.spec_replicas);
-    let summary = match observed.pods_not_ready {
+    let (done, summary) = rolled_out(observed.statefulset.as_ref(), observed.spec_replicas);
+    let summary = match observed.pods_not_ready.as_slice() {
         [] => summary,
         pods => {
             let why: Vec<String> = pods
                 .iter()
-                .map(|(pod, reason)| format!("{pod}: {reason}"))
+                .map(|p| format!("{}: {}", p.pod, p.reason))
                 .collect();
             format!("{summary}; {}", why.join("; "))
         }
@@ -126,6 +170,7 @@ pub fn compute(
     // Topics that are not as the spec asks keep the bridge from Ready and make it Degraded.
     let topics_problem = observed
         .topics
+        .as_ref()
         .filter(|t| !t.ready)
         .map(|t| (t.reason, t.message.as_str()));
     let no_problem = (false, REASON_AS_EXPECTED, "");
@@ -152,7 +197,7 @@ pub fn compute(
             (false, REASON_INVALID_SPEC, rejected),
             (true, REASON_INVALID_SPEC, message),
         ],
-        Outcome::Blocked { reason, message } => [
+        Outcome::Blocked(Blocked { reason, message }) => [
             (false, reason, message),
             (false, reason, message),
             (true, reason, message),
@@ -181,21 +226,28 @@ pub fn compute(
         TOPICS_READY,
         observed
             .topics
+            .as_ref()
             .map(|t| Some((t.ready, t.reason, t.message.as_str()))),
     );
     add(
         INSECURE_TLS,
-        observed
-            .insecure_tls
-            .map(|w| w.map(|w| (true, REASON_INSECURE_SKIP_VERIFY, w))),
+        match &observed.tls_verification {
+            TlsVerification::NotRead => None,
+            TlsVerification::Verified => Some(None),
+            TlsVerification::Skipped(w) => Some(Some((true, REASON_INSECURE_SKIP_VERIFY, w))),
+        },
     );
     add(
         SESSIONS_RETIRED,
-        observed
-            .sessions
-            .map(|(_, (status, reason, message))| Some((*status, *reason, message.as_str()))),
+        observed.sessions.as_ref().map(|s| {
+            let c = &s.retired;
+            Some((c.status, c.reason, c.message.as_str()))
+        }),
     );
-    let sts_status = observed.statefulset.and_then(|s| s.status.as_ref());
+    let sts_status = observed
+        .statefulset
+        .as_ref()
+        .and_then(|s| s.status.as_ref());
     MqttKafkaBridgeStatus {
         observed_generation: Some(generation),
         conditions,
@@ -207,303 +259,22 @@ pub fn compute(
             .config_hash
             .clone()
             .or_else(|| previous.config_hash.clone()),
-        mqtt_sessions: observed.sessions.map(|(n, _)| n).or(previous.mqtt_sessions),
+        mqtt_sessions: observed
+            .sessions
+            .as_ref()
+            .map(|s| s.count)
+            .or(previous.mqtt_sessions),
         kafka_cluster_id: observed
             .topics
+            .as_ref()
             .and_then(|t| t.cluster_id.clone())
             .or_else(|| previous.kafka_cluster_id.clone()),
         topics: observed
             .topics
+            .as_ref()
             .map_or_else(|| previous.topics.clone(), |t| t.topics.clone()),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::apps::v1::StatefulSetStatus;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn time(s: i64) -> Time {
-        Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("valid"))
-    }
-
-    fn sts(
-        generation: i64,
-        observed: i64,
-        replicas: i32,
-        ready: i32,
-        updated: i32,
-        same_revision: bool,
-    ) -> StatefulSet {
-        StatefulSet {
-            metadata: ObjectMeta {
-                generation: Some(generation),
-                ..ObjectMeta::default()
-            },
-            spec: None,
-            status: Some(StatefulSetStatus {
-                observed_generation: Some(observed),
-                replicas,
-                ready_replicas: Some(ready),
-                updated_replicas: Some(updated),
-                current_revision: Some("r1".into()),
-                update_revision: Some(if same_revision { "r1" } else { "r2" }.into()),
-                ..StatefulSetStatus::default()
-            }),
-        }
-    }
-
-    fn observed(s: Option<&StatefulSet>, replicas: i32) -> Observed<'_> {
-        Observed {
-            generation: 4,
-            spec_replicas: replicas,
-            statefulset: s,
-            routes: 2,
-            config_hash: Some("h".into()),
-            label_selector: "a=b".into(),
-            topics: None,
-            insecure_tls: Some(None),
-            pods_not_ready: &[],
-            sessions: None,
-        }
-    }
-
-    fn get<'a>(st: &'a MqttKafkaBridgeStatus, t: &str) -> &'a Condition {
-        st.conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .expect("condition")
-    }
-
-    #[test]
-    fn ready_only_when_fully_rolled_out() {
-        let none = MqttKafkaBridgeStatus::default();
-        let done = sts(2, 2, 3, 3, 3, true);
-        let st = compute(
-            &Outcome::Applied,
-            &observed(Some(&done), 3),
-            &none,
-            &time(10),
-        );
-        assert_eq!(get(&st, READY).status, "True");
-        assert_eq!(get(&st, READY).observed_generation, Some(4));
-        assert_eq!(get(&st, PROGRESSING).status, "False");
-        assert_eq!((st.replicas, st.ready_replicas, st.routes), (3, 3, 2));
-        assert_eq!(st.observed_generation, Some(4));
-        for not_done in [
-            sts(3, 2, 3, 3, 3, true),
-            sts(2, 2, 3, 2, 3, true),
-            sts(2, 2, 3, 3, 2, true),
-            sts(2, 2, 3, 3, 3, false),
-        ] {
-            let st = compute(
-                &Outcome::Applied,
-                &observed(Some(&not_done), 3),
-                &none,
-                &time(10),
-            );
-            assert_eq!(get(&st, READY).status, "False");
-            assert_eq!(get(&st, PROGRESSING).status, "True");
-        }
-        let st = compute(&Outcome::Applied, &observed(None, 1), &none, &time(10));
-        assert_eq!(get(&st, READY).reason, REASON_ROLLING_OUT);
-    }
-
-    #[test]
-    fn topics_not_ready_keep_the_bridge_from_ready_and_degrade_it() {
-        let done = sts(2, 2, 1, 1, 1, true);
-        let report = TopicsReport {
-            topics: vec![mkb_api::crd::TopicStatus {
-                name: "t".into(),
-                state: mkb_api::crd::TopicState::Pending,
-                partitions: Some(3),
-                replication_factor: Some(1),
-                created: true,
-                message: Some("Kafka cannot be reached".into()),
-            }],
-            cluster_id: None,
-            ready: false,
-            reason: REASON_KAFKA_UNAVAILABLE,
-            message: "Kafka at k:9092 cannot be reached".into(),
-            changes: Vec::new(),
-        };
-        let mut o = observed(Some(&done), 1);
-        o.topics = Some(&report);
-        let st = compute(
-            &Outcome::Applied,
-            &o,
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        assert_eq!(get(&st, READY).status, "False");
-        assert_eq!(get(&st, READY).reason, REASON_KAFKA_UNAVAILABLE);
-        assert_eq!(get(&st, DEGRADED).status, "True");
-        assert_eq!(get(&st, TOPICS_READY).status, "False");
-        assert_eq!(
-            get(&st, TOPICS_READY).message,
-            "Kafka at k:9092 cannot be reached"
-        );
-        assert_eq!(st.topics, report.topics);
-        // An invalid spec later keeps the topics and their condition as they were.
-        let later = compute(
-            &Outcome::Invalid("spec.x: bad".into()),
-            &observed(Some(&done), 1),
-            &st,
-            &time(2),
-        );
-        assert_eq!(later.topics, report.topics);
-        assert_eq!(get(&later, TOPICS_READY), get(&st, TOPICS_READY));
-        let fine = TopicsReport {
-            ready: true,
-            reason: REASON_AS_EXPECTED,
-            message: "1 topics ready".into(),
-            cluster_id: Some("c1".into()),
-            ..report.clone()
-        };
-        o.topics = Some(&fine);
-        let st = compute(&Outcome::Applied, &o, &st, &time(3));
-        assert_eq!(get(&st, READY).status, "True");
-        assert_eq!(get(&st, DEGRADED).status, "False");
-        assert_eq!(st.kafka_cluster_id.as_deref(), Some("c1"));
-    }
-
-    #[test]
-    fn zero_replicas_is_ready() {
-        let zero = sts(5, 5, 0, 0, 0, false);
-        let st = compute(
-            &Outcome::Applied,
-            &observed(Some(&zero), 0),
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        assert_eq!(get(&st, READY).status, "True");
-    }
-
-    #[test]
-    fn invalid_spec_is_not_ready_and_degraded_with_the_message() {
-        let done = sts(2, 2, 1, 1, 1, true);
-        let st = compute(
-            &Outcome::Invalid("spec.x: bad".into()),
-            &observed(Some(&done), 1),
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        assert_eq!(
-            (
-                get(&st, READY).status.as_str(),
-                get(&st, READY).reason.as_str()
-            ),
-            ("False", REASON_INVALID_SPEC)
-        );
-        assert_eq!(get(&st, READY).message, "spec.x: bad");
-        assert_eq!(get(&st, DEGRADED).status, "True");
-        assert_eq!(st.ready_replicas, 1, "the running pods are still reported");
-    }
-
-    #[test]
-    fn transition_time_moves_only_with_the_status() {
-        let done = sts(2, 2, 1, 1, 1, true);
-        let first = compute(
-            &Outcome::Applied,
-            &observed(Some(&done), 1),
-            &MqttKafkaBridgeStatus::default(),
-            &time(10),
-        );
-        let again = compute(
-            &Outcome::Applied,
-            &observed(Some(&done), 1),
-            &first,
-            &time(20),
-        );
-        assert_eq!(first, again, "nothing changed, nothing to write");
-        let rolling = sts(3, 3, 1, 0, 1, true);
-        let later = compute(
-            &Outcome::Applied,
-            &observed(Some(&rolling), 1),
-            &again,
-            &time(30),
-        );
-        assert_eq!(get(&later, READY).last_transition_time, time(30));
-        assert_eq!(get(&later, DEGRADED).last_transition_time, time(10));
-    }
-
-    #[test]
-    fn insecure_tls_is_a_warning_condition_that_does_not_block_ready() {
-        let done = sts(2, 2, 1, 1, 1, true);
-        let mut o = observed(Some(&done), 1);
-        o.insecure_tls = Some(Some("spec.mqtt.tls.insecureSkipVerify is set: risky"));
-        let st = compute(
-            &Outcome::Applied,
-            &o,
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        assert_eq!(get(&st, READY).status, "True");
-        let insecure = get(&st, INSECURE_TLS);
-        assert_eq!(
-            (insecure.status.as_str(), insecure.reason.as_str()),
-            ("True", REASON_INSECURE_SKIP_VERIFY)
-        );
-        assert_eq!(
-            insecure.message,
-            "spec.mqtt.tls.insecureSkipVerify is set: risky"
-        );
-        // An unreadable spec keeps it; a spec without the setting removes it.
-        o.insecure_tls = None;
-        let kept = compute(&Outcome::Invalid("bad".into()), &o, &st, &time(2));
-        assert_eq!(get(&kept, INSECURE_TLS), insecure);
-        o.insecure_tls = Some(None);
-        let gone = compute(&Outcome::Applied, &o, &kept, &time(3));
-        assert!(gone.conditions.iter().all(|c| c.type_ != INSECURE_TLS));
-    }
-
-    #[test]
-    fn a_pod_that_is_not_ready_says_why_in_ready_and_progressing() {
-        let rolling = sts(2, 2, 2, 1, 2, true);
-        let why = [(
-            "locks-1".to_owned(),
-            "mqtt subscriber (cannot connect to mqtts://b:8883: UnknownIssuer)".to_owned(),
-        )];
-        let mut o = observed(Some(&rolling), 2);
-        o.pods_not_ready = &why;
-        let st = compute(
-            &Outcome::Applied,
-            &o,
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        let expected = "1/2 replicas ready, 2/2 updated, 2 running; locks-1: mqtt subscriber (cannot connect to mqtts://b:8883: UnknownIssuer)";
-        assert_eq!(get(&st, READY).message, expected);
-        assert_eq!(get(&st, PROGRESSING).message, expected);
-    }
-
-    #[test]
-    fn the_recorded_sessions_and_their_condition_are_kept_when_the_spec_is_not_read() {
-        let done = sts(2, 2, 1, 1, 1, true);
-        let retiring = (
-            false,
-            "Retiring",
-            "draining the sessions of ordinals 1, 2".to_owned(),
-        );
-        let mut o = observed(Some(&done), 1);
-        o.sessions = Some((3, &retiring));
-        let st = compute(
-            &Outcome::Applied,
-            &o,
-            &MqttKafkaBridgeStatus::default(),
-            &time(1),
-        );
-        assert_eq!(st.mqtt_sessions, Some(3));
-        assert_eq!(get(&st, SESSIONS_RETIRED).reason, "Retiring");
-        assert_eq!(
-            get(&st, READY).status,
-            "True",
-            "retiring does not block Ready"
-        );
-        o.sessions = None;
-        let kept = compute(&Outcome::Invalid("bad".into()), &o, &st, &time(2));
-        assert_eq!(kept.mqtt_sessions, Some(3));
-        assert_eq!(get(&kept, SESSIONS_RETIRED), get(&st, SESSIONS_RETIRED));
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 //! settings and credentials), built from the bridge's spec and the values of the Secrets it
 //! references, and kept for later reconciliations.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 use rdkafka::ClientConfig;
 use sha2::{Digest, Sha256};
 
-/// The values of the Secret keys a bridge references.
-pub type SecretValues = BTreeMap<(String, String), Vec<u8>>;
+use crate::secret_refs::SecretValues;
 
 /// librdkafka hands a client's log lines and errors to its main queue, which nothing polls
 /// for an admin client: so it logs nothing (its queue would only grow, see `get`), and
@@ -153,9 +152,9 @@ fn fingerprint(config: &ClientConfig) -> String {
 pub fn client_config(kafka: &KafkaSpec, secrets: &SecretValues) -> Result<ClientConfig, String> {
     let value = |r: &SecretKeyRef, field: &str| -> Result<String, String> {
         let bytes = secrets
-            .get(&(r.name.clone(), r.key.clone()))
+            .get(r)
             .ok_or_else(|| format!("{field}: Secret {} key {:?} was not read", r.name, r.key))?;
-        String::from_utf8(bytes.clone()).map_err(|_| {
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
             format!(
                 "{field}: Secret {} key {:?} is not UTF-8 text",
                 r.name, r.key
@@ -215,7 +214,7 @@ mod tests {
 
     #[test]
     fn plaintext_by_default_and_never_auto_creating() {
-        let c = client_config(&kafka(), &SecretValues::new()).expect("config");
+        let c = client_config(&kafka(), &SecretValues::default()).expect("config");
         assert_eq!(c.get("security.protocol"), Some("plaintext"));
         assert_eq!(c.get("bootstrap.servers"), Some("k1:9093,k2:9093"));
         assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
@@ -236,11 +235,11 @@ mod tests {
             username: "bridge".into(),
             password: secret("kafka-user", "password"),
         });
-        let mut values = SecretValues::new();
-        values.insert(("kafka-ca".into(), "ca.crt".into()), b"CA PEM".to_vec());
-        values.insert(("client".into(), "tls.crt".into()), b"CERT PEM".to_vec());
-        values.insert(("client".into(), "tls.key".into()), b"KEY PEM".to_vec());
-        values.insert(("kafka-user".into(), "password".into()), b"s3cret".to_vec());
+        let mut values = SecretValues::default();
+        values.insert(secret("kafka-ca", "ca.crt"), b"CA PEM".to_vec());
+        values.insert(secret("client", "tls.crt"), b"CERT PEM".to_vec());
+        values.insert(secret("client", "tls.key"), b"KEY PEM".to_vec());
+        values.insert(secret("kafka-user", "password"), b"s3cret".to_vec());
         let c = client_config(&k, &values).expect("config");
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("ssl.ca.pem"), Some("CA PEM"));
@@ -250,10 +249,10 @@ mod tests {
         assert_eq!(c.get("sasl.password"), Some("s3cret"));
         let key = fingerprint(&c);
         assert!(!key.contains("s3cret") && key.len() == 64);
-        values.insert(("kafka-user".into(), "password".into()), b"other".to_vec());
+        values.insert(secret("kafka-user", "password"), b"other".to_vec());
         let changed = client_config(&k, &values).expect("config");
         assert_ne!(fingerprint(&changed), key, "a new password is a new client");
-        values.remove(&("kafka-ca".to_owned(), "ca.crt".to_owned()));
+        values.remove(&secret("kafka-ca", "ca.crt"));
         let missing = client_config(&k, &values).expect_err("missing value");
         assert_eq!(
             missing,

@@ -47,6 +47,7 @@ pub struct Results {
     pub machine: String,
     pub messages_per_sample: u64,
     pub samples: usize,
+    pub latency_samples: usize,
     pub throughput: Vec<ThroughputCase>,
     pub kafka_baseline: Vec<(usize, KafkaBaseline)>,
     pub live_maximum: Vec<LiveMaximum>,
@@ -138,9 +139,9 @@ impl Results {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "# make bench results\n\n{}; {} messages per throughput sample, {} samples per figure; \
+            "# make bench results\n\n{}; {} messages per throughput sample, {} samples per throughput figure, {} per latency figure; \
              figures are medians with (min–max).\n",
-            self.machine, self.messages_per_sample, self.samples
+            self.machine, self.messages_per_sample, self.samples, self.latency_samples
         );
         if !self.throughput.is_empty() {
             md.push_str("## Throughput (msg/s)\n\n`bridge-runtime` runs MQTT 3.1.1 like the ceiling and the peer; `bridge-runtime MQTT 5` is the same binary with its default protocol, MQTT 5.\n\n| direction | QoS | payload | ceiling | bridge-runtime | bridge-runtime MQTT 5 | Redpanda Connect | bridge / ceiling | MQTT 5 / 3.1.1 | bridge / Redpanda Connect | bridge MB/s | bridge CPU s per million | MQTT 5 CPU s per million | bridge peak RSS MiB | Redpanda Connect CPU s per million | Redpanda Connect peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -3,7 +3,7 @@
 //! valid configurations with random bytes changed). Nor does rendering a template (JSON paths
 //! included) against arbitrary MQTT messages and Kafka records. `make test` runs proptest's default number
 //! of cases; `make fuzz` runs a million of each (PROPTEST_CASES). Failing inputs are kept by
-//! proptest under crds/proptest-regressions/ and replayed first.
+//! proptest under api/proptest-regressions/ and replayed first.
 
 use mkb_api::load_runtime_config;
 use mkb_api::template::{KafkaRecord, KafkaTimestamp, MqttMessage, OnMissing, Scope, Template};

@@ -2,7 +2,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 use super::*;
 
-const COMMITTED_CRD: &str = include_str!("../../mqttkafkabridges.mqttkafka.io.yaml");
+const COMMITTED_CRD: &str = include_str!("../../../crds/mqttkafkabridges.mqttkafka.io.yaml");
 
 fn example(yaml: &str) -> MqttKafkaBridge {
     serde_yaml::from_str(yaml).expect("example parses")

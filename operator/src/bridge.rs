@@ -1,21 +1,30 @@
-//! The bridge being reconciled, as watched (a dynamic object, so one the types cannot read is
-//! reported in its status instead of stopping the watch), and what reconciliation reads of it.
+//! The bridge being reconciled. Bridges are watched typed, each behind a `DeserializeGuard`:
+//! one the types cannot read (a newer CRD version, a value outside the Rust type) still
+//! arrives, with its metadata, and is reported in its status (InvalidSpec, naming the field)
+//! instead of stopping the watch or being retried for ever.
 
-use kube::api::DynamicObject;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DynamicObject, ObjectMeta};
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
+use serde_json::Value;
 
 use crate::context::Context;
 use crate::error::Error;
 
-/// The API resource of MqttKafkaBridge, for dynamic objects.
+/// A bridge as the watch delivers it.
+pub type Watched = DeserializeGuard<MqttKafkaBridge>;
+
+/// The API resource of MqttKafkaBridge, for reading and patching a bridge untyped (its
+/// status, its finalizers and annotations), whatever its spec holds.
 pub fn ar() -> kube::core::ApiResource {
     kube::core::ApiResource::erase::<MqttKafkaBridge>(&())
 }
 
 /// `namespace/name`: how a bridge is keyed in the operator's own bookkeeping.
-pub fn key_of(bridge: &ObjectRef<DynamicObject>) -> String {
+pub fn key_of(bridge: &ObjectRef<Watched>) -> String {
     format!(
         "{}/{}",
         bridge.namespace.as_deref().unwrap_or_default(),
@@ -25,25 +34,45 @@ pub fn key_of(bridge: &ObjectRef<DynamicObject>) -> String {
 
 /// The bridge being reconciled, with what reconciliation needs of it.
 pub struct Bridge<'a> {
-    pub obj: &'a DynamicObject,
+    obj: &'a Watched,
+    pub meta: &'a ObjectMeta,
     pub name: String,
     pub namespace: String,
     pub generation: i64,
     pub status: MqttKafkaBridgeStatus,
+    /// The spec, or why this version of the operator cannot read the object.
+    spec: Result<&'a MqttKafkaBridgeSpec, String>,
+    /// How many routes the object lists, read or not.
+    routes: usize,
 }
 
 impl<'a> Bridge<'a> {
-    pub fn new(obj: &'a DynamicObject) -> Result<Self, Error> {
+    pub fn new(obj: &'a Watched) -> Result<Self, Error> {
+        let meta = obj.meta();
+        let (spec, status, routes) = match &obj.0 {
+            Ok(b) => (
+                Ok(&b.spec),
+                b.status.clone().unwrap_or_default(),
+                b.spec.mqtt_to_kafka.len() + b.spec.kafka_to_mqtt.len(),
+            ),
+            Err(invalid) => (
+                Err(format!(
+                    "spec: cannot be read by this version of the operator: {}",
+                    invalid.error
+                )),
+                MqttKafkaBridgeStatus::default(),
+                0,
+            ),
+        };
         Ok(Bridge {
             obj,
+            meta,
             name: obj.name_any(),
             namespace: obj.namespace().ok_or(Error::Incomplete("namespace"))?,
-            generation: obj.metadata.generation.unwrap_or(0),
-            status: obj
-                .data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .unwrap_or_default(),
+            generation: meta.generation.unwrap_or(0),
+            status,
+            spec,
+            routes,
         })
     }
 
@@ -54,43 +83,76 @@ impl<'a> Bridge<'a> {
 
     /// The bridge's uid, which its children's owner references carry.
     pub fn uid(&self) -> Result<String, Error> {
-        self.obj.uid().ok_or(Error::Incomplete("uid"))
+        self.meta.uid.clone().ok_or(Error::Incomplete("uid"))
     }
 
     /// The number of routes the spec lists, readable or not (for the status).
     pub fn route_count(&self) -> i32 {
-        let count = |field: &str| self.obj.data["spec"][field].as_array().map_or(0, Vec::len);
-        i32::try_from(count("mqttToKafka") + count("kafkaToMqtt")).unwrap_or(i32::MAX)
+        i32::try_from(self.routes).unwrap_or(i32::MAX)
     }
 
-    /// The spec. An object the types cannot read (a newer CRD version, a value outside the
-    /// Rust type) becomes an InvalidSpec status instead of an error that would retry forever.
+    /// The spec, or the InvalidSpec message of an object the types cannot read.
     pub fn spec(&self) -> Result<MqttKafkaBridgeSpec, String> {
-        read_spec(self.obj)
+        self.spec.clone().cloned()
+    }
+
+    pub fn deleting(&self) -> bool {
+        self.meta.deletion_timestamp.is_some()
+    }
+
+    /// Creation time (RFC 3339, sorts by time), for which of the bridges sharing a topic is
+    /// the oldest.
+    pub fn created_at(&self) -> String {
+        crate::topics::created_at(self.meta)
+    }
+
+    /// The reference Events about the bridge carry.
+    pub fn object_ref(&self) -> ObjectReference {
+        self.obj.object_ref(&())
     }
 
     /// Replaces the status with the API server's current one (kept when the bridge is gone or
     /// its status unreadable): the watch cache can lag behind our own last status write, and
-    /// the status records which topics this bridge created (what Delete removes).
-    pub async fn refresh_status(&mut self, ctx: &Context) -> Result<(), Error> {
+    /// the status records which topics this bridge created (what Delete removes). Of an
+    /// object the types cannot read, it also finds the field at fault and the routes listed.
+    pub async fn refresh(&mut self, ctx: &Context) -> Result<(), Error> {
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &self.namespace, &ar());
-        let live = api
-            .get_opt(&self.name)
-            .await?
-            .and_then(|o| o.data.get("status").cloned())
-            .and_then(|s| serde_json::from_value(s).ok());
-        if let Some(status) = live {
+        let Some(live) = api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        if let Some(status) = live
+            .data
+            .get("status")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+        {
             self.status = status;
+        }
+        if self.spec.is_err() {
+            let spec = live.data.get("spec").cloned().unwrap_or_default();
+            let count = |field: &str| spec[field].as_array().map_or(0, Vec::len);
+            self.routes = count("mqttToKafka") + count("kafkaToMqtt");
+            if let Some(message) = unreadable_spec(&spec) {
+                self.spec = Err(message);
+            }
         }
         Ok(())
     }
 }
 
-/// The spec of a bridge watched as a dynamic object (see [`Bridge::spec`]).
-pub fn read_spec(obj: &DynamicObject) -> Result<MqttKafkaBridgeSpec, String> {
-    let spec = obj.data.get("spec").cloned().unwrap_or_default();
-    serde_json::from_value(spec)
-        .map_err(|e| format!("spec: cannot be read by this version of the operator: {e}"))
+/// Why `spec` cannot be read by these types, naming the field; `None` when it can.
+fn unreadable_spec(spec: &Value) -> Option<String> {
+    let result: Result<MqttKafkaBridgeSpec, _> = serde_path_to_error::deserialize(spec);
+    let e = result.err()?;
+    let path = e.path().to_string();
+    let field = if path == "." {
+        "spec".to_owned()
+    } else {
+        format!("spec.{path}")
+    };
+    Some(format!(
+        "{field}: cannot be read by this version of the operator: {}",
+        e.inner()
+    ))
 }
 
 #[cfg(test)]
@@ -99,28 +161,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn an_unreadable_spec_is_an_invalid_spec_naming_the_problem() {
-        let mut obj = DynamicObject::new("b", &ar());
-        obj.data = json!({"spec": {"mqtt": {"url": 5}, "kafka": {"bootstrapServers": "k:9092"}}});
-        let message = read_spec(&obj).expect_err("unreadable");
+    fn an_unreadable_spec_is_an_invalid_spec_naming_the_field() {
+        let spec = json!({"mqtt": {"url": 5}, "kafka": {"bootstrapServers": "k:9092"}});
+        let message = unreadable_spec(&spec).expect("unreadable");
         assert!(
             message.starts_with(
-                "spec: cannot be read by this version of the operator: invalid type: integer `5`"
+                "spec.mqtt.url: cannot be read by this version of the operator: invalid type: integer `5`"
             ),
             "{message}"
         );
-        obj.data = json!({});
-        assert!(read_spec(&obj)
-            .expect_err("no spec")
-            .contains("cannot be read"));
+        assert!(unreadable_spec(&json!(null))
+            .expect("no spec")
+            .starts_with("spec: cannot be read"));
     }
 
     #[test]
-    fn routes_are_counted_even_in_a_spec_the_types_cannot_read() {
-        let mut obj = DynamicObject::new("b", &ar()).within("ns");
-        obj.data = json!({"spec": {"mqttToKafka": [{}, {}], "kafkaToMqtt": [{"x": 1}]}});
+    fn a_bridge_the_types_cannot_read_still_arrives_with_its_metadata() {
+        let obj: Watched = serde_json::from_value(json!({
+            "apiVersion": "mqttkafka.io/v1alpha1",
+            "kind": "MqttKafkaBridge",
+            "metadata": {"name": "b", "namespace": "ns", "generation": 3},
+            "spec": {"mqtt": {"url": 5}, "mqttToKafka": [{}, {}]},
+        }))
+        .expect("a guard reads any object");
         let bridge = Bridge::new(&obj).expect("namespaced");
-        assert_eq!(bridge.route_count(), 3);
-        assert_eq!(bridge.key(), "ns/b");
+        assert_eq!((bridge.key(), bridge.generation), ("ns/b".to_owned(), 3));
+        let message = bridge.spec().expect_err("unreadable");
+        assert!(message.starts_with("spec: cannot be read by this version of the operator"));
     }
 }

@@ -4,11 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kube::api::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
+use crate::bridge::Watched;
 use crate::metrics::Metrics;
 use crate::seen::Seen;
 use crate::topics::{AdminClients, BridgeTopics};
@@ -32,7 +32,7 @@ pub struct Context {
     pub kafka: AdminClients,
     /// The watched bridges, one store per watch (set once the controllers run), for topics
     /// they share.
-    pub bridges: OnceLock<Vec<Store<DynamicObject>>>,
+    pub bridges: OnceLock<Vec<Store<Watched>>>,
     /// What the last reconciliation of each bridge saw.
     pub seen: Seen,
     /// What `watched_bridges` parsed: by uid, the resourceVersion and the result.
@@ -74,9 +74,9 @@ impl Context {
     }
 
     /// Every watched bridge whose spec can be read, for sharing decisions. Each reconciliation
-    /// asks for all of them, so a bridge is parsed again only when it changed (by
-    /// resourceVersion): with hundreds of bridges, parsing every spec every time was most of
-    /// the operator's CPU.
+    /// asks for all of them, so a bridge's topics are worked out again only when it changed
+    /// (by resourceVersion): with hundreds of bridges, doing it every time was most of the
+    /// operator's CPU.
     pub fn watched_bridges(&self) -> Vec<Arc<BridgeTopics>> {
         let objects: Vec<_> = self
             .bridges
@@ -88,28 +88,27 @@ impl Context {
         let Ok(mut parsed) = self.parsed_bridges.lock() else {
             return objects
                 .iter()
-                .filter_map(|b| BridgeTopics::from_object(b).map(Arc::new))
+                .filter_map(|b| BridgeTopics::from_watched(b).map(Arc::new))
                 .collect();
         };
         // Forget the bridges that are gone.
         if parsed.len() > objects.len() {
             let live: HashSet<&str> = objects
                 .iter()
-                .filter_map(|b| b.metadata.uid.as_deref())
+                .filter_map(|b| b.meta().uid.as_deref())
                 .collect();
             parsed.retain(|uid, _| live.contains(uid.as_str()));
         }
         objects
             .iter()
             .filter_map(|b| {
-                let (Some(uid), Some(version)) = (&b.metadata.uid, &b.metadata.resource_version)
-                else {
-                    return BridgeTopics::from_object(b).map(Arc::new);
+                let (Some(uid), Some(version)) = (&b.meta().uid, &b.meta().resource_version) else {
+                    return BridgeTopics::from_watched(b).map(Arc::new);
                 };
                 match parsed.get(uid) {
                     Some((seen, topics)) if seen == version => topics.clone(),
                     _ => {
-                        let topics = BridgeTopics::from_object(b).map(Arc::new);
+                        let topics = BridgeTopics::from_watched(b).map(Arc::new);
                         parsed.insert(uid.clone(), (version.clone(), topics.clone()));
                         topics
                     }

@@ -1,5 +1,5 @@
-//! The controller: watches bridges (as dynamic objects, so one that cannot be deserialized is
-//! reported in its status instead of stopping the watch), the children it owns, and the
+//! The controller: watches bridges (typed, behind a `DeserializeGuard`, so one that cannot be
+//! deserialized is reported in its status instead of stopping the watch), the children it owns, and the
 //! Secrets bridges reference — by metadata only: no Secret value is ever cached; the values a
 //! reconciliation needs are read then, for the referenced keys alone.
 
@@ -11,14 +11,14 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DynamicObject, PartialObjectMeta};
+use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{controller, watcher, Controller};
 use kube::{Api, Client, Resource, ResourceExt};
-use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
+use mkb_api::crd::MqttKafkaBridge;
 use tracing::{debug, warn};
 
-use crate::bridge::{ar, key_of};
+use crate::bridge::{key_of, Watched};
 use crate::context::Context;
 use crate::k8s::apply::FIELD_MANAGER;
 use crate::reconcile::{error_policy, reconcile};
@@ -54,11 +54,8 @@ pub async fn run(ctx: Arc<Context>, watches: Client, namespaces: Vec<String>, co
     let controllers: Vec<_> = scopes
         .iter()
         .map(|ns| {
-            let api: Api<DynamicObject> = match ns {
-                Some(ns) => Api::namespaced_with(watches.clone(), ns, &ar()),
-                None => Api::all_with(watches.clone(), &ar()),
-            };
-            Controller::new_with(api, watcher::Config::default(), ar()).with_config(
+            let api = scoped::<Watched>(&watches, ns.as_deref());
+            Controller::new(api, watcher::Config::default()).with_config(
                 controller::Config::default()
                     .debounce(DEBOUNCE)
                     .concurrency(concurrency),
@@ -77,7 +74,7 @@ pub async fn run(ctx: Arc<Context>, watches: Client, namespaces: Vec<String>, co
 }
 
 async fn run_one(
-    controller: Controller<DynamicObject>,
+    controller: Controller<Watched>,
     ctx: Arc<Context>,
     client: Client,
     namespace: Option<String>,
@@ -137,12 +134,12 @@ async fn run_one(
 /// change for that bridge.
 fn owner_of<K: Resource>(
     ctx: &Arc<Context>,
-) -> impl Fn(K) -> Option<ObjectRef<DynamicObject>> + Send + Sync + 'static {
+) -> impl Fn(K) -> Option<ObjectRef<Watched>> + Send + Sync + 'static {
     let ctx = ctx.clone();
     move |child| owner(&ctx, &child)
 }
 
-fn owner<K: Resource>(ctx: &Context, child: &K) -> Option<ObjectRef<DynamicObject>> {
+fn owner<K: Resource>(ctx: &Context, child: &K) -> Option<ObjectRef<Watched>> {
     let meta = child.meta();
     let namespace = meta.namespace.as_deref()?;
     let owner = meta
@@ -150,17 +147,17 @@ fn owner<K: Resource>(ctx: &Context, child: &K) -> Option<ObjectRef<DynamicObjec
         .iter()
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == MqttKafkaBridge::kind(&()))?;
-    let bridge = ObjectRef::new_with(&owner.name, ar()).within(namespace);
+    let bridge = ObjectRef::new(&owner.name).within(namespace);
     ctx.seen.changed(&key_of(&bridge));
     Some(bridge)
 }
 
 /// The bridges in the Secret's namespace whose spec references it: a change of the Secret
-/// must roll their pods.
+/// must roll their pods. The store holds them parsed: nothing is parsed per Secret event.
 fn bridges_referencing(
-    store: &Store<DynamicObject>,
+    store: &Store<Watched>,
     secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<DynamicObject>> {
+) -> Vec<ObjectRef<Watched>> {
     let name = secret.name_any();
     let namespace = secret.namespace();
     store
@@ -168,13 +165,12 @@ fn bridges_referencing(
         .into_iter()
         .filter(|b| b.namespace() == namespace)
         .filter(|b| {
-            let spec = b
-                .data
-                .get("spec")
-                .cloned()
-                .and_then(|s| serde_json::from_value::<MqttKafkaBridgeSpec>(s).ok());
-            spec.is_some_and(|s| referenced_secrets(&s).iter().any(|r| r.name == name))
+            b.0.as_ref().is_ok_and(|bridge| {
+                referenced_secrets(&bridge.spec)
+                    .iter()
+                    .any(|r| r.name == name)
+            })
         })
-        .map(|b| ObjectRef::from_obj_with(b.as_ref(), ar()))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
         .collect()
 }

@@ -76,3 +76,24 @@ pub fn context(client: Client, topic_deletion_attempts: u32) -> crate::context::
         topic_deletion_attempts,
     )
 }
+
+/// The watched bridge `ns/b` (uid `u1`) of examples/smart-locks.yaml, with `spec` changed by
+/// `edit` and `metadata` fields added.
+pub fn bridge(
+    metadata: serde_json::Value,
+    edit: impl FnOnce(&mut mkb_api::crd::MqttKafkaBridgeSpec),
+) -> crate::bridge::Watched {
+    let mut spec = crate::desired::tests::spec(include_str!("../../examples/smart-locks.yaml"));
+    edit(&mut spec);
+    let mut meta = serde_json::json!({"name": "b", "namespace": "ns", "uid": "u1"});
+    if let (Some(meta), Some(extra)) = (meta.as_object_mut(), metadata.as_object()) {
+        meta.extend(extra.clone());
+    }
+    let object = serde_json::json!({
+        "apiVersion": "mqttkafka.io/v1alpha1",
+        "kind": "MqttKafkaBridge",
+        "metadata": meta,
+        "spec": spec,
+    });
+    serde_json::from_value(object).expect("a guard reads any object")
+}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Api;
@@ -24,9 +24,8 @@ use crate::topics::{self, BridgeTopics, Sharing};
 /// Held by bridges whose topics are deleted with them.
 pub const FINALIZER: &str = "mqttkafka.io/topics";
 
-fn has_finalizer(obj: &DynamicObject) -> bool {
-    obj.metadata
-        .finalizers
+fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
 }
@@ -38,7 +37,7 @@ pub async fn follow_policy(
     spec: &MqttKafkaBridgeSpec,
 ) -> Result<(), Error> {
     let want = spec.kafka.topic_deletion_policy == TopicDeletionPolicy::Delete;
-    if want != has_finalizer(bridge.obj) {
+    if want != has_finalizer(bridge.meta) {
         set_finalizer(ctx, bridge, want).await?;
     }
     Ok(())
@@ -87,8 +86,8 @@ struct Attempts {
 }
 
 impl Attempts {
-    fn of(obj: &DynamicObject) -> Self {
-        let annotation = |name: &str| obj.metadata.annotations.as_ref()?.get(name).cloned();
+    fn of(meta: &ObjectMeta) -> Self {
+        let annotation = |name: &str| meta.annotations.as_ref()?.get(name).cloned();
         Attempts {
             failed: annotation(DELETION_ATTEMPTS)
                 .and_then(|n| n.parse().ok())
@@ -128,10 +127,10 @@ pub async fn on_deletion(
     ctx: &Context,
     bridge: &Bridge<'_>,
 ) -> Result<(Action, &'static str), Error> {
-    if !has_finalizer(bridge.obj) {
+    if !has_finalizer(bridge.meta) {
         return Ok((Action::await_change(), "ok"));
     }
-    let attempts = Attempts::of(bridge.obj);
+    let attempts = Attempts::of(bridge.meta);
     let now = Timestamp::now();
     // Our own annotation write brings the bridge back at once; the backoff still holds.
     if let Some(wait) = attempts.wait(now) {
@@ -192,7 +191,7 @@ async fn delete_topics(
     };
     let me = BridgeTopics::new(
         bridge.key(),
-        topics::created_at(bridge.obj),
+        bridge.created_at(),
         true,
         &spec,
         bridge.status.kafka_cluster_id.clone(),
@@ -248,31 +247,25 @@ mod tests {
                 }
             }
         });
-        let mut spec = crate::desired::tests::spec(include_str!("../../examples/smart-locks.yaml"));
-        spec.kafka.sasl = Some(mkb_api::connection::SaslSettings {
-            mechanism: mkb_api::connection::SaslMechanism::ScramSha512,
-            username: "bridge".into(),
-            password: mkb_api::crd::SecretKeyRef {
-                name: "kafka-user".into(),
-                key: "password".into(),
+        let obj = fake_api::bridge(
+            serde_json::json!({
+                "finalizers": [FINALIZER],
+                "annotations": {
+                    DELETION_ATTEMPTS: "2",
+                    NEXT_DELETION_ATTEMPT: "2026-01-01T00:00:00Z",
+                },
+            }),
+            |spec| {
+                spec.kafka.sasl = Some(mkb_api::connection::SaslSettings {
+                    mechanism: mkb_api::connection::SaslMechanism::ScramSha512,
+                    username: "bridge".into(),
+                    password: mkb_api::crd::SecretKeyRef {
+                        name: "kafka-user".into(),
+                        key: "password".into(),
+                    },
+                });
             },
-        });
-        let mut obj = DynamicObject::new("b", &ar()).within("ns");
-        obj.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        obj.metadata.annotations = Some(
-            [
-                (DELETION_ATTEMPTS.to_owned(), "2".to_owned()),
-                (
-                    NEXT_DELETION_ATTEMPT.to_owned(),
-                    "2026-01-01T00:00:00Z".to_owned(),
-                ),
-            ]
-            .into(),
         );
-        obj.data = serde_json::json!({
-            "spec": spec,
-            "status": {"topics": [{"name": "lock-state", "state": "Ready", "created": true}]},
-        });
         let bridge = Bridge::new(&obj).expect("bridge");
         // A fresh operator, as after a restart, allowed three attempts: this is the third.
         let ctx = fake_api::context(client, 3);
@@ -286,11 +279,11 @@ mod tests {
 
     #[test]
     fn a_deletion_attempt_waits_for_its_time() {
-        let mut obj = DynamicObject::new("b", &ar()).within("ns");
         let now: Timestamp = "2026-12-07T10:00:00Z".parse().expect("time");
-        assert_eq!(Attempts::of(&obj), Attempts::default());
-        assert_eq!(Attempts::of(&obj).wait(now), None);
-        obj.metadata.annotations = Some(
+        let mut meta = ObjectMeta::default();
+        assert_eq!(Attempts::of(&meta), Attempts::default());
+        assert_eq!(Attempts::of(&meta).wait(now), None);
+        meta.annotations = Some(
             [
                 (DELETION_ATTEMPTS.to_owned(), "2".to_owned()),
                 (
@@ -300,7 +293,7 @@ mod tests {
             ]
             .into(),
         );
-        let attempts = Attempts::of(&obj);
+        let attempts = Attempts::of(&meta);
         assert_eq!(attempts.failed, 2);
         assert_eq!(attempts.wait(now), Some(Duration::from_secs(10)));
         let later: Timestamp = "2026-12-07T10:00:11Z".parse().expect("time");
@@ -328,8 +321,7 @@ mod tests {
             }
         });
         let ctx = fake_api::context(client, 3);
-        let mut cached = DynamicObject::new("b", &ar()).within("ns");
-        cached.metadata.resource_version = Some("8".into());
+        let cached = fake_api::bridge(serde_json::json!({"resourceVersion": "8"}), |_| {});
         let bridge = Bridge::new(&cached).expect("bridge");
         set_finalizer(&ctx, &bridge, true)
             .await

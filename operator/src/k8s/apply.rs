@@ -162,10 +162,8 @@ mod tests {
 
     use http::{Method, StatusCode};
     use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::api::DynamicObject;
 
     use super::*;
-    use crate::bridge::ar;
     use crate::fake_api::{self, Answer};
 
     fn config_map(owner: &str, version: &str) -> serde_json::Value {
@@ -204,8 +202,7 @@ mod tests {
             }
         });
         let ctx = fake_api::context(client.clone(), 3);
-        let mut obj = DynamicObject::new("b", &ar()).within("ns");
-        obj.metadata.uid = Some("u1".into());
+        let obj = fake_api::bridge(serde_json::json!({}), |_| {});
         let bridge = Bridge::new(&obj).expect("bridge");
         let api = Api::<ConfigMap>::namespaced(client, "ns");
         let mut desired = ConfigMap::default();

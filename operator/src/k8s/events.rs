@@ -2,10 +2,9 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
-use kube::Resource;
 use tracing::{info, warn};
 
-use crate::bridge::{ar, Bridge};
+use crate::bridge::Bridge;
 use crate::context::Context;
 
 /// Event notes are cut here (the API server refuses notes over 1 KiB).
@@ -46,7 +45,7 @@ pub async fn publish(
         action: "Reconcile".to_owned(),
         secondary: child,
     };
-    let reference = bridge.obj.object_ref(&ar());
+    let reference = bridge.object_ref();
     let result = if type_ == EventType::Warning || event.secondary.is_none() {
         ctx.fresh_recorder().publish(&event, &reference).await
     } else {

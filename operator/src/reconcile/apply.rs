@@ -89,7 +89,7 @@ async fn ensure_topics(
             secrets,
             previous: &bridge.status,
             key: bridge.key(),
-            created_at: topics::created_at(bridge.obj),
+            created_at: bridge.created_at(),
             others: || ctx.watched_bridges(),
         },
     )

@@ -17,13 +17,13 @@ mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::Resource;
 use mkb_api::crd::conditions::REASON_APPLY_FAILED;
 use tracing::warn;
 
-use crate::bridge::Bridge;
+use crate::bridge::{key_of, Bridge, Watched};
 use crate::context::Context;
 use crate::desired;
 use crate::error::Error;
@@ -68,11 +68,11 @@ impl Reconciled {
     }
 }
 
-pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(obj: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    let version = obj.metadata.resource_version.as_deref();
-    if obj.metadata.deletion_timestamp.is_none() {
+    let key = key_of(&ObjectRef::from_obj(&*obj));
+    let version = obj.meta().resource_version.as_deref();
+    if obj.meta().deletion_timestamp.is_none() {
         if let Some(due_in) = ctx.seen.unchanged(&key, version, started) {
             ctx.metrics.unchanged();
             return Ok(Action::requeue(due_in));
@@ -103,23 +103,23 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// Retries a failed reconciliation with exponential backoff.
-pub fn error_policy(obj: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+pub fn error_policy(obj: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = key_of(&ObjectRef::from_obj(&*obj));
     let wait = ctx.backoff(&key);
     warn!(bridge = %key, %error, retry_in = ?wait, "reconciliation failed");
     Action::requeue(wait)
 }
 
-async fn reconcile_bridge(obj: &DynamicObject, ctx: &Context) -> Result<Reconciled, Error> {
+async fn reconcile_bridge(obj: &Watched, ctx: &Context) -> Result<Reconciled, Error> {
     let mut bridge = Bridge::new(obj)?;
     // Fresh unless the cached bridge is the version our last status write made.
     if !ctx
         .seen
-        .left(&bridge.key(), obj.metadata.resource_version.as_deref())
+        .left(&bridge.key(), obj.meta().resource_version.as_deref())
     {
-        bridge.refresh_status(ctx).await?;
+        bridge.refresh(ctx).await?;
     }
-    if obj.metadata.deletion_timestamp.is_some() {
+    if bridge.deleting() {
         // The children go with the bridge: they carry it as their controller owner. Its
         // topics go too when the policy says so (the finalizer holds the bridge until then).
         let (action, label) = finalizer::on_deletion(ctx, &bridge).await?;
@@ -168,7 +168,7 @@ async fn reconcile_bridge(obj: &DynamicObject, ctx: &Context) -> Result<Reconcil
     let settled = (!written.pods_not_ready).then(|| {
         let version = written
             .version
-            .or_else(|| obj.metadata.resource_version.clone());
+            .or_else(|| obj.meta().resource_version.clone());
         (version, applied.next)
     });
     Ok(Reconciled {

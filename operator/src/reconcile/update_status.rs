@@ -153,8 +153,7 @@ mod tests {
             }
         });
         let ctx = fake_api::context(client, 3);
-        let mut obj = DynamicObject::new("b", &ar()).within("ns");
-        obj.metadata.uid = Some("u1".into());
+        let obj = fake_api::bridge(serde_json::json!({}), |_| {});
         let bridge = Bridge::new(&obj).expect("bridge");
         let observed = Observed::new(1, 0, "app=b".into());
         let outcome = Outcome::Invalid("spec.mqtt.url: not a URL".into());

@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kube::api::DynamicObject;
+use kube::api::ObjectMeta;
+use kube::core::DeserializeGuard;
 use kube::ResourceExt;
-use mkb_api::crd::{MqttKafkaBridgeSpec, MqttKafkaBridgeStatus};
+use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
 
 use super::plan::{desired_topics, DesiredTopic};
 
@@ -77,20 +78,18 @@ impl BridgeTopics {
     }
 
     /// A watched bridge; `None` when its spec cannot be read (it manages nothing then).
-    pub fn from_object(obj: &DynamicObject) -> Option<Self> {
-        let spec: MqttKafkaBridgeSpec =
-            serde_json::from_value(obj.data.get("spec")?.clone()).ok()?;
-        let status: MqttKafkaBridgeStatus = obj
-            .data
-            .get("status")
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
-            .unwrap_or_default();
+    pub fn from_watched(obj: &DeserializeGuard<MqttKafkaBridge>) -> Option<Self> {
+        let bridge = obj.0.as_ref().ok()?;
+        let meta = &bridge.metadata;
         Some(Self::new(
             format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
-            created_at(obj),
-            obj.metadata.deletion_timestamp.is_some(),
-            &spec,
-            status.kafka_cluster_id,
+            created_at(meta),
+            meta.deletion_timestamp.is_some(),
+            &bridge.spec,
+            bridge
+                .status
+                .as_ref()
+                .and_then(|s| s.kafka_cluster_id.clone()),
         ))
     }
 
@@ -103,9 +102,9 @@ impl BridgeTopics {
     }
 }
 
-pub fn created_at(obj: &DynamicObject) -> String {
-    obj.metadata
-        .creation_timestamp
+/// Creation time of an object (RFC 3339, sorts by time).
+pub fn created_at(meta: &ObjectMeta) -> String {
+    meta.creation_timestamp
         .as_ref()
         .map(|t| t.0.to_string())
         .unwrap_or_default()

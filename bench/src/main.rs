@@ -337,27 +337,36 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
             Some(system) => subjects.contains(&Subject::System(system)),
             None => true,
         };
-        for path in paths.into_iter().filter(chosen) {
-            let max = if path.is_kafka_to_mqtt() {
-                max_k2m
-            } else {
-                max_m2k
-            };
-            let p = latency_runs::Pace {
-                rate: max * fraction,
-                warm_up_s: 2.0,
-                measured_s: args.latency_seconds,
-            };
-            let name = path.name();
-            let mut case = LatencyCase {
-                path: name.clone(),
-                load,
-                rate: p.rate,
-                samples: vec![],
-            };
-            for _ in 0..args.latency_samples {
+        let mut cases: Vec<(Path, latency_runs::Pace, LatencyCase)> = paths
+            .into_iter()
+            .filter(chosen)
+            .map(|path| {
+                let max = if path.is_kafka_to_mqtt() {
+                    max_k2m
+                } else {
+                    max_m2k
+                };
+                let pace = latency_runs::Pace {
+                    rate: max * fraction,
+                    warm_up_s: 2.0,
+                    measured_s: args.latency_seconds,
+                };
+                let case = LatencyCase {
+                    path: path.name(),
+                    load,
+                    rate: pace.rate,
+                    samples: vec![],
+                };
+                (path, pace, case)
+            })
+            .collect();
+        // Sample by sample across the paths, as the throughput part does, so a drift of the
+        // machine over the minutes this takes spreads over every path.
+        for _ in 0..args.latency_samples {
+            for (path, p, case) in &mut cases {
+                let name = &case.path;
                 let run = path
-                    .run(setup, p)
+                    .run(setup, *p)
                     .await
                     .with_context(|| format!("latency, {name} at {load}"))?;
                 eprintln!(
@@ -366,8 +375,10 @@ async fn latency_part(args: &Args, setup: &Setup<'_>, results: &mut Results) -> 
                 );
                 case.samples.push(run);
             }
-            results.latency.push(case);
         }
+        results
+            .latency
+            .extend(cases.into_iter().map(|(_, _, case)| case));
     }
     Ok(())
 }

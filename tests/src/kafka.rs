@@ -224,8 +224,12 @@ pub async fn wait_for_records(topic: &str, count: i64, timeout: Duration) -> Vec
     let name = topic.to_owned();
     let what = format!("{count} records in Kafka topic {topic}");
     tokio::task::spawn_blocking(move || {
-        crate::wait_until(&what, timeout, || {
-            record_count(&name).filter(|n| *n >= count)
+        // The count seen last goes into a timeout's message: none at all and a few short
+        // point to different causes.
+        crate::wait_until_seen(&what, timeout, || match record_count(&name) {
+            Some(n) if n >= count => Ok(()),
+            Some(n) => Err(format!("{n} records so far")),
+            None => Err("the topic cannot be read".to_owned()),
         });
         read_all_blocking(&name)
     })

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::seen;
 
 /// A bridge as the watch delivers it.
 pub type Watched = DeserializeGuard<MqttKafkaBridge>;
@@ -25,10 +26,9 @@ pub fn ar() -> kube::core::ApiResource {
 
 /// `namespace/name`: how a bridge is keyed in the operator's own bookkeeping.
 pub fn key_of(bridge: &ObjectRef<Watched>) -> String {
-    format!(
-        "{}/{}",
+    seen::key(
         bridge.namespace.as_deref().unwrap_or_default(),
-        bridge.name
+        &bridge.name,
     )
 }
 
@@ -78,7 +78,7 @@ impl<'a> Bridge<'a> {
 
     /// `namespace/name`.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        seen::key(&self.namespace, &self.name)
     }
 
     /// The bridge's uid, which its children's owner references carry.
@@ -115,9 +115,14 @@ impl<'a> Bridge<'a> {
     /// its status unreadable): the watch cache can lag behind our own last status write, and
     /// the status records which topics this bridge created (what Delete removes). Of an
     /// object the types cannot read, it also finds the field at fault and the routes listed.
+    /// The bridge read and written untyped: its status, finalizers and annotations, whatever
+    /// its spec holds.
+    pub fn untyped_api(&self, ctx: &Context) -> Api<DynamicObject> {
+        Api::namespaced_with(ctx.client.clone(), &self.namespace, &ar())
+    }
+
     pub async fn refresh(&mut self, ctx: &Context) -> Result<(), Error> {
-        let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &self.namespace, &ar());
-        let Some(live) = api.get_opt(&self.name).await? else {
+        let Some(live) = self.untyped_api(ctx).get_opt(&self.name).await? else {
             return Ok(());
         };
         if let Some(status) = live

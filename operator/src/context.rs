@@ -4,13 +4,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
+use mkb_api::crd::MqttKafkaBridge;
 
-use crate::bridge::Watched;
 use crate::metrics::Metrics;
-use crate::seen::Seen;
+use crate::seen::{self, Seen};
 use crate::topics::{AdminClients, BridgeTopics};
 
 type ParsedBridge = (String, Option<Arc<BridgeTopics>>);
@@ -32,7 +33,7 @@ pub struct Context {
     pub kafka: AdminClients,
     /// The watched bridges, one store per watch (set once the controllers run), for topics
     /// they share.
-    pub bridges: OnceLock<Vec<Store<Watched>>>,
+    pub bridges: OnceLock<Vec<Store<DeserializeGuard<MqttKafkaBridge>>>>,
     /// What the last reconciliation of each bridge saw.
     pub seen: Seen,
     /// What `watched_bridges` parsed: by uid, the resourceVersion and the result.
@@ -133,7 +134,7 @@ impl Context {
         let live: HashSet<String> = stores
             .iter()
             .flat_map(|s| s.state())
-            .map(|b| format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()))
+            .map(|b| seen::key(&b.namespace().unwrap_or_default(), &b.name_any()))
             .collect();
         self.forget_all_but(&live);
     }

@@ -6,15 +6,14 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DynamicObject, ObjectMeta, Patch, PatchParams};
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::Api;
 use mkb_api::crd::{MqttKafkaBridgeSpec, TopicDeletionPolicy};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::bridge::{ar, Bridge};
+use crate::bridge::Bridge;
 use crate::context::{backoff_after, Context};
 use crate::error::Error;
 use crate::k8s::events::announce;
@@ -48,7 +47,7 @@ pub async fn follow_policy(
 /// are read fresh: the watch cache often still holds the bridge as it was before our own last
 /// write, and its version would make the write fail every time.
 async fn set_finalizer(ctx: &Context, bridge: &Bridge<'_>, present: bool) -> Result<(), Error> {
-    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
+    let api = bridge.untyped_api(ctx);
     let Some(live) = api.get_opt(&bridge.name).await? else {
         return Ok(());
     };
@@ -116,8 +115,9 @@ async fn record_failure(
             NEXT_DELETION_ATTEMPT: next.to_string(),
         }}
     });
-    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
-    api.patch(&bridge.name, &PatchParams::default(), &Patch::Merge(&patch))
+    bridge
+        .untyped_api(ctx)
+        .patch(&bridge.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
 }

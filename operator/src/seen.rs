@@ -13,6 +13,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// `namespace/name`: how the operator keys a bridge in its own bookkeeping (visits, failure
+/// counts, sharing decisions, metric series).
+pub fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Visit {
     /// The bridge's resourceVersion when the reconciliation ended (after its status write).

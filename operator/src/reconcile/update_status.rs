@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 use mkb_api::crd::conditions::{INSECURE_TLS, READY, REASON_INSECURE_SKIP_VERIFY, TOPICS_READY};
@@ -12,7 +12,7 @@ use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeStatus};
 use serde_json::json;
 use tracing::warn;
 
-use crate::bridge::{ar, Bridge};
+use crate::bridge::Bridge;
 use crate::context::Context;
 use crate::desired;
 use crate::error::Error;
@@ -68,7 +68,7 @@ async fn write(
     bridge: &Bridge<'_>,
     status: &MqttKafkaBridgeStatus,
 ) -> Result<Option<String>, Error> {
-    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &bridge.namespace, &ar());
+    let api = bridge.untyped_api(ctx);
     let patch = json!({
         "apiVersion": MqttKafkaBridge::api_version(&()),
         "kind": MqttKafkaBridge::kind(&()),

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use mkb_api::crd::{MqttKafkaBridge, MqttKafkaBridgeSpec};
 
 use super::plan::{desired_topics, DesiredTopic};
+use crate::seen;
 
 /// What sharing decisions need of one bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl BridgeTopics {
         let bridge = obj.0.as_ref().ok()?;
         let meta = &bridge.metadata;
         Some(Self::new(
-            format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+            seen::key(&obj.namespace().unwrap_or_default(), &obj.name_any()),
             created_at(meta),
             meta.deletion_timestamp.is_some(),
             &bridge.spec,

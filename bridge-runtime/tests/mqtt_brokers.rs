@@ -141,7 +141,23 @@ async fn shared_subscription_two_replicas(broker: Broker, protocol: Protocol) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    let records = wait_for_distinct(&state, 1000, LONG).await;
+    // Should the records not all come, what each replica took and still holds tells a broker
+    // that stopped sending from a bridge that stopped acknowledging.
+    testbed::wait_until_seen_async("1000 records in Kafka", LONG, || async {
+        match kafka::record_count(&state) {
+            Some(n) if n >= 1000 => Ok(()),
+            n => Err(format!(
+                "{n:?} records; replicas: {}",
+                replicas
+                    .iter()
+                    .map(replica_summary)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    })
+    .await;
+    let records = wait_for_distinct(&state, 1000, SHORT).await;
     assert_eq!(
         distinct_and_duplicates(&records),
         (1000, 0),
@@ -160,6 +176,19 @@ async fn shared_subscription_two_replicas(broker: Broker, protocol: Protocol) {
         1000,
         "{broker:?} {protocol:?}: {shares:?}"
     );
+}
+
+/// What a replica took from the broker and what it still holds, for a failure message.
+fn replica_summary(bridge: &Bridge) -> String {
+    let m = bridge.metrics();
+    format!(
+        "received {}, delivered {}, in flight {}, acknowledgements dropped {}, connections up {}",
+        m.route_counter("received", "state"),
+        m.route_counter("delivered", "state"),
+        m.sum("mkb_in_flight_messages"),
+        m.sum("mkb_mqtt_acks_dropped_total"),
+        m.sum("mkb_connection_up"),
+    )
 }
 
 /// Commands for a topic nobody subscribes to: both brokers answer such a PUBLISH with reason

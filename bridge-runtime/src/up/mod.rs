@@ -8,6 +8,7 @@ mod producer;
 mod record;
 mod route;
 mod subscriber;
+mod subscriptions;
 mod watchdog;
 
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //! this loop dispatches messages to routes within the in-flight window and acknowledges them
 //! in order once Kafka has them.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +17,7 @@ use super::acks::{AckTracker, Room};
 use super::dispatch::Dispatcher;
 use super::poller::{Link, Update, Updates};
 use super::route::Job;
+use super::subscriptions::{Answer, Exchange, RouteFilters};
 use crate::health::Readiness;
 use crate::kafka::DeadLetters;
 use crate::mqtt::{self, Event, Inbound};
@@ -65,12 +65,10 @@ impl Subscriber {
                 .map(|r| (**r).clone())
                 .collect::<Vec<_>>(),
         );
-        let subscriptions = route_subscriptions(&self.routes, false);
-        let shared_subscriptions = route_subscriptions(&self.routes, true);
+        let filters = RouteFilters::new(&self.routes);
         let mut first_connection = true;
-        // The filters of each SUBSCRIBE not answered yet, in order; the refused ones.
-        let mut awaiting_subacks: VecDeque<Vec<String>> = VecDeque::new();
-        let mut refused: Vec<String> = Vec::new();
+        // The SUBSCRIBE exchange of the current connection, and that connection's number.
+        let mut exchange: Option<(u64, Exchange)> = None;
         let mut status = mqtt::ConnectionStatus::new(
             "subscriber",
             &self.client_id,
@@ -115,55 +113,52 @@ impl Subscriber {
                     if self.retire {
                         // Nothing new is routed to the session once it has no subscriptions;
                         // what the broker queued for it still comes.
-                        let filters: Vec<String> = subscriptions
+                        let all: Vec<String> = filters
+                            .all()
                             .iter()
                             .flat_map(|(_, fs)| fs.iter().map(|(f, _)| f.clone()))
                             .collect();
-                        self.link.unsubscribe(generation, filters).await;
+                        self.link.unsubscribe(generation, all).await;
                         info!(client_id = %self.client_id, session_present, "retiring the session: unsubscribed, draining what the broker queued");
                         self.ready.set(true);
                     } else {
-                        // Subscribe on start (the configuration may have changed) and whenever
-                        // the broker lost the session. A resumed session keeps its plain
-                        // subscriptions, but not always its shared ones: Mosquitto 2.0 restores
-                        // a session after a restart without them, and then drops what is
-                        // published to them. Subscribing again is harmless where they were
-                        // kept (and shared subscriptions never send retained messages).
+                        // See `RouteFilters::for_connection` for what is subscribed when.
                         let fresh = first_connection || !session_present;
-                        let wanted = if fresh {
-                            &subscriptions
-                        } else {
-                            &shared_subscriptions
-                        };
-                        awaiting_subacks.clear();
-                        refused.clear();
-                        for (qos, filters) in wanted {
-                            let packets = self.link.subscribe(generation, filters, *qos).await;
-                            awaiting_subacks.extend(packets);
+                        let (wanted, mut started) = filters.for_connection(fresh);
+                        for (qos, fs) in wanted {
+                            started.sent(self.link.subscribe(generation, fs, *qos).await);
                         }
-                        if awaiting_subacks.is_empty() {
+                        if !started.waiting() {
                             self.ready.set(true);
                         } else if !fresh {
                             debug!(client_id = %self.client_id, "session resumed; subscribing the shared filters again");
                         }
+                        exchange = Some((generation, started));
                     }
                     first_connection = false;
                 }
                 Update::Event(Event::SubscribeAnswered { rejected }) => {
-                    let filters = awaiting_subacks.pop_front().unwrap_or_default();
-                    for (position, reason) in rejected {
-                        let filter = filters.get(position).map_or("?", String::as_str);
+                    let Some((generation, current)) = exchange.as_mut() else {
+                        continue;
+                    };
+                    let (refused, answer) = current.answered(rejected, &filters);
+                    for (filter, reason) in refused {
                         error!(client_id = %self.client_id, %filter, %reason, "the broker refused a subscription (check its ACLs and shared-subscription support)");
-                        refused.push(format!("{filter}: {reason}"));
                     }
-                    if awaiting_subacks.is_empty() {
-                        if refused.is_empty() {
+                    match answer {
+                        Answer::Waiting => {}
+                        Answer::SubscribeAgain(again) => {
+                            for (qos, fs) in &again {
+                                current.sent(self.link.subscribe(*generation, fs, *qos).await);
+                            }
+                        }
+                        Answer::Subscribed => {
                             info!(client_id = %self.client_id, "subscribed");
                             self.ready.set(true);
-                        } else {
+                        }
+                        Answer::Refused(list) => {
                             self.ready.not_ready(format!(
-                                "the broker refused the subscription to {}",
-                                refused.join(", ")
+                                "the broker refused the subscription to {list}"
                             ));
                         }
                     }
@@ -301,66 +296,5 @@ impl Subscriber {
         } else {
             warn!(client_id = %client_id, "the DISCONNECT was not sent in time; the broker will redeliver what it did not see acknowledged");
         }
-    }
-}
-
-/// Route filters grouped per route, as (QoS, [(subscription, identifier)]); with
-/// `only_shared`, just the shared subscriptions, and no route that has none.
-fn route_subscriptions(
-    routes: &[Arc<CompiledMqttToKafka>],
-    only_shared: bool,
-) -> Vec<(u8, Vec<(String, usize)>)> {
-    routes
-        .iter()
-        .enumerate()
-        .map(|(r, route)| {
-            let filters: Vec<(String, usize)> = route
-                .subscriptions
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !only_shared || s.share_group().is_some())
-                .map(|(i, s)| (s.to_string(), Dispatcher::subscription_id(r, i)))
-                .collect();
-            (route.qos, filters)
-        })
-        .filter(|(_, filters)| !only_shared || !filters.is_empty())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_resumed_session_subscribes_only_its_shared_filters_again() {
-        let yaml = "bridgeName: b\nmqtt: {url: 'mqtt://m', protocolVersion: '5'}\nkafka: {bootstrapServers: 'k:9092'}\nmqttToKafka:\n  - name: up\n    mqtt: {topicFilters: ['devices/+/state', 'devices/+/event']}\n    kafka: {topic: t}\n  - name: plain\n    mqtt: {topicFilters: ['alerts/#'], shared: false}\n    kafka: {topic: a}\n";
-        let routes: Vec<Arc<CompiledMqttToKafka>> = mkb_api::load_runtime_config(yaml)
-            .expect("valid")
-            .mqtt_to_kafka
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let all = route_subscriptions(&routes, false);
-        assert_eq!(all.len(), 2);
-        assert_eq!(
-            all[1].1,
-            vec![("alerts/#".to_owned(), Dispatcher::subscription_id(1, 0))]
-        );
-        assert_eq!(
-            route_subscriptions(&routes, true),
-            vec![(
-                all[0].0,
-                vec![
-                    (
-                        "$share/b.up/devices/+/state".to_owned(),
-                        Dispatcher::subscription_id(0, 0)
-                    ),
-                    (
-                        "$share/b.up/devices/+/event".to_owned(),
-                        Dispatcher::subscription_id(0, 1)
-                    ),
-                ]
-            )]
-        );
     }
 }

@@ -4,7 +4,7 @@
 //! allows, reads, answers the broker's protocol packets (PINGRESP, PUBREL, PUBREC) itself, and
 //! sends keep-alive pings on time even while the caller takes no events (see `next`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -14,6 +14,7 @@ use tracing::debug;
 use super::in_flight::{InFlight, Use};
 use super::options::Settings;
 use super::reason;
+use super::receipts::Receipts;
 use super::transport::{self, Io};
 use super::wire::{self, Packet, WireError};
 use super::{AckToken, Outbound, Refusal};
@@ -80,8 +81,11 @@ pub struct Connection {
     io: Io,
     v5: bool,
     in_flight: InFlight,
-    /// Inbound QoS 2 publishes acknowledged with PUBREC, waiting for the broker's PUBREL.
-    awaiting_release: HashSet<u16>,
+    /// Inbound QoS 2 publishes acknowledged with PUBREC, waiting for the broker's PUBREL, and
+    /// the acknowledgements held back while too many are.
+    receipts: Receipts,
+    /// A DISCONNECT asked for while acknowledgements were held back: it follows them.
+    disconnect_deferred: bool,
     /// QoS 0 publishes in the write buffer: where each ends, and its tag.
     unwritten_qos0: VecDeque<(u64, u64)>,
     /// Where the DISCONNECT ends in the output, once put in.
@@ -158,7 +162,8 @@ impl Connection {
             io,
             v5: settings.v5,
             in_flight: InFlight::new(limit),
-            awaiting_release: HashSet::new(),
+            receipts: Receipts::default(),
+            disconnect_deferred: false,
             unwritten_qos0: VecDeque::new(),
             disconnect_end: None,
             events: VecDeque::new(),
@@ -208,12 +213,12 @@ impl Connection {
         Ok(true)
     }
 
-    /// Puts in the acknowledgement of an inbound publish: PUBACK (QoS 1) or PUBREC (QoS 2).
+    /// Puts in the acknowledgement of an inbound publish: PUBACK (QoS 1) or PUBREC (QoS 2);
+    /// held back, in order, while too many PUBRECs wait for their PUBREL (see `receipts`).
     pub fn ack(&mut self, token: &AckToken) {
-        if token.qos == 2 {
-            self.awaiting_release.insert(token.pkid);
+        if let Some(token) = self.receipts.admit(*token) {
+            wire::ack_token(&mut self.io.wbuf, &token, self.v5);
         }
-        wire::ack_token(&mut self.io.wbuf, token, self.v5);
     }
 
     /// Puts in one SUBSCRIBE.
@@ -247,6 +252,10 @@ impl Connection {
     /// Puts in a DISCONNECT (MQTT 5: the session is kept for its expiry interval);
     /// [`Event::DisconnectSent`] follows once it is written.
     pub fn disconnect(&mut self) {
+        if self.receipts.holding() {
+            self.disconnect_deferred = true;
+            return;
+        }
         wire::disconnect_packet(&mut self.io.wbuf);
         self.disconnect_end = Some(self.io.written + self.io.wbuf.len() as u64);
     }
@@ -392,12 +401,19 @@ impl Connection {
             Packet::PubRel(ack) => {
                 // One the bridge does not know (released on an earlier connection, whose
                 // PUBCOMP was lost): "packet identifier not found", and the flow ends.
-                let reason = if self.awaiting_release.remove(&ack.pkid) {
+                let reason = if self.receipts.released(ack.pkid) {
                     0
                 } else {
                     0x92
                 };
                 wire::ack_packet(&mut self.io.wbuf, 7, ack.pkid, self.v5, reason);
+                while let Some(token) = self.receipts.next_ready() {
+                    wire::ack_token(&mut self.io.wbuf, &token, self.v5);
+                }
+                if self.disconnect_deferred && !self.receipts.holding() {
+                    self.disconnect_deferred = false;
+                    self.disconnect();
+                }
                 None
             }
             Packet::PubComp(ack) => self

@@ -13,6 +13,7 @@ mod in_flight;
 mod options;
 mod publish;
 mod reason;
+mod receipts;
 mod status;
 mod tls;
 mod transport;

@@ -111,16 +111,16 @@ impl<'a> Bridge<'a> {
         self.obj.object_ref(&())
     }
 
-    /// Replaces the status with the API server's current one (kept when the bridge is gone or
-    /// its status unreadable): the watch cache can lag behind our own last status write, and
-    /// the status records which topics this bridge created (what Delete removes). Of an
-    /// object the types cannot read, it also finds the field at fault and the routes listed.
     /// The bridge read and written untyped: its status, finalizers and annotations, whatever
     /// its spec holds.
     pub fn untyped_api(&self, ctx: &Context) -> Api<DynamicObject> {
         Api::namespaced_with(ctx.client.clone(), &self.namespace, &ar())
     }
 
+    /// Replaces the status with the API server's current one (kept when the bridge is gone or
+    /// its status unreadable): the watch cache can lag behind our own last status write, and
+    /// the status records which topics this bridge created (what Delete removes). Of an
+    /// object the types cannot read, it also finds the field at fault and the routes listed.
     pub async fn refresh(&mut self, ctx: &Context) -> Result<(), Error> {
         let Some(live) = self.untyped_api(ctx).get_opt(&self.name).await? else {
             return Ok(());

@@ -1,6 +1,6 @@
 //! The controller: watches bridges (typed, behind a `DeserializeGuard`, so one that cannot be
-//! deserialized is reported in its status instead of stopping the watch), the children it owns, and the
-//! Secrets bridges reference — by metadata only: no Secret value is ever cached; the values a
+//! deserialized is reported in its status instead of stopping the watch), the children it
+//! owns, and the Secrets bridges reference — by metadata only: no Secret value is ever cached; the values a
 //! reconciliation needs are read then, for the referenced keys alone.
 
 use std::sync::Arc;

@@ -19,6 +19,10 @@ use super::transport::{self, Io};
 use super::wire::{self, Packet, WireError};
 use super::{AckToken, Outbound, Refusal};
 
+/// In-flight windows narrower than this have every read acknowledged at once (see
+/// [`Io::acknowledge_reads_at_once`]): refilled half at a time, a window of 512 that waits up
+/// to 2 ms for each ACK still allows over 100,000 messages a second.
+const NARROW_WINDOW: u16 = 512;
 /// How long dialling, the TLS handshake and the CONNACK may take together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// While the caller takes no events, bytes are still read (a closed connection is noticed)
@@ -155,6 +159,9 @@ impl Connection {
             .receive_maximum
             .unwrap_or(u16::MAX)
             .min(settings.inflight);
+        if limit < NARROW_WINDOW {
+            io.acknowledge_reads_at_once();
+        }
         let keep_alive = (settings.keep_alive_seconds > 0)
             .then(|| Duration::from_secs(u64::from(settings.keep_alive_seconds)));
         let now = Instant::now();

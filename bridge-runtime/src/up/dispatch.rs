@@ -1,13 +1,17 @@
 //! Which routes a message belongs to.
 //!
-//! With MQTT 5 every filter is subscribed with its own subscription identifier. Brokers send
-//! one copy per matching subscription (Mosquitto does), or one copy carrying every matching
-//! identifier. A route takes a copy only if it carries the identifier of the route's first
-//! filter that matches the topic: each route receives each message exactly once, even with
-//! overlapping filters and shared subscriptions spread over replicas.
+//! When no two of the bridge's filters overlap, a message matches at most one filter and the
+//! topic decides. MQTT 3.1.1 has no subscription identifiers, and the validator refuses
+//! overlapping filters there.
 //!
-//! With MQTT 3.1.1 there are no identifiers; the validator guarantees the filters of a bridge
-//! do not overlap, so a message matches at most one filter and the topic decides.
+//! With MQTT 5 overlapping filters are allowed, and then every filter is subscribed with its
+//! own subscription identifier. Brokers send one copy per matching subscription (Mosquitto
+//! does), or one copy carrying every matching identifier. A route takes a copy only if it
+//! carries the identifier of the route's first filter that matches the topic: each route
+//! receives each message exactly once, even with overlapping filters and shared subscriptions
+//! spread over replicas. Without overlaps no identifier is asked for: the broker would add one
+//! to every message it sends (a property Mosquitto builds and frees per message), which costs
+//! it and the bridge CPU for nothing.
 
 use mkb_api::compiled::CompiledMqttToKafka;
 use mkb_api::topic::TopicFilter;
@@ -17,13 +21,22 @@ const STRIDE: usize = 1000;
 
 pub struct Dispatcher {
     filters: Vec<Vec<TopicFilter>>,
+    identified: bool,
 }
 
 impl Dispatcher {
     pub fn new(routes: &[CompiledMqttToKafka]) -> Self {
+        let filters: Vec<Vec<TopicFilter>> = routes.iter().map(|r| r.filters.clone()).collect();
+        let identified = any_overlap(&filters);
         Self {
-            filters: routes.iter().map(|r| r.filters.clone()).collect(),
+            filters,
+            identified,
         }
+    }
+
+    /// Whether the filters are subscribed with subscription identifiers (some overlap).
+    pub fn identifies(&self) -> bool {
+        self.identified
     }
 
     /// The subscription identifier of filter `filter` of route `route`.
@@ -32,7 +45,8 @@ impl Dispatcher {
     }
 
     /// The routes that take this copy of a message on `topic` that came with
-    /// `subscription_ids` (empty for MQTT 3.1.1).
+    /// `subscription_ids` (empty for MQTT 3.1.1). Without overlaps the topic decides, whatever
+    /// identifiers a subscription kept from an earlier run carries.
     pub fn routes_for(&self, topic: &str, subscription_ids: &[usize]) -> Vec<usize> {
         self.filters
             .iter()
@@ -41,7 +55,7 @@ impl Dispatcher {
                 let first_match = filters.iter().position(|f| f.matches(topic));
                 match first_match {
                     None => false,
-                    Some(_) if subscription_ids.is_empty() => true,
+                    Some(_) if !self.identified || subscription_ids.is_empty() => true,
                     Some(filter) => {
                         subscription_ids.contains(&Self::subscription_id(*route, filter))
                     }
@@ -52,20 +66,31 @@ impl Dispatcher {
     }
 }
 
+/// Whether some topic matches two of the filters (of one route or of two).
+fn any_overlap(routes: &[Vec<TopicFilter>]) -> bool {
+    let all: Vec<&TopicFilter> = routes.iter().flatten().collect();
+    all.iter()
+        .enumerate()
+        .any(|(i, f)| all[..i].iter().any(|g| f.overlaps(g)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn dispatcher(routes: &[&[&str]]) -> Dispatcher {
+        let filters: Vec<Vec<TopicFilter>> = routes
+            .iter()
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| TopicFilter::parse(f).expect("valid"))
+                    .collect()
+            })
+            .collect();
+        let identified = any_overlap(&filters);
         Dispatcher {
-            filters: routes
-                .iter()
-                .map(|fs| {
-                    fs.iter()
-                        .map(|f| TopicFilter::parse(f).expect("valid"))
-                        .collect()
-                })
-                .collect(),
+            filters,
+            identified,
         }
     }
 
@@ -99,7 +124,24 @@ mod tests {
 
     #[test]
     fn identifiers_of_other_routes_or_stale_subscriptions_take_nothing() {
-        let d = dispatcher(&[&["a/#"]]);
+        let d = dispatcher(&[&["a/#"], &["a/b"]]);
+        assert!(d.identifies());
         assert!(d.routes_for("a/b", &[99_999]).is_empty());
+    }
+
+    #[test]
+    fn identifiers_are_asked_for_only_when_filters_overlap() {
+        assert!(
+            !dispatcher(&[&["devices/+/state", "devices/+/event"], &["alerts/#"]]).identifies()
+        );
+        assert!(dispatcher(&[&["devices/#", "devices/+/event"]]).identifies());
+        assert!(dispatcher(&[&["devices/+/state"], &["devices/1/+"]]).identifies());
+        // Without overlaps the topic decides, whatever a subscription kept from an earlier
+        // run carries.
+        let d = dispatcher(&[&["a/#"], &["b/#"]]);
+        assert_eq!(
+            d.routes_for("b/c", &[Dispatcher::subscription_id(0, 0)]),
+            [1]
+        );
     }
 }

@@ -58,23 +58,26 @@ pub struct Link {
 
 impl Link {
     /// Subscribes on connection `generation` (nothing if that connection is gone: the
-    /// subscriber subscribes again on the next): one SUBSCRIBE per filter with its identifier
-    /// (MQTT 5, whose subscription identifier belongs to a SUBSCRIBE), or one for them all
-    /// (MQTT 3.1.1). Returns the filters of each packet, in order: one SUBACK answers each.
+    /// subscriber subscribes again on the next): one SUBSCRIBE per filter that has a
+    /// subscription identifier (it belongs to a SUBSCRIBE, MQTT 5), and one for all the others.
+    /// Returns the filters of each packet, in order: one SUBACK answers each.
     pub async fn subscribe(
         &self,
         generation: u64,
-        filters: &[(String, usize)],
+        filters: &[(String, Option<usize>)],
         qos: u8,
     ) -> Vec<Vec<String>> {
-        let packets: Vec<(Vec<String>, Option<usize>)> = if self.v5 {
-            filters
-                .iter()
-                .map(|(f, id)| (vec![f.clone()], Some(*id)))
-                .collect()
-        } else {
-            vec![(filters.iter().map(|(f, _)| f.clone()).collect(), None)]
-        };
+        let mut packets: Vec<(Vec<String>, Option<usize>)> = Vec::new();
+        let mut plain = Vec::new();
+        for (filter, id) in filters {
+            match id {
+                Some(id) if self.v5 => packets.push((vec![filter.clone()], Some(*id))),
+                _ => plain.push(filter.clone()),
+            }
+        }
+        if !plain.is_empty() {
+            packets.push((plain, None));
+        }
         let sent = packets.iter().map(|(f, _)| f.clone()).collect();
         let request = Request::Subscribe {
             generation,

@@ -65,7 +65,7 @@ impl Subscriber {
                 .map(|r| (**r).clone())
                 .collect::<Vec<_>>(),
         );
-        let filters = RouteFilters::new(&self.routes);
+        let filters = RouteFilters::new(&self.routes, dispatcher.identifies());
         let mut first_connection = true;
         // The SUBSCRIBE exchange of the current connection, and that connection's number.
         let mut exchange: Option<(u64, Exchange)> = None;

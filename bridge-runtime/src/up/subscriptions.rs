@@ -9,8 +9,8 @@ use mkb_api::compiled::CompiledMqttToKafka;
 
 use super::dispatch::Dispatcher;
 
-/// Filters grouped per route, as (QoS, [(filter, subscription identifier)]).
-pub type Filters = Vec<(u8, Vec<(String, usize)>)>;
+/// Filters grouped per route, as (QoS, [(filter, subscription identifier if any)]).
+pub type Filters = Vec<(u8, Vec<(String, Option<usize>)>)>;
 
 /// The routes' filters: all of them, and the shared ones alone.
 pub struct RouteFilters {
@@ -42,10 +42,11 @@ pub struct Exchange {
 }
 
 impl RouteFilters {
-    pub fn new(routes: &[Arc<CompiledMqttToKafka>]) -> Self {
+    /// With `identified`, each filter has its subscription identifier (see `dispatch`).
+    pub fn new(routes: &[Arc<CompiledMqttToKafka>], identified: bool) -> Self {
         Self {
-            all: route_filters(routes, false),
-            shared: route_filters(routes, true),
+            all: route_filters(routes, identified, false),
+            shared: route_filters(routes, identified, true),
         }
     }
 
@@ -142,17 +143,24 @@ impl Exchange {
 
 /// Route filters grouped per route; with `only_shared`, just the shared subscriptions, and no
 /// route that has none.
-fn route_filters(routes: &[Arc<CompiledMqttToKafka>], only_shared: bool) -> Filters {
+fn route_filters(
+    routes: &[Arc<CompiledMqttToKafka>],
+    identified: bool,
+    only_shared: bool,
+) -> Filters {
     routes
         .iter()
         .enumerate()
         .map(|(r, route)| {
-            let filters: Vec<(String, usize)> = route
+            let filters: Vec<(String, Option<usize>)> = route
                 .subscriptions
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| !only_shared || s.share_group().is_some())
-                .map(|(i, s)| (s.to_string(), Dispatcher::subscription_id(r, i)))
+                .map(|(i, s)| {
+                    let id = identified.then(|| Dispatcher::subscription_id(r, i));
+                    (s.to_string(), id)
+                })
                 .collect();
             (route.qos, filters)
         })
@@ -174,7 +182,7 @@ mod tests {
             .into_iter()
             .map(Arc::new)
             .collect();
-        RouteFilters::new(&routes)
+        RouteFilters::new(&routes, true)
     }
 
     /// A shared route with two filters, and a plain one.
@@ -201,7 +209,10 @@ mod tests {
         assert_eq!(filters.all().len(), 2);
         assert_eq!(
             filters.all()[1].1,
-            vec![("alerts/#".to_owned(), Dispatcher::subscription_id(1, 0))]
+            vec![(
+                "alerts/#".to_owned(),
+                Some(Dispatcher::subscription_id(1, 0))
+            )]
         );
         let (wanted, _) = filters.for_connection(false);
         assert_eq!(
@@ -209,8 +220,8 @@ mod tests {
             &vec![(
                 filters.all()[0].0,
                 vec![
-                    (STATE.to_owned(), Dispatcher::subscription_id(0, 0)),
-                    (EVENT.to_owned(), Dispatcher::subscription_id(0, 1)),
+                    (STATE.to_owned(), Some(Dispatcher::subscription_id(0, 0))),
+                    (EVENT.to_owned(), Some(Dispatcher::subscription_id(0, 1))),
                 ]
             )]
         );

@@ -5,17 +5,36 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::process::{test_log_dir, workspace_binary, ChildProcess};
 use crate::wait_until;
 
+/// Where [`free_port`] looks: below Linux's ephemeral range (`ip_local_port_range`,
+/// 32768–60999 by default), clear of the test bed's fixed ports (20250–29120) and of
+/// Kubernetes' NodePort range (30000–32767). A port the kernel handed out for `:0` is an
+/// ephemeral one, and any process's next outgoing connection could take it as its local port
+/// between the check and the listener's bind: Mosquitto then failed with "Address already in
+/// use" and the test timed out waiting for it.
+const TEST_PORTS: std::ops::Range<u16> = 12_000..20_000;
+
+/// Ports handed out by this process, so that it never offers one twice.
+static PORTS_TAKEN: AtomicUsize = AtomicUsize::new(0);
+
 /// A free loopback port (bound, then released for the process to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let span = usize::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Processes start at different places so that two at once rarely try the same ports.
+    let start = std::process::id() as usize * 7_919;
+    for _ in 0..span {
+        let n = PORTS_TAKEN.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORTS.start + ((start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// A plain HTTP/1.0 GET; returns the status code and body.

@@ -13,6 +13,8 @@
 //! to every message it sends (a property Mosquitto builds and frees per message), which costs
 //! it and the bridge CPU for nothing.
 
+use std::sync::Arc;
+
 use mkb_api::compiled::CompiledMqttToKafka;
 use mkb_api::topic::TopicFilter;
 
@@ -25,8 +27,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(routes: &[CompiledMqttToKafka]) -> Self {
-        let filters: Vec<Vec<TopicFilter>> = routes.iter().map(|r| r.filters.clone()).collect();
+    pub fn new(routes: &[Arc<CompiledMqttToKafka>]) -> Self {
+        Self::of_filters(routes.iter().map(|r| r.filters.clone()).collect())
+    }
+
+    /// From each route's filters, in route order.
+    fn of_filters(filters: Vec<Vec<TopicFilter>>) -> Self {
         let identified = any_overlap(&filters);
         Self {
             filters,
@@ -79,19 +85,16 @@ mod tests {
     use super::*;
 
     fn dispatcher(routes: &[&[&str]]) -> Dispatcher {
-        let filters: Vec<Vec<TopicFilter>> = routes
-            .iter()
-            .map(|fs| {
-                fs.iter()
-                    .map(|f| TopicFilter::parse(f).expect("valid"))
-                    .collect()
-            })
-            .collect();
-        let identified = any_overlap(&filters);
-        Dispatcher {
-            filters,
-            identified,
-        }
+        Dispatcher::of_filters(
+            routes
+                .iter()
+                .map(|fs| {
+                    fs.iter()
+                        .map(|f| TopicFilter::parse(f).expect("valid"))
+                        .collect()
+                })
+                .collect(),
+        )
     }
 
     #[test]

@@ -58,13 +58,7 @@ impl Subscriber {
     /// Runs until `stop`, then drains: no new message is taken; those taken are finished and
     /// acknowledged within `grace`; then the session is disconnected (and kept by the broker).
     pub async fn run(self, mut events: Updates, stop: CancellationToken, grace: Duration) {
-        let dispatcher = Dispatcher::new(
-            &self
-                .routes
-                .iter()
-                .map(|r| (**r).clone())
-                .collect::<Vec<_>>(),
-        );
+        let dispatcher = Dispatcher::new(&self.routes);
         let filters = RouteFilters::new(&self.routes, dispatcher.identifies());
         let mut first_connection = true;
         // The SUBSCRIBE exchange of the current connection, and that connection's number.
